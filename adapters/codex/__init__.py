@@ -1,0 +1,102 @@
+"""ChatGPT Plus/Pro through the Codex Responses backend (``{base}/responses``)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Mapping
+
+import orjson
+
+from proxy import __version__
+from proxy.chat import ChatRequest
+from proxy.credentials.base import Credential
+from proxy.errors import ProxyError
+
+from ..base import ModelInfo, UpstreamRequest
+from .errors import error_from_response, is_instructions_rejection
+from .request import INSTRUCTIONS_CLIENT, INSTRUCTIONS_DEFAULT, to_responses_body
+from .response import CodexStreamTranslator
+
+DEFAULT_BASE_URL = "https://chatgpt.com/backend-api/codex"
+USER_AGENT = f"subrelay/{__version__} (+https://pypi.org/project/subrelay/)"
+
+
+def shipped_default_instructions() -> str:
+    return resources.files(__package__).joinpath("default_instructions.md").read_text("utf-8").strip()
+
+
+def catalog() -> list[str]:
+    """The Codex model slugs offered on ChatGPT plans, kept as data in ``models.json``."""
+    data = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
+    return list(data["models"])
+
+
+def is_codex_model(model: str) -> bool:
+    """Bare slugs that belong to the Codex catalogue by default: ``gpt-5*`` and ``*codex*``."""
+    return model.startswith("gpt-5") or "codex" in model
+
+
+class CodexAdapter:
+    """Translates Chat Completions to the Codex backend and back; pure apart from a small memory of
+    which models currently refuse custom instructions (so later requests go that way first)."""
+
+    name = "codex"
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, default_instructions: str | None = None) -> None:
+        self.url = base_url.rstrip("/") + "/responses"
+        self.default_instructions = default_instructions or shipped_default_instructions()
+        self._needs_default_instructions: set[str] = set()
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(slug, self.name) for slug in catalog()]
+
+    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        mode = INSTRUCTIONS_DEFAULT if upstream_model in self._needs_default_instructions else INSTRUCTIONS_CLIENT
+        return self._request(chat, upstream_model, credential, mode)
+
+    def retry_after_rejection(
+        self,
+        request: UpstreamRequest,
+        status: int,
+        body: bytes,
+        chat: ChatRequest,
+        upstream_model: str,
+        credential: Credential,
+    ) -> UpstreamRequest | None:
+        """On ``400 Instructions are not valid``: retry once with the default instructions and the
+        client's system text as a developer message, and remember the model needs that."""
+        if request.context.get("instructions_mode") != INSTRUCTIONS_CLIENT or not request.context.get("had_system"):
+            return None
+        if not is_instructions_rejection(status, body):
+            return None
+        self._needs_default_instructions.add(upstream_model)
+        return self._request(chat, upstream_model, credential, INSTRUCTIONS_DEFAULT)
+
+    def new_translator(self, chat: ChatRequest) -> CodexStreamTranslator:
+        return CodexStreamTranslator()
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
+        return error_from_response(status, headers, body)
+
+    def _request(self, chat: ChatRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
+        body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
+        headers = {
+            "Authorization": f"Bearer {credential.access_token}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "OpenAI-Beta": "responses=experimental",
+            "originator": "subrelay",
+            "User-Agent": USER_AGENT,
+            "session_id": body["prompt_cache_key"],
+        }
+        if credential.account_id:
+            headers["chatgpt-account-id"] = credential.account_id
+        had_system = any(m.get("role") in ("system", "developer") for m in chat.messages)
+        return UpstreamRequest(
+            method="POST",
+            url=self.url,
+            headers=headers,
+            body=orjson.dumps(body),
+            context={"instructions_mode": mode, "had_system": had_system},
+        )

@@ -1,0 +1,86 @@
+"""The ``subrelay`` command: ``serve`` runs the proxy; ``status`` shows what it can reach."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from . import __version__
+from .config import Settings, check_bind_is_safe, settings_from_env
+from .errors import ConfigError, ProxyError
+from .redact import install_log_redaction
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
+    parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the proxy (default)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8787, env SUBRELAY_PORT)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env SUBRELAY_LOG_LEVEL")
+    commands.add_parser("status", help="show each provider's credential state (no secrets)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = settings_from_env()
+        if args.command in (None, "serve"):
+            settings = settings.with_overrides(
+                host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None)
+            )
+            return serve(settings)
+        return status(settings)
+    except ConfigError as exc:
+        print(f"subrelay: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    check_bind_is_safe(settings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    app = create_app(settings)
+    print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        loop="auto",
+        http="auto",
+        server_header=False,
+    )
+    return 0
+
+
+def status(settings: Settings) -> int:
+    from .credentials.codex import CodexCredentialSource
+
+    source = CodexCredentialSource(settings.codex_auth_path, token_url=settings.codex_token_url)
+    try:
+        credential = source.load()
+        if credential.expires_at is None:
+            expiry = "unknown"
+        else:
+            left = credential.expires_at - time.time()
+            expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(credential.expires_at))
+            expiry += " (expired; refreshed on next use)" if left <= 0 else f" (in {int(left // 60)} min)"
+        state = f"ok, plan {credential.plan_type or 'unknown'}"
+    except ProxyError as exc:
+        state, expiry = f"unavailable: {exc.message}", "-"
+    rows = [("provider", "source", "state", "expiry"), ("codex", settings.codex_auth_path, state, expiry)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

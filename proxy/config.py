@@ -1,0 +1,132 @@
+"""All configuration, read once at start-up from the environment and command-line flags.
+
+Nothing else reads ``os.environ``: the :class:`Settings` object is built here and passed down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
+DEFAULT_CODEX_TOKEN_URL = "https://auth.openai.com/oauth/token"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 300.0  # reasoning models can think for minutes between events
+    write: float = 30.0
+    pool: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    api_keys: tuple[str, ...] = ()
+    codex_base_url: str = DEFAULT_CODEX_BASE_URL
+    codex_token_url: str = DEFAULT_CODEX_TOKEN_URL
+    codex_auth_path: str = ""
+    default_instructions: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_connections: int = 512
+    log_level: str = "info"
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    return Settings(
+        host=env.get("SUBRELAY_HOST", DEFAULT_HOST),
+        port=_int(env, "SUBRELAY_PORT", DEFAULT_PORT),
+        api_keys=tuple(k.strip() for k in env.get("SUBRELAY_API_KEYS", "").split(",") if k.strip()),
+        codex_base_url=env.get("SUBRELAY_CODEX_BASE_URL", DEFAULT_CODEX_BASE_URL),
+        codex_token_url=env.get("SUBRELAY_CODEX_TOKEN_URL", DEFAULT_CODEX_TOKEN_URL),
+        codex_auth_path=codex_auth_path(env),
+        default_instructions=_default_instructions(env),
+        timeouts=Timeouts(
+            connect=_float(env, "SUBRELAY_CONNECT_TIMEOUT", 10.0),
+            read=_float(env, "SUBRELAY_READ_TIMEOUT", 300.0),
+            write=_float(env, "SUBRELAY_WRITE_TIMEOUT", 30.0),
+            pool=_float(env, "SUBRELAY_POOL_TIMEOUT", 10.0),
+        ),
+        max_connections=_int(env, "SUBRELAY_MAX_CONNECTIONS", 512),
+        log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
+    )
+
+
+def codex_auth_path(env: Mapping[str, str]) -> str:
+    """``CODEX_AUTH_PATH``, else ``$CODEX_HOME/auth.json``, else ``~/.codex/auth.json``."""
+    if env.get("CODEX_AUTH_PATH"):
+        return os.path.expanduser(env["CODEX_AUTH_PATH"])
+    home = env.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.join(os.path.expanduser(home), "auth.json")
+
+
+def check_bind_is_safe(settings: Settings) -> None:
+    """Refuse to listen beyond loopback unless client API keys guard the proxy."""
+    if is_loopback(settings.host) or settings.api_keys:
+        return
+    raise ConfigError(
+        f"Refusing to listen on {settings.host}: that is reachable from other machines, and anyone who "
+        "reaches it could use your logins. Set SUBRELAY_API_KEYS=<key>[,<key>…] so clients must send "
+        "'Authorization: Bearer <key>', or listen on 127.0.0.1."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _default_instructions(env: Mapping[str, str]) -> str | None:
+    if env.get("SUBRELAY_DEFAULT_INSTRUCTIONS"):
+        return env["SUBRELAY_DEFAULT_INSTRUCTIONS"]
+    path = env.get("SUBRELAY_DEFAULT_INSTRUCTIONS_FILE")
+    if not path:
+        return None
+    try:
+        text = Path(path).expanduser().read_text("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"SUBRELAY_DEFAULT_INSTRUCTIONS_FILE: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"SUBRELAY_DEFAULT_INSTRUCTIONS_FILE: {path} is empty")
+    return text
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return number

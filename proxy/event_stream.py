@@ -1,0 +1,73 @@
+"""An ASGI response for SSE that stops its producer the moment the client goes away.
+
+Starlette's ``StreamingResponse`` notices a disconnect only on its next write, or cancels the body
+inside an anyio scope where the body's own cleanup cannot await. This response watches for
+``http.disconnect`` in a side task, cancels the producer, and then always runs ``on_close`` (closing
+the upstream stream) outside the cancellation, so an abandoned answer stops costing upstream tokens.
+Backpressure is natural: each chunk is sent (awaited) before the next upstream read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from .redact import get_logger
+
+log = get_logger("subrelay.stream")
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStreamResponse:
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        on_close: Callable[[], Awaitable[None]],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._on_close = on_close
+        self._headers = list(_HEADERS)
+        for name, value in (headers or {}).items():
+            self._headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    async def __call__(self, scope, receive, send) -> None:
+        producer = asyncio.current_task()
+        disconnected = False
+
+        async def watch_for_disconnect() -> None:
+            nonlocal disconnected
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected = True
+                    if producer is not None:
+                        producer.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch_for_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for chunk in self._chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            if producer is not None:
+                producer.uncancel()
+            log.info("client disconnected; upstream stream cancelled")
+        except OSError:
+            log.info("client connection lost; upstream stream cancelled")
+        finally:
+            watcher.cancel()
+            try:
+                await self._on_close()
+            except asyncio.CancelledError:
+                if not disconnected:
+                    raise

@@ -1,0 +1,92 @@
+"""One redaction helper, used for every log line and every error message.
+
+Two layers: secrets the process knows (tokens read from credential files, configured API keys) are
+registered and replaced verbatim; anything that merely *looks* like a credential (JWTs, ``sk-``
+style keys, bearer headers) is masked by pattern, so a token we never registered (a refresh
+response echoed in an upstream error, say) is still not printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+_MASK = "[REDACTED]"
+_MIN_SECRET_LENGTH = 8
+
+_PATTERNS = re.compile(
+    r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"  # JWT
+    r"|(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}"  # OpenAI / Anthropic / OpenRouter style keys
+    r"|(?:xai-|gsk_|pplx-|AIza)[A-Za-z0-9_-]{12,}"  # xAI, Groq, Perplexity, Google
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"  # an Authorization header value
+    r"|(?:rt|refresh)_[A-Za-z0-9._-]{12,}"  # opaque refresh tokens
+)
+
+
+class SecretRegistry:
+    """The set of secret strings this process has seen, to be masked wherever they appear."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, *secrets: str | None) -> None:
+        with self._lock:
+            changed = False
+            for secret in secrets:
+                if secret and len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
+                    self._secrets.add(secret)
+                    changed = True
+            if changed:
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(_MASK, text)
+        return _PATTERNS.sub(_MASK, text)
+
+
+secrets = SecretRegistry()
+
+
+def redact(text: object) -> str:
+    """Return ``text`` as a string with every known or credential-looking secret masked."""
+    return secrets.redact(str(text))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that renders the message and masks secrets in it (and in exceptions)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger whose records are redacted where they are made, whatever handler receives them."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Attach the redacting filter to the root logger's handlers and to ``logger`` itself."""
+    target = logger or logging.getLogger()
+    flt = RedactingFilter()
+    if not any(isinstance(f, RedactingFilter) for f in target.filters):
+        target.addFilter(flt)
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(flt)

@@ -1,0 +1,229 @@
+"""A mock Codex backend and ChatGPT token endpoint: a real HTTP server for 127.0.0.1 only.
+
+Run by hand: ``python -m tests.mock_upstream --port 8900`` (prints a ready auth.json path). It
+validates requests as the fact sheet says the backend does (bearer token, ``stream``/``store``,
+non-empty ``instructions``, refused sampling parameters, orphan tool outputs), rotates single-use
+refresh tokens, and exposes control endpoints under ``/_mock`` for tests.
+
+It is a bare ASGI app (no framework) so it is cheap enough to serve as the benchmark upstream too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .codex_script import build_transcript
+
+CATALOG = {
+    "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini", "gpt-5.2",
+    "gpt-5.2-codex", "gpt-5.3-codex", "gpt-5.4", "gpt-5.4-mini", "gpt-5.5", "codex-mini",
+}
+REFUSED_PARAMETERS = ("temperature", "top_p", "max_output_tokens", "max_tokens", "max_completion_tokens", "stop")
+ACCOUNT_ID = "acc-0000-mock"
+
+
+def make_jwt(claims: dict[str, Any]) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return f"{b64(orjson.dumps({'alg': 'none', 'typ': 'JWT'}))}.{b64(orjson.dumps(claims))}.{b64(secrets.token_bytes(16))}"
+
+
+@dataclass
+class MockState:
+    """Everything the mock remembers; tests read and steer it directly or through ``/_mock``."""
+
+    valid_access: set[str] = field(default_factory=set)
+    live_refresh: set[str] = field(default_factory=set)
+    used_refresh: set[str] = field(default_factory=set)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    refresh_calls: int = 0
+    script: list[dict[str, Any]] = field(default_factory=list)  # queued canned answers for /responses
+    official_instructions: str | None = None  # when set, any other instructions → 400
+    empty_completed_output: bool = True
+    token_lifetime: int = 3600
+    refresh_delay: float = 0.0
+    record: bool = True
+    delta_count: int | None = None
+    delta_size: int = 8
+    inter_delta_delay: float = 0.0
+    cancelled_streams: int = 0
+    finished_streams: int = 0
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def issue_tokens(self, *, expires_in: int | None = None, plan: str = "plus") -> dict[str, str]:
+        lifetime = self.token_lifetime if expires_in is None else expires_in
+        n = next(self._ids)
+        claims = {"exp": int(time.time()) + lifetime, "iat": int(time.time()), "n": n,
+                  "https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID, "chatgpt_plan_type": plan}}
+        access = make_jwt(claims)
+        refresh = f"rt_mock_{n}_{secrets.token_hex(12)}"
+        self.valid_access.add(access)
+        self.live_refresh.add(refresh)
+        return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": "user@example.com"})}
+
+    def auth_file(self, **kwargs: Any) -> dict[str, Any]:
+        tokens = self.issue_tokens(**kwargs)
+        return {"OPENAI_API_KEY": None, "tokens": {**tokens, "account_id": ACCOUNT_ID},
+                "last_refresh": "2026-11-20T10:00:00.000000Z", "auth_mode": "chatgpt"}
+
+
+class MockCodexServer:
+    """The ASGI app. ``state`` is public so in-process tests can steer it without HTTP."""
+
+    def __init__(self, state: MockState | None = None) -> None:
+        self.state = state or MockState()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if path.endswith("/responses") and scope["method"] == "POST":
+            await self._responses(headers, body, send, receive)
+        elif path == "/oauth/token" and scope["method"] == "POST":
+            await self._token(body, send)
+        elif path.startswith("/_mock/"):
+            await self._control(path, body, send)
+        else:
+            await _json(send, 404, {"detail": "Not Found"})
+
+    async def _responses(self, headers: dict[str, str], raw: bytes, send, receive) -> None:
+        s = self.state
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, {"detail": "Invalid JSON"})
+            return
+        if s.record:
+            s.requests.append({"headers": headers, "body": body})
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in s.valid_access:
+            await _json(send, 401, {"error": {"message": "Your authentication token has expired. Please try signing in again.",
+                                              "type": "invalid_request_error", "code": "token_expired"}})
+            return
+        if s.script:
+            canned = s.script.pop(0)
+            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            return
+        problem = _validate(body, headers, s)
+        if problem:
+            await _json(send, 400, {"detail": problem})
+            return
+        transcript = build_transcript(body, delta_count=s.delta_count, delta_size=s.delta_size,
+                                      empty_completed_output=s.empty_completed_output)
+        delay = transcript.delay or s.inter_delta_delay
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"text/event-stream"), (b"x-codex-primary-used-percent", b"12")]})
+        try:
+            for frame, is_delta in transcript.frames():
+                if delay and is_delta:
+                    await asyncio.sleep(delay)
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if not transcript.truncate:
+                s.finished_streams += 1
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, asyncio.CancelledError):
+            s.cancelled_streams += 1
+            raise
+
+    async def _token(self, raw: bytes, send) -> None:
+        s = self.state
+        s.refresh_calls += 1
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, {"error": "invalid_request"})
+            return
+        if s.refresh_delay:
+            await asyncio.sleep(s.refresh_delay)
+        token = body.get("refresh_token")
+        if body.get("grant_type") != "refresh_token" or not body.get("client_id"):
+            await _json(send, 400, {"error": {"code": "invalid_request", "message": "bad grant"}})
+            return
+        if token in s.used_refresh:
+            await _json(send, 401, {"error": {"code": "refresh_token_reused", "message":
+                        "Your refresh token has already been used to generate a new access token. Please try signing in again."}})
+            return
+        if token not in s.live_refresh:
+            await _json(send, 401, {"error": {"code": "refresh_token_invalidated", "message": "Unknown refresh token."}})
+            return
+        s.live_refresh.discard(token)
+        s.used_refresh.add(token)
+        tokens = s.issue_tokens()
+        await _json(send, 200, {**tokens, "expires_in": s.token_lifetime, "token_type": "Bearer"})
+
+    async def _control(self, path: str, raw: bytes, send) -> None:
+        s = self.state
+        body = orjson.loads(raw) if raw else {}
+        if path == "/_mock/requests":
+            await _json(send, 200, s.requests)
+        elif path == "/_mock/script":
+            s.script.extend(body if isinstance(body, list) else [body])
+            await _json(send, 200, {"queued": len(s.script)})
+        elif path == "/_mock/auth-file":
+            await _json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
+        elif path == "/_mock/stats":
+            await _json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
+                                    "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
+        elif path == "/_mock/config":
+            for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output"):
+                if name in body:
+                    setattr(s, name, body[name])
+            await _json(send, 200, {"ok": True})
+        else:
+            await _json(send, 404, {"detail": "unknown control"})
+
+
+def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> str | None:
+    if not headers.get("chatgpt-account-id"):
+        return "Missing chatgpt-account-id header"
+    if body.get("stream") is not True:
+        return "Stream must be set to true"
+    if body.get("store") is not False:
+        return "Store must be set to false"
+    instructions = body.get("instructions")
+    if not isinstance(instructions, str) or not instructions.strip():
+        return "Instructions are required"
+    if s.official_instructions is not None and instructions != s.official_instructions:
+        return "Instructions are not valid"
+    for name in REFUSED_PARAMETERS:
+        if name in body:
+            return f"Unsupported parameter: {name}"
+    if body.get("model") not in CATALOG:
+        return f"The '{body.get('model')}' model is not supported when using Codex with a ChatGPT account."
+    calls = set()
+    for item in body.get("input") or []:
+        if item.get("type") == "function_call":
+            calls.add(item.get("call_id"))
+        elif item.get("type") == "function_call_output" and item.get("call_id") not in calls:
+            return f"No tool call found for function call output with call_id {item.get('call_id')}."
+    return None
+
+
+async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    raw = orjson.dumps(payload)
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": raw})
