@@ -18,7 +18,7 @@ from proxy.errors import BadRequest
 DROPPED_PARAMETERS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "presence_penalty",
     "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "stop", "user", "n",
-    "metadata", "service_tier", "store", "modalities", "audio", "prediction", "web_search_options",
+    "metadata", "service_tier", "modalities", "audio", "prediction", "web_search_options",
 )
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
