@@ -135,17 +135,27 @@ class MockCodexServer:
         delay = transcript.delay or s.inter_delta_delay
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"), (b"x-codex-primary-used-percent", b"12")]})
+        gone = asyncio.Event()
+
+        async def watch() -> None:  # uvicorn drops writes after a disconnect silently: listen for it
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
         try:
             for frame, is_delta in transcript.frames():
                 if delay and is_delta:
                     await asyncio.sleep(delay)
+                if gone.is_set():
+                    s.cancelled_streams += 1
+                    return
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             if not transcript.truncate:
                 s.finished_streams += 1
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (OSError, asyncio.CancelledError):
-            s.cancelled_streams += 1
-            raise
+        finally:
+            watcher.cancel()
 
     async def _token(self, raw: bytes, send) -> None:
         s = self.state
