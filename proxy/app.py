@@ -21,7 +21,7 @@ from .errors import AuthenticationFailed, ProxyError
 from .json_response import json_response
 from .providers import build_router
 from .redact import get_logger, redact, secrets
-from .routing import Router
+from .routing import Cooldowns, Router
 from .upstream import UpstreamClient
 
 log = get_logger("subrelay.app")
@@ -32,6 +32,7 @@ class AppState:
     settings: Settings
     router: Router
     upstream: UpstreamClient
+    cooldowns: Cooldowns
 
 
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
@@ -50,7 +51,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             for provider in router.providers.values():
                 if getattr(provider.credentials, "http", "absent") is None:
                     provider.credentials.http = http
-            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http))
+            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
+                                          cooldowns=Cooldowns())
             yield
 
     routes = [

@@ -26,6 +26,7 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     body: dict[str, Any]
+    raw: bytes = b""  # the body exactly as received, for upstreams that take it unchanged
 
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
@@ -74,7 +75,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if tools is not None:
         _check_tools(tools)
 
-    return ChatRequest(model=model.strip(), messages=messages, stream=stream, include_usage=include_usage, body=body)
+    return ChatRequest(
+        model=model.strip(), messages=messages, stream=stream, include_usage=include_usage, body=body, raw=raw
+    )
 
 
 def _check_message(position: int, message: Any) -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 from . import __version__
 from .config import Settings, check_bind_is_safe, settings_from_env
-from .errors import ConfigError, ProxyError
+from .errors import ConfigError
 from .redact import install_log_redaction
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
     parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
+    parser.add_argument("--config", help="path to subrelay.toml (env SUBRELAY_CONFIG)")
     commands = parser.add_subparsers(dest="command")
     serve_cmd = commands.add_parser("serve", help="run the proxy (default)")
     serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = settings_from_env()
+        settings = settings_from_env(config_path=args.config)
         if args.command in (None, "serve"):
             settings = settings.with_overrides(
                 host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None)
@@ -61,21 +61,14 @@ def serve(settings: Settings) -> int:
 
 
 def status(settings: Settings) -> int:
-    from .credentials.codex import CodexCredentialSource
+    """Print the credential inventory: provider, source, state, expiry — never a secret."""
+    from .providers import build_inventory
 
-    source = CodexCredentialSource(settings.codex_auth_path, token_url=settings.codex_token_url)
-    try:
-        credential = source.load()
-        if credential.expires_at is None:
-            expiry = "unknown"
-        else:
-            left = credential.expires_at - time.time()
-            expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(credential.expires_at))
-            expiry += " (expired; refreshed on next use)" if left <= 0 else f" (in {int(left // 60)} min)"
-        state = f"ok, plan {credential.plan_type or 'unknown'}"
-    except ProxyError as exc:
-        state, expiry = f"unavailable: {exc.message}", "-"
-    rows = [("provider", "source", "state", "expiry"), ("codex", settings.codex_auth_path, state, expiry)]
+    inventory = build_inventory(settings)
+    rows = [("provider", "source", "state", "expiry")]
+    for entry in inventory.statuses:
+        state = entry.state + (f": {entry.detail}" if entry.detail and entry.state != "ok" else "")
+        rows.append((entry.name, entry.source, state, entry.expiry))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])

@@ -1,8 +1,13 @@
-"""``POST /v1/chat/completions``: validate, route, open upstream, then stream or aggregate.
+"""``POST /v1/chat/completions``: validate, route, open upstream (with fallbacks), stream or aggregate.
 
-Streaming is primed: the proxy waits (briefly) for the first translated event before it sends the
-response head, so an upstream that fails right away still yields a proper HTTP status instead of an
-error buried in a 200 stream. After that, every upstream read is translated and written at once.
+A request may be tried against several routes (its fallback chain), but only *before* the first
+byte reaches the client: a 429, 5xx, timeout or connection failure moves on to the next route, and a
+route that answered with a Retry-After is skipped until it has cooled down. Once the response has
+started, the client sees exactly one answer.
+
+Translated streams are primed: the proxy waits (briefly) for the first translated event before it
+sends the response head, so an upstream that fails right away still yields a proper HTTP status (or
+a fallback) instead of an error buried in a 200 stream.
 """
 
 from __future__ import annotations
@@ -11,31 +16,78 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .aggregate import CompletionAggregator
 from .chat import ChatRequest, parse_chat_request
+from .errors import ProxyError, RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout
 from .event_stream import EventStreamResponse
 from .events import ChatEvent
 from .json_response import json_response
+from .redact import get_logger
+from .routing import Route
 from .stream_out import ChunkEncoder, new_completion_id
-from .upstream import first_failure, translated_batches
+from .upstream import first_failure, passthrough_chunks, translated_batches
+
+log = get_logger("subrelay.completions")
 
 # Longest wait for the first event before the response head is sent anyway (long silent reasoning).
 PRIME_SECONDS = 3.0
+# Failures that mean "this target cannot answer now; another may".
+FALLBACK_ERRORS = (RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout)
 
 
 async def create_chat_completion(request: Request) -> Response:
     state = request.app.state.subrelay
     chat = parse_chat_request(await request.body())
-    route = state.router.resolve(chat.model)
+    routes = state.router.candidates(chat.model)
+    last_error: ProxyError | None = None
+    for position, route in enumerate(routes):
+        wait = state.cooldowns.remaining(route.label)
+        if wait:
+            last_error = RateLimited(
+                f"{route.label} is rate limited for another {int(wait + 0.999)} s.", retry_after=wait)
+            continue
+        try:
+            return await _answer(state, route, chat)
+        except FALLBACK_ERRORS as error:
+            retry_after = getattr(error, "retry_after", None) or _header_seconds(error)
+            if retry_after:
+                state.cooldowns.note(route.label, retry_after)
+            last_error = error
+            if position + 1 < len(routes):
+                log.warning("%s failed before answering (%s); falling back to %s",
+                            route.label, error.status_code, routes[position + 1].label)
+    assert last_error is not None
+    raise last_error
+
+
+async def _answer(state, route: Route, chat: ChatRequest) -> Response:
     upstream = await state.upstream.open(route, chat)
-    batches = translated_batches(upstream, route.provider.adapter.new_translator(chat))
     headers = {"x-subrelay-route": route.label}
+    if getattr(route.provider.adapter, "passthrough", False):
+        return await _relay(upstream, chat, headers)
+    batches = translated_batches(upstream, route.provider.adapter.new_translator(chat))
     if chat.stream:
         return await _stream(chat, batches, headers)
     return await _aggregate(chat, batches, headers)
+
+
+async def _relay(upstream: httpx.Response, chat: ChatRequest, headers: dict[str, str]) -> Response:
+    """The upstream speaks Chat Completions already: hand its bytes to the client unchanged."""
+    if chat.stream:
+        return EventStreamResponse(passthrough_chunks(upstream), on_close=upstream.aclose, headers=headers)
+    try:
+        body = await upstream.aread()
+    except httpx.TimeoutException:
+        raise UpstreamTimeout("The upstream stopped sending before the response was complete.") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).") from None
+    finally:
+        await upstream.aclose()
+    return Response(body, status_code=200, headers=headers, media_type="application/json")
 
 
 async def _aggregate(chat: ChatRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
@@ -105,3 +157,11 @@ async def _prime(batches: AsyncIterator[list[ChatEvent]]) -> tuple[list[ChatEven
         events += batch
         if events:
             return events, None
+
+
+def _header_seconds(error: ProxyError) -> float | None:
+    value = error.headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

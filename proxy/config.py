@@ -11,12 +11,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from .config_file import FileConfig, load_config_file
 from .errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
 DEFAULT_CODEX_TOKEN_URL = "https://auth.openai.com/oauth/token"
+DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +41,21 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 512
     log_level: str = "info"
+    anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
+    file: FileConfig = field(default_factory=FileConfig)
+    # The process environment as it was at start-up: API keys are looked up here, never later.
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def with_overrides(self, **changes: object) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``env`` (default: the process environment)."""
-    env = os.environ if env is None else env
+def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: the process environment) and the config file
+    named by ``config_path`` or ``SUBRELAY_CONFIG`` (optional)."""
+    env = dict(os.environ if env is None else env)
+    config_path = config_path or env.get("SUBRELAY_CONFIG")
+    file = load_config_file(os.path.expanduser(config_path)) if config_path else FileConfig()
     return Settings(
         host=env.get("SUBRELAY_HOST", DEFAULT_HOST),
         port=_int(env, "SUBRELAY_PORT", DEFAULT_PORT),
@@ -54,7 +63,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         codex_base_url=env.get("SUBRELAY_CODEX_BASE_URL", DEFAULT_CODEX_BASE_URL),
         codex_token_url=env.get("SUBRELAY_CODEX_TOKEN_URL", DEFAULT_CODEX_TOKEN_URL),
         codex_auth_path=codex_auth_path(env),
-        default_instructions=_default_instructions(env),
+        default_instructions=_default_instructions(env) or file.default_instructions,
         timeouts=Timeouts(
             connect=_float(env, "SUBRELAY_CONNECT_TIMEOUT", 10.0),
             read=_float(env, "SUBRELAY_READ_TIMEOUT", 300.0),
@@ -63,6 +72,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         max_connections=_int(env, "SUBRELAY_MAX_CONNECTIONS", 512),
         log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
+        anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
+        file=file,
+        env=env,
     )
 
 

@@ -1,18 +1,20 @@
-"""Model name → (provider, upstream model): a table, not an if-chain.
+"""Model name → an ordered list of routes (the target, then its fallbacks): a table, not an if-chain.
 
-A provider pairs an adapter (the wire format) with a credential source (who signs). Explicit names
-``provider/model`` always go to that provider; bare names are matched against an ordered list of
-glob rules (``gpt-5*`` → codex, …) that later adapters and the config file extend.
+A provider pairs an adapter (the wire format) with a credential source (who signs). ``provider/model``
+always goes to that provider; a bare name resolves through the aliases, then an ordered list of glob
+rules (``gpt-5*`` → codex, …). Only providers that are usable right now are in the router, so a rule
+for a missing provider simply does not match and the next one does.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
 from .credentials.base import CredentialSource
-from .errors import ModelNotFound
+from .errors import AuthenticationFailed, ModelNotFound
 
 
 @dataclass(slots=True)
@@ -41,32 +43,114 @@ class Route:
 
 
 class Router:
-    def __init__(self, providers: list[Provider], rules: list[RouteRule]) -> None:
+    def __init__(
+        self,
+        providers: list[Provider],
+        rules: list[RouteRule],
+        aliases: dict[str, str] | None = None,
+        fallbacks: dict[str, tuple[str, ...]] | None = None,
+        unavailable: dict[str, str] | None = None,
+    ) -> None:
         self.providers = {provider.name: provider for provider in providers}
         self.rules = [rule for rule in rules if rule.provider in self.providers]
+        self._all_rules = list(rules)
+        # Providers left out by the inventory, with why: named in errors so a user knows what to fix.
+        self.unavailable = dict(unavailable or {})
+        self.aliases = dict(aliases or {})
+        self.fallbacks = dict(fallbacks or {})
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises :class:`ModelNotFound` (404) when none exists."""
+        route = self._lookup(self.aliases.get(model, model))
+        if route is None:
+            missing = self._unavailable_provider_for(model)
+            if missing is not None:
+                raise AuthenticationFailed(
+                    f"The model '{model}' is served by {missing}, which is unavailable: "
+                    f"{self.unavailable[missing]}.",
+                    code="provider_unavailable",
+                )
+            raise ModelNotFound(
+                f"The model '{model}' does not exist or no available provider serves it. "
+                f"Use GET /v1/models to list the available models, or name a provider explicitly "
+                f"({', '.join(p + '/<model>' for p in self.providers) or 'none configured'}).",
+                param="model",
+            )
+        return route
+
+    def _unavailable_provider_for(self, model: str) -> str | None:
+        prefix, sep, _ = model.partition("/")
+        if sep and prefix in self.unavailable:
+            return prefix
+        for rule in self._all_rules:
+            if rule.provider in self.unavailable and fnmatchcase(model, rule.pattern):
+                return rule.provider
+        return None
+
+    def routable(self, model: str) -> bool:
+        return self._lookup(self.aliases.get(model, model)) is not None
+
+    def candidates(self, model: str) -> list[Route]:
+        """The route for ``model`` followed by its fallback chain (unroutable entries skipped)."""
+        primary = self.resolve(model)
+        chain = self.fallbacks.get(model) or self.fallbacks.get(self.aliases.get(model, "")) or self.fallbacks.get(
+            primary.label, ()
+        )
+        routes = [primary]
+        for name in chain:
+            route = self._lookup(self.aliases.get(name, name))
+            if route is not None and route.label not in {r.label for r in routes}:
+                routes.append(route)
+        return routes
+
+    def _lookup(self, model: str) -> Route | None:
         prefix, sep, rest = model.partition("/")
         if sep and rest and prefix in self.providers:
             return Route(self.providers[prefix], rest)
         for rule in self.rules:
             if fnmatchcase(model, rule.pattern):
                 return Route(self.providers[rule.provider], model)
-        raise ModelNotFound(
-            f"The model '{model}' does not exist or no configured provider serves it. "
-            f"Use GET /v1/models to list the available models, or name a provider explicitly "
-            f"({', '.join(p + '/<model>' for p in self.providers) or 'none configured'}).",
-            param="model",
-        )
+        return None
 
     def models(self) -> list[dict[str, Any]]:
-        """The ``/v1/models`` entries: every model the providers list."""
+        """The ``/v1/models`` entries: what is routable right now, under the name that routes it."""
         listed: list[dict[str, Any]] = []
         seen: set[str] = set()
+
+        def add(model_id: str, owner: str) -> None:
+            if model_id not in seen:
+                seen.add(model_id)
+                listed.append({"id": model_id, "object": "model", "created": 0, "owned_by": owner})
+
         for provider in self.providers.values():
             for info in provider.adapter.models():
-                if info.id not in seen:
-                    seen.add(info.id)
-                    listed.append({"id": info.id, "object": "model", "created": 0, "owned_by": info.owned_by})
+                bare = self._lookup(info.id)
+                add(info.id if bare is not None and bare.provider is provider else f"{provider.name}/{info.id}",
+                    provider.name)
+        for alias, target in self.aliases.items():
+            route = self._lookup(target)
+            if route is not None:
+                add(alias, route.provider.name)
         return listed
+
+
+class Cooldowns:
+    """Per route label, when it may be tried again (from an upstream's Retry-After or reset time)."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._until: dict[str, float] = {}
+        self._clock = clock
+
+    def note(self, label: str, seconds: float) -> None:
+        if seconds > 0:
+            self._until[label] = max(self._until.get(label, 0.0), self._clock() + seconds)
+
+    def remaining(self, label: str) -> float:
+        until = self._until.get(label)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._until[label]
+            return 0.0
+        return left

@@ -43,7 +43,7 @@ class UpstreamClient:
                 return response
             body = await _read_error_body(response)
             status = response.status_code
-            if status == 401 and not refreshed:
+            if status == 401 and not refreshed and getattr(source, "can_refresh", False):
                 refreshed = True
                 log.info("%s answered 401; refreshing the credential once and replaying", route.provider.name)
                 credential = await source.refresh(stale=credential)
@@ -99,6 +99,19 @@ async def translated_batches(response: httpx.Response, translator: StreamTransla
         yield [StreamFailure(UpstreamTimeout("The upstream stopped sending before the response was complete."))]
     except httpx.HTTPError as exc:
         yield [StreamFailure(UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__})."))]
+    finally:
+        await response.aclose()
+
+
+async def passthrough_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Relay an upstream that already speaks Chat Completions SSE, byte for byte."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TimeoutException:
+        yield b"data: " + UpstreamTimeout("The upstream stopped sending mid-response.").to_json() + b"\n\n"
+    except httpx.HTTPError as exc:
+        yield b"data: " + UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).").to_json() + b"\n\n"
     finally:
         await response.aclose()
 

@@ -10,6 +10,8 @@ import pytest
 from proxy.app import create_app
 from proxy.config import Settings, check_bind_is_safe, settings_from_env
 from proxy.errors import ConfigError
+from tests.conftest import write_auth_file
+from tests.mock_upstream.server import MockState
 
 
 @asynccontextmanager
@@ -59,9 +61,11 @@ async def test_missing_login_is_a_401_telling_what_to_run(tmp_path):
         response = await client.post("/v1/chat/completions", json={"model": "gpt-5.1-codex", "messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 401
     assert "codex login" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "provider_unavailable"
 
 
 async def test_models_lists_the_codex_catalogue_and_retrieves_one(tmp_path):
+    write_auth_file(str(tmp_path / "auth.json"), MockState().auth_file())
     async with client_for(settings(tmp_path)) as client:
         listing = (await client.get("/v1/models")).json()
         one = await client.get("/v1/models/gpt-5.1-codex")

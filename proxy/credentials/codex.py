@@ -34,6 +34,7 @@ class CodexCredentialSource:
     """Reads, caches and refreshes a Codex ``auth.json`` without ever corrupting or leaking it."""
 
     name = "codex"
+    can_refresh = True
 
     def __init__(
         self,

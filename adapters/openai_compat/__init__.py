@@ -1,0 +1,165 @@
+"""OpenAI-compatible API-key upstreams (OpenAI, OpenRouter, xAI, Groq, Perplexity, Gemini, custom).
+
+This is the fast path: the upstream already speaks Chat Completions, so the request is forwarded
+with only the model name (and, for Perplexity, the turn order) changed, and the answer — JSON or
+SSE — is relayed byte for byte without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, Mapping
+
+import orjson
+
+from proxy import __version__
+from proxy.chat import ChatRequest
+from proxy.credentials.base import Credential
+from proxy.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    ProxyError,
+    RateLimited,
+    UpstreamFailure,
+    UpstreamOverloaded,
+    UpstreamRejected,
+)
+from proxy.redact import redact
+
+from ..base import ModelInfo, UpstreamRequest
+
+USER_AGENT = f"subrelay/{__version__}"
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    data = json.loads(resources.files(__package__).joinpath("presets.json").read_text("utf-8"))
+    return {name: spec for name, spec in data.items() if not name.startswith("_")}
+
+
+class OpenAICompatAdapter:
+    """Forwards Chat Completions to ``{base_url}/chat/completions`` with a bearer key."""
+
+    passthrough = True
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        models: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        merge_consecutive_roles: bool = False,
+        key_origin: str = "its API key",
+    ) -> None:
+        self.name = name
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self._models = list(models or ())
+        self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+        self._merge_roles = merge_consecutive_roles
+        self._key_origin = key_origin
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(model, self.name) for model in self._models]
+
+    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        if upstream_model == chat.model and not self._merge_roles:
+            body = chat.raw  # unchanged: forward the client's bytes as they came
+        else:
+            payload = dict(chat.body)
+            payload["model"] = upstream_model
+            if self._merge_roles:
+                payload["messages"] = merge_consecutive_roles(chat.messages)
+            body = orjson.dumps(payload)
+        headers = dict(self._headers)
+        if credential.access_token:
+            headers["Authorization"] = f"Bearer {credential.access_token}"
+        if chat.stream:
+            headers["Accept"] = "text/event-stream"
+        return UpstreamRequest("POST", self.url, headers, body)
+
+    def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
+        return None
+
+    def new_translator(self, chat: ChatRequest):  # passthrough: nothing to translate
+        return None
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
+        message, code = _upstream_error(body)
+        shown = f"{self.name}: {message}" if message else f"{self.name} answered HTTP {status}."
+        if status == 401:
+            return AuthenticationFailed(
+                f"{self.name} rejected the API key from {self._key_origin} ({message or 'unauthorized'}). "
+                "Check that the key is current and belongs to this provider.",
+                code=code or "invalid_api_key",
+            )
+        if status == 403:
+            return PermissionDenied(shown, code=code or "forbidden")
+        if status == 404:
+            return NotFound(shown, code=code or "model_not_found")
+        if status == 429:
+            return RateLimited(shown, retry_after=_retry_after(headers), code=code or "rate_limit_exceeded")
+        if status in (503, 529):
+            error = UpstreamOverloaded(shown)
+            retry = _retry_after(headers)
+            if retry is not None:
+                error.headers["Retry-After"] = str(int(retry))
+            return error
+        if 400 <= status < 500:
+            return UpstreamRejected(shown, status_code=status, code=code or "upstream_rejected")
+        return UpstreamFailure(f"{self.name} failed with HTTP {status}{': ' + message if message else ''}.")
+
+
+def merge_consecutive_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge neighbouring user/user or assistant/assistant turns (Perplexity requires alternation)."""
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        previous = merged[-1] if merged else None
+        if (
+            previous is not None
+            and message["role"] == previous["role"]
+            and message["role"] in ("user", "assistant", "system")
+            and not previous.get("tool_calls")
+            and not message.get("tool_calls")
+        ):
+            merged[-1] = {**previous, "content": _join_content(previous.get("content"), message.get("content"))}
+        else:
+            merged.append(message)
+    return merged
+
+
+def _join_content(first: Any, second: Any) -> Any:
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n\n{second}"
+    parts = []
+    for content in (first, second):
+        if isinstance(content, str):
+            parts.append({"type": "text", "text": content})
+        elif isinstance(content, list):
+            parts.extend(content)
+    return parts
+
+
+def _upstream_error(body: bytes) -> tuple[str, str | None]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return redact(body[:300].decode("utf-8", "replace").strip()), None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code")
+        return redact(str(error.get("message") or "")), code if isinstance(code, str) else None
+    if isinstance(error, str):
+        return redact(error), None
+    if isinstance(payload, dict) and isinstance(payload.get("detail"), str):
+        return redact(payload["detail"]), None
+    return "", None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
