@@ -102,6 +102,8 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
         output.append({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
                        "content": [{"type": "output_text", "text": answer, "annotations": []}]})
 
+    if t.truncate:
+        return t  # the connection "drops" before response.completed
     usage = {"input_tokens": 37, "input_tokens_details": {"cached_tokens": 8}, "output_tokens": 11,
              "output_tokens_details": {"reasoning_tokens": 5}, "total_tokens": 48}
     if "incomplete" in marks:

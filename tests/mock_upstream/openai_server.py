@@ -1,0 +1,106 @@
+"""A mock OpenAI-compatible Chat Completions upstream (OpenAI, OpenRouter, vLLM…), loopback only.
+
+Answers JSON or SSE with deterministic ids so a relayed stream can be compared byte for byte, checks
+the bearer key, refuses non-alternating turns when ``require_alternation`` is set (as Perplexity
+does), and takes canned error answers from ``state.script``. A bare ASGI app: cheap enough to be the
+benchmark upstream too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class OpenAIMockState:
+    api_key: str = "sk-or-v1-" + "a1b2c3d4" * 8
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[dict[str, Any]] = field(default_factory=list)
+    require_alternation: bool = False
+    delta_count: int = 3
+    delta_text: str = "hello "
+    inter_delta_delay: float = 0.0
+    record: bool = True
+
+
+def completion_chunks(model: str, count: int, text: str, include_usage: bool) -> list[bytes]:
+    head = b'{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":' + orjson.dumps(model)
+    frames = [b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n']
+    piece = orjson.dumps(text)
+    for _ in range(count):
+        frames.append(b"data: " + head + b',"choices":[{"index":0,"delta":{"content":' + piece + b'},"finish_reason":null}]}\n\n')
+    frames.append(b"data: " + head + b',"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    if include_usage:
+        frames.append(b"data: " + head + b',"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":' +
+                      str(count).encode() + b',"total_tokens":' + str(5 + count).encode() + b"}}\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+class MockOpenAIServer:
+    def __init__(self, state: OpenAIMockState | None = None) -> None:
+        self.state = state or OpenAIMockState()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        s = self.state
+        if not scope["path"].endswith("/chat/completions"):
+            await _json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            return
+        headers = dict(scope["headers"])
+        request = orjson.loads(body)
+        if s.record:
+            s.requests.append({"headers": {k.decode(): v.decode() for k, v in headers.items()}, "body": request,
+                               "raw": body, "path": scope["path"]})
+        if headers.get(b"authorization", b"").decode() != f"Bearer {s.api_key}":
+            await _json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                                              "code": "invalid_api_key"}})
+            return
+        if s.script:
+            canned = s.script.pop(0)
+            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            return
+        if s.require_alternation:
+            roles = [m["role"] for m in request["messages"] if m["role"] != "system"]
+            if any(a == b for a, b in zip(roles, roles[1:])):
+                await _json(send, 400, {"error": {"message": "After the (optional) system message(s), user and assistant "
+                            "roles should be alternating.", "type": "invalid_message", "code": 400}})
+                return
+        model = request["model"]
+        if not request.get("stream"):
+            await _json(send, 200, {"id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
+                                    "model": model, "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": s.delta_text * s.delta_count}}],
+                                    "usage": {"prompt_tokens": 5, "completion_tokens": s.delta_count,
+                                              "total_tokens": 5 + s.delta_count}})
+            return
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for frame in completion_chunks(model, s.delta_count, s.delta_text, include_usage):
+            if s.inter_delta_delay:
+                await asyncio.sleep(s.inter_delta_delay)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    raw = orjson.dumps(payload)
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": raw})
