@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from adapters.anthropic import AnthropicAdapter
 from adapters.codex import CodexAdapter
 from adapters.openai_compat import OpenAICompatAdapter, presets
 
@@ -60,7 +61,8 @@ def build_inventory(settings: Settings) -> Inventory:
     configs = {p.name: p for p in settings.file.providers}
     providers: list[Provider] = []
     statuses: list[ProviderStatus] = []
-    names = ["codex", *presets(), *(n for n in configs if n not in ("codex", *presets()))]
+    builtin = ("codex", *presets(), "anthropic")
+    names = [*builtin, *(n for n in configs if n not in builtin)]
     for name in names:
         config = configs.get(name)
         kind = config.kind if config else name
@@ -157,6 +159,33 @@ def _openai_compatible(
 
 
 def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> tuple[Provider | None, ProviderStatus]:
-    status = ProviderStatus(name, "-", "unavailable", "the Anthropic adapter is not part of this version",
-                            configured=config is not None)
-    return None, status
+    key_env = (config.api_key_env if config else None) or "ANTHROPIC_API_KEY"
+    if config and config.api_key:
+        key, origin = config.api_key, f"{settings.file.path or 'config'} providers.{name}.api_key"
+    else:
+        key, origin = settings.env.get(key_env), f"env {key_env}"
+    status = ProviderStatus(name, origin, "ok", configured=config is not None or bool(key))
+    if not key:
+        claude_login = _claude_code_login(settings)
+        status.state = "unavailable" if claude_login else "not configured"
+        status.detail = (
+            f"a Claude Code login exists ({claude_login}), but Anthropic's terms reserve it for Claude Code, so "
+            f"subrelay does not use it; create an API key at console.anthropic.com and set {key_env}"
+            if claude_login else f"set {key_env} (an API key from console.anthropic.com)"
+        )
+        status.configured = status.configured or bool(claude_login)
+        return None, status
+    problem = key_problem(key, "anthropic")
+    if problem is not None:
+        status.state, status.detail = "unavailable", f"the key in {origin} {problem}"
+        return None, status
+    base_url = (config.base_url if config and config.base_url else None) or settings.anthropic_base_url
+    adapter = AnthropicAdapter(name, base_url, key_origin=origin)
+    return Provider(name, adapter, ApiKeySource(name, key, origin)), status
+
+
+def _claude_code_login(settings: Settings) -> str | None:
+    """The path of Claude Code's credential file, if one exists (only to explain why it is unused)."""
+    directory = settings.env.get("CLAUDE_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".claude")
+    path = os.path.join(directory, ".credentials.json")
+    return path if os.path.exists(path) else None

@@ -1,0 +1,115 @@
+"""Claude models through the Anthropic Messages API, with an API key (never a Claude.ai login)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any, Mapping
+
+import orjson
+
+from proxy import __version__
+from proxy.chat import ChatRequest
+from proxy.credentials.base import Credential
+from proxy.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    NotFound,
+    PermissionDenied,
+    ProxyError,
+    RateLimited,
+    UpstreamFailure,
+    UpstreamOverloaded,
+    UpstreamRejected,
+)
+from proxy.redact import redact
+
+from ..base import ModelInfo, UpstreamRequest
+from .request import DEFAULT_MAX_TOKENS, JSON_TOOL, to_messages_body
+from .response import AnthropicStreamTranslator
+
+ANTHROPIC_VERSION = "2023-06-01"
+USER_AGENT = f"subrelay/{__version__}"
+
+
+def catalog() -> list[dict[str, Any]]:
+    return json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))["models"]
+
+
+class AnthropicAdapter:
+    def __init__(self, name: str = "anthropic", base_url: str = "https://api.anthropic.com",
+                 key_origin: str = "env ANTHROPIC_API_KEY") -> None:
+        self.name = name
+        self.url = base_url.rstrip("/") + "/v1/messages"
+        self._key_origin = key_origin
+        self._catalog = catalog()
+        self._max_output = {entry["id"]: entry["max_output"] for entry in self._catalog}
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
+
+    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        default_max = min(self._max_output.get(upstream_model, DEFAULT_MAX_TOKENS), DEFAULT_MAX_TOKENS)
+        body = to_messages_body(chat, upstream_model, default_max)
+        headers = {
+            "x-api-key": credential.access_token,
+            "anthropic-version": ANTHROPIC_VERSION,
+            "content-type": "application/json",
+            "accept": "text/event-stream",
+            "user-agent": USER_AGENT,
+        }
+        return UpstreamRequest("POST", self.url, headers, orjson.dumps(body))
+
+    def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
+        return None
+
+    def new_translator(self, chat: ChatRequest) -> AnthropicStreamTranslator:
+        response_format = chat.body.get("response_format") or {}
+        json_mode = isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object")
+        return AnthropicStreamTranslator(JSON_TOOL if json_mode else None)
+
+    def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
+        kind, message = _error(body)
+        shown = f"Anthropic: {message}" if message else f"Anthropic answered HTTP {status}."
+        if status == 401:
+            return AuthenticationFailed(f"Anthropic rejected the API key from {self._key_origin} "
+                                        f"({message or 'authentication_error'}). Check the key at console.anthropic.com.")
+        if status == 429:
+            return RateLimited(shown, retry_after=_retry_after(headers), code="rate_limit_exceeded")
+        if status == 529 or kind == "overloaded_error":
+            error = UpstreamOverloaded(shown)
+            retry = _retry_after(headers)
+            if retry is not None:
+                error.headers["Retry-After"] = str(max(1, int(retry)))
+            return error
+        if status == 400:
+            return BadRequest(shown, code=kind or "invalid_request_error")
+        if status == 403:
+            return PermissionDenied(shown, code=kind or "permission_error")
+        if status == 404:
+            return NotFound(shown, code="model_not_found" if "model" in message else kind)
+        if 400 <= status < 500:
+            return UpstreamRejected(shown, status_code=status, code=kind or "upstream_rejected")
+        return UpstreamFailure(f"Anthropic failed with HTTP {status}{': ' + message if message else ''}.")
+
+
+def _error(body: bytes) -> tuple[str | None, str]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, redact(body[:300].decode("utf-8", "replace").strip())
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        return error.get("type"), redact(str(error.get("message") or ""))
+    return None, ""
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
