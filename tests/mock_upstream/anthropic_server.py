@@ -1,0 +1,123 @@
+"""A mock Anthropic Messages API (streaming), loopback only; follows vendors.md §A.6."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .codex_script import _sample
+
+
+@dataclass
+class AnthropicMockState:
+    api_key: str = "sk-ant-api03-" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    script: list[dict[str, Any]] = field(default_factory=list)
+
+
+_MARKERS = re.compile(r"\[\[[^\]]*\]\]")
+
+
+def _frame(kind: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+
+def message_stream(body: dict[str, Any]) -> list[bytes]:
+    last = body["messages"][-1]
+    blocks = last["content"] if isinstance(last["content"], list) else [{"type": "text", "text": last["content"]}]
+    text = " ".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    images = sum(1 for b in blocks if b.get("type") == "image")
+    tool_results = [b for b in blocks if b.get("type") == "tool_result"]
+    frames = [_frame("message_start", {"message": {"id": "msg_mock", "type": "message", "role": "assistant",
+                     "model": body["model"], "content": [], "usage": {"input_tokens": 30, "cache_read_input_tokens": 10,
+                     "cache_creation_input_tokens": 0, "output_tokens": 1}}})]
+    index = 0
+    if body.get("thinking"):
+        frames += [_frame("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+                   _frame("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": "Considering."}}),
+                   _frame("content_block_delta", {"index": 0, "delta": {"type": "signature_delta", "signature": "c2ln"}}),
+                   _frame("content_block_stop", {"index": 0})]
+        index = 1
+    tools = {t["name"]: t for t in body.get("tools") or []}
+    choice = body.get("tool_choice") or {}
+    calls = []
+    if choice.get("type") == "tool":
+        calls = [tools[choice["name"]]]
+    elif tools and choice.get("type") != "none" and not tool_results:
+        wanted = 2 if "[[parallel]]" in text else 1
+        calls = [list(tools.values())[n % len(tools)] for n in range(wanted)]
+    if calls:
+        for n, tool in enumerate(calls):
+            args = orjson.dumps(_sample(tool["input_schema"], text, n)).decode()
+            frames += [_frame("content_block_start", {"index": index, "content_block": {"type": "tool_use",
+                              "id": f"toolu_mock{n + 1}", "name": tool["name"], "input": {}}}),
+                       _frame("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": args[:6]}}),
+                       _frame("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": args[6:]}}),
+                       _frame("content_block_stop", {"index": index})]
+            index += 1
+        stop = "tool_use"
+    else:
+        if tool_results:
+            answer = f"The tool said: {tool_results[-1]['content']}"
+        elif images:
+            answer = f"I see {images} image(s). You said: {text}"
+        else:
+            answer = "Hello! You said: " + _MARKERS.sub("", text).strip()
+        frames.append(_frame("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}}))
+        for start in range(0, len(answer), 8):
+            frames.append(_frame("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": answer[start:start + 8]}}))
+        frames.append(_frame("content_block_stop", {"index": index}))
+        stop = "end_turn"
+    frames += [_frame("ping", {}),
+               _frame("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 12}}),
+               _frame("message_stop", {})]
+    return frames
+
+
+class MockAnthropicServer:
+    def __init__(self, state: AnthropicMockState | None = None) -> None:
+        self.state = state or AnthropicMockState()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        s = self.state
+        body = orjson.loads(raw) if raw else {}
+        s.requests.append({"headers": headers, "body": body, "path": scope["path"]})
+        if headers.get("x-api-key") != s.api_key:
+            await _json(send, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+            return
+        if headers.get("anthropic-version") != "2023-06-01" or "max_tokens" not in body:
+            await _json(send, 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                    "message": "anthropic-version header and max_tokens are required"}})
+            return
+        if s.script:
+            canned = s.script.pop(0)
+            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for frame in message_stream(body):
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    raw = orjson.dumps(payload)
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra]})
+    await send({"type": "http.response.body", "body": raw})
