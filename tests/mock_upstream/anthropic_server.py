@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from .asgi import lifespan, read_body, send_json
+
 from .codex_script import _sample
 
 
@@ -83,41 +85,26 @@ class MockAnthropicServer:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await lifespan(receive, send)
+            return
+        raw = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         s = self.state
         body = orjson.loads(raw) if raw else {}
         s.requests.append({"headers": headers, "body": body, "path": scope["path"]})
         if headers.get("x-api-key") != s.api_key:
-            await _json(send, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+            await send_json(send, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
             return
         if headers.get("anthropic-version") != "2023-06-01" or "max_tokens" not in body:
-            await _json(send, 400, {"type": "error", "error": {"type": "invalid_request_error",
+            await send_json(send, 400, {"type": "error", "error": {"type": "invalid_request_error",
                                     "message": "anthropic-version header and max_tokens are required"}})
             return
         if s.script:
             canned = s.script.pop(0)
-            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
             return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for frame in message_stream(body):
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-
-async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-    raw = orjson.dumps(payload)
-    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra]})
-    await send({"type": "http.response.body", "body": raw})

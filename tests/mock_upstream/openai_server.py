@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from .asgi import lifespan, read_body, send_json
+
 
 @dataclass
 class OpenAIMockState:
@@ -47,20 +49,12 @@ class MockOpenAIServer:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await lifespan(receive, send)
+            return
+        body = await read_body(receive)
         s = self.state
         if not scope["path"].endswith("/chat/completions"):
-            await _json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            await send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         headers = dict(scope["headers"])
         request = orjson.loads(body)
@@ -68,22 +62,22 @@ class MockOpenAIServer:
             s.requests.append({"headers": {k.decode(): v.decode() for k, v in headers.items()}, "body": request,
                                "raw": body, "path": scope["path"]})
         if headers.get(b"authorization", b"").decode() != f"Bearer {s.api_key}":
-            await _json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+            await send_json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
                                               "code": "invalid_api_key"}})
             return
         if s.script:
             canned = s.script.pop(0)
-            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
             return
         if s.require_alternation:
             roles = [m["role"] for m in request["messages"] if m["role"] != "system"]
             if any(a == b for a, b in zip(roles, roles[1:])):
-                await _json(send, 400, {"error": {"message": "After the (optional) system message(s), user and assistant "
+                await send_json(send, 400, {"error": {"message": "After the (optional) system message(s), user and assistant "
                             "roles should be alternating.", "type": "invalid_message", "code": 400}})
                 return
         model = request["model"]
         if not request.get("stream"):
-            await _json(send, 200, {"id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
+            await send_json(send, 200, {"id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
                                     "model": model, "choices": [{"index": 0, "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": s.delta_text * s.delta_count}}],
                                     "usage": {"prompt_tokens": 5, "completion_tokens": s.delta_count,
@@ -97,10 +91,3 @@ class MockOpenAIServer:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-
-async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-    raw = orjson.dumps(payload)
-    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": raw})

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from .asgi import lifespan, read_body, send_json
+
 from .codex_script import build_transcript
 
 CATALOG = {
@@ -84,19 +86,9 @@ class MockCodexServer:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await lifespan(receive, send)
+            return
+        body = await read_body(receive)
         path = scope["path"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if path.endswith("/responses") and scope["method"] == "POST":
@@ -106,29 +98,29 @@ class MockCodexServer:
         elif path.startswith("/_mock/"):
             await self._control(path, body, send)
         else:
-            await _json(send, 404, {"detail": "Not Found"})
+            await send_json(send, 404, {"detail": "Not Found"})
 
     async def _responses(self, headers: dict[str, str], raw: bytes, send, receive) -> None:
         s = self.state
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            await _json(send, 400, {"detail": "Invalid JSON"})
+            await send_json(send, 400, {"detail": "Invalid JSON"})
             return
         if s.record:
             s.requests.append({"headers": headers, "body": body})
         token = headers.get("authorization", "").removeprefix("Bearer ")
         if token not in s.valid_access:
-            await _json(send, 401, {"error": {"message": "Your authentication token has expired. Please try signing in again.",
+            await send_json(send, 401, {"error": {"message": "Your authentication token has expired. Please try signing in again.",
                                               "type": "invalid_request_error", "code": "token_expired"}})
             return
         if s.script:
             canned = s.script.pop(0)
-            await _json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
             return
         problem = _validate(body, headers, s)
         if problem:
-            await _json(send, 400, {"detail": problem})
+            await send_json(send, 400, {"detail": problem})
             return
         transcript = build_transcript(body, delta_count=s.delta_count, delta_size=s.delta_size,
                                       empty_completed_output=s.empty_completed_output)
@@ -163,46 +155,46 @@ class MockCodexServer:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            await _json(send, 400, {"error": "invalid_request"})
+            await send_json(send, 400, {"error": "invalid_request"})
             return
         if s.refresh_delay:
             await asyncio.sleep(s.refresh_delay)
         token = body.get("refresh_token")
         if body.get("grant_type") != "refresh_token" or not body.get("client_id"):
-            await _json(send, 400, {"error": {"code": "invalid_request", "message": "bad grant"}})
+            await send_json(send, 400, {"error": {"code": "invalid_request", "message": "bad grant"}})
             return
         if token in s.used_refresh:
-            await _json(send, 401, {"error": {"code": "refresh_token_reused", "message":
+            await send_json(send, 401, {"error": {"code": "refresh_token_reused", "message":
                         "Your refresh token has already been used to generate a new access token. Please try signing in again."}})
             return
         if token not in s.live_refresh:
-            await _json(send, 401, {"error": {"code": "refresh_token_invalidated", "message": "Unknown refresh token."}})
+            await send_json(send, 401, {"error": {"code": "refresh_token_invalidated", "message": "Unknown refresh token."}})
             return
         s.live_refresh.discard(token)
         s.used_refresh.add(token)
         tokens = s.issue_tokens()
-        await _json(send, 200, {**tokens, "expires_in": s.token_lifetime, "token_type": "Bearer"})
+        await send_json(send, 200, {**tokens, "expires_in": s.token_lifetime, "token_type": "Bearer"})
 
     async def _control(self, path: str, raw: bytes, send) -> None:
         s = self.state
         body = orjson.loads(raw) if raw else {}
         if path == "/_mock/requests":
-            await _json(send, 200, s.requests)
+            await send_json(send, 200, s.requests)
         elif path == "/_mock/script":
             s.script.extend(body if isinstance(body, list) else [body])
-            await _json(send, 200, {"queued": len(s.script)})
+            await send_json(send, 200, {"queued": len(s.script)})
         elif path == "/_mock/auth-file":
-            await _json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
+            await send_json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
         elif path == "/_mock/stats":
-            await _json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
+            await send_json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output"):
                 if name in body:
                     setattr(s, name, body[name])
-            await _json(send, 200, {"ok": True})
+            await send_json(send, 200, {"ok": True})
         else:
-            await _json(send, 404, {"detail": "unknown control"})
+            await send_json(send, 404, {"detail": "unknown control"})
 
 
 def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> str | None:
@@ -230,10 +222,3 @@ def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> st
             return f"No tool call found for function call output with call_id {item.get('call_id')}."
     return None
 
-
-async def _json(send, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-    raw = orjson.dumps(payload)
-    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": raw})
