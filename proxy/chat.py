@@ -137,3 +137,18 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if part.get("type") in ("text", "input_text"))
+
+
+def response_format_of(value: Any) -> tuple[str, dict[str, Any] | None]:
+    """Validate ``response_format``: (``text`` | ``json_object`` | ``json_schema``, the json_schema spec)."""
+    if value is None:
+        return "text", None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("text", "json_object"):
+        return kind, None
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise BadRequest("'response_format.json_schema.schema' must be an object.", param="response_format.json_schema")
+        return kind, spec
+    raise BadRequest("'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format")

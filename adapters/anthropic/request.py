@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from proxy.chat import ChatRequest, text_of
+from proxy.chat import ChatRequest, response_format_of, text_of
 from proxy.errors import BadRequest
 
 JSON_TOOL = "json_response"  # the forced tool that carries response_format json_schema output
@@ -216,19 +216,10 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 
 def _json_schema(response_format: Any) -> dict[str, Any] | None:
-    if response_format is None:
-        return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    kind, spec = response_format_of(response_format)
     if kind == "text":
         return None
-    if kind == "json_object":
-        return {"type": "object", "additionalProperties": True}
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise BadRequest("'response_format.json_schema.schema' must be an object.", param="response_format.json_schema")
-        return schema
-    raise BadRequest("'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format")
+    return spec["schema"] if spec is not None else {"type": "object", "additionalProperties": True}
 
 
 def _thinking_budget(raw: dict[str, Any], max_tokens: int, max_given: bool, tool_choice: dict[str, Any] | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from proxy.chat import ChatRequest, text_of
+from proxy.chat import ChatRequest, response_format_of, text_of
 from proxy.errors import BadRequest
 
 # Accepted by Chat Completions, refused or meaningless on the Codex backend: dropped silently.
@@ -244,28 +244,17 @@ def _reasoning_effort(raw: dict[str, Any]) -> str | None:
 
 
 def _to_text_format(response_format: Any) -> dict[str, Any] | None:
-    if response_format is None:
-        return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    kind, spec = response_format_of(response_format)
     if kind == "text":
         return None
-    if kind == "json_object":
+    if spec is None:
         return {"type": "json_object"}
-    if kind == "json_schema":
-        spec = response_format.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise BadRequest(
-                "'response_format.json_schema.schema' must be an object.", param="response_format.json_schema"
-            )
-        text_format: dict[str, Any] = {
-            "type": "json_schema",
-            "name": spec.get("name") or "response",
-            "schema": spec["schema"],
-            "strict": bool(spec.get("strict", False)),
-        }
-        if spec.get("description"):
-            text_format["description"] = spec["description"]
-        return text_format
-    raise BadRequest(
-        "'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format"
-    )
+    text_format: dict[str, Any] = {
+        "type": "json_schema",
+        "name": spec.get("name") or "response",
+        "schema": spec["schema"],
+        "strict": bool(spec.get("strict", False)),
+    }
+    if spec.get("description"):
+        text_format["description"] = spec["description"]
+    return text_format
