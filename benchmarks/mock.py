@@ -1,0 +1,136 @@
+"""The benchmark upstream: OpenAI Chat Completions (JSON and SSE) and Codex Responses SSE, fast.
+
+Every answer is built once at start-up and replayed from bytes, so the mock costs almost nothing
+per request (``run.py`` measures it alone to prove it is not the bottleneck). The Codex stream
+follows the fact sheet, quirk included: ``response.completed`` carries an empty ``output`` unless
+``--full-output`` (LiteLLM's non-stream ``chatgpt/`` path needs the items there).
+
+    python -m benchmarks.mock --port 8901 --deltas 200 --delta-size 8 --delay 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import orjson
+
+
+def openai_json(deltas: int, size: int) -> bytes:
+    return orjson.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-model",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x" * (deltas * size)}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": deltas, "total_tokens": 10 + deltas},
+    })
+
+
+def openai_sse(deltas: int, size: int) -> list[bytes]:
+    head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"bench-model","choices":[{"index":0,"delta":'
+    frames = [head + b'{"role":"assistant","content":""},"finish_reason":null}]}\n\n']
+    frames += [head + b'{"content":' + orjson.dumps("x" * size) + b'},"finish_reason":null}]}\n\n'] * deltas
+    frames.append(head + b'{},"finish_reason":"stop"}]}\n\n')
+    frames.append(b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"bench-model",'
+                  b'"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":' + str(deltas).encode() + b',"total_tokens":'
+                  + str(10 + deltas).encode() + b'}}\n\n')
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+def codex_sse(deltas: int, size: int, full_output: bool) -> list[bytes]:
+    def frame(kind: str, payload: dict) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+    text = "x" * (deltas * size)
+    item = {"type": "message", "id": "msg_b", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    frames = [frame("response.created", {"response": {"id": "resp_b", "status": "in_progress", "output": []}}),
+              frame("response.output_item.added", {"output_index": 0, "item": {**item, "content": [], "status": "in_progress"}}),
+              frame("response.content_part.added", {"item_id": "msg_b", "output_index": 0, "content_index": 0,
+                                                    "part": {"type": "output_text", "text": ""}})]
+    delta = frame("response.output_text.delta", {"item_id": "msg_b", "output_index": 0, "content_index": 0, "delta": "x" * size})
+    frames += [delta] * deltas
+    frames += [frame("response.output_text.done", {"item_id": "msg_b", "output_index": 0, "content_index": 0, "text": text}),
+               frame("response.output_item.done", {"output_index": 0, "item": item}),
+               frame("response.completed", {"response": {"id": "resp_b", "status": "completed",
+                     "output": [item] if full_output else [],
+                     "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": deltas,
+                               "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 10 + deltas}}})]
+    return frames
+
+
+class BenchUpstream:
+    """The ASGI app; ``path`` picks the wire format, the request's ``stream`` flag JSON vs SSE, and a
+    ``-d<N>`` suffix on the model name the number of deltas (``bench-d1``, ``codex/bench-d200``)."""
+
+    def __init__(self, deltas: int, size: int, delay: float, full_output: bool) -> None:
+        self.delay = delay
+        self.default_deltas = deltas
+        self.size = size
+        self.full_output = full_output
+        self._answers: dict[int, tuple[bytes, list[tuple[bytes, bytes]], list[bytes], list[bytes]]] = {}
+
+    def answers(self, body: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], list[bytes], list[bytes]]:
+        model = orjson.loads(body).get("model", "") if body else ""
+        _, sep, suffix = model.rpartition("-d")
+        deltas = int(suffix) if sep and suffix.isdigit() else self.default_deltas
+        cached = self._answers.get(deltas)
+        if cached is None:
+            json_body = openai_json(deltas, self.size)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(json_body)).encode())]
+            cached = (json_body, headers, openai_sse(deltas, self.size), codex_sse(deltas, self.size, self.full_output))
+            self._answers[deltas] = cached
+        return cached
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        json_body, json_headers, openai_frames, codex_frames = self.answers(body)
+        if path.endswith("/responses"):
+            frames = codex_frames
+        elif b'"stream":true' in body.replace(b" ", b""):
+            frames = openai_frames
+        elif path.endswith("/chat/completions"):
+            await send({"type": "http.response.start", "status": 200, "headers": json_headers})
+            await send({"type": "http.response.body", "body": json_body})
+            return
+        else:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        delay = self.delay
+        for frame in frames:
+            if delay:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8901)
+    parser.add_argument("--deltas", type=int, default=200)
+    parser.add_argument("--delta-size", type=int, default=8)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds between SSE frames")
+    parser.add_argument("--full-output", action="store_true", help="fill response.completed.output")
+    args = parser.parse_args()
+    import uvicorn
+
+    app = BenchUpstream(args.deltas, args.delta_size, args.delay, args.full_output)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
