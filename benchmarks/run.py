@@ -170,7 +170,9 @@ def start_litellm(workdir: Path, mock: Server, slow: Server, models: list[str]) 
     (token_dir / "auth.json").write_text(json.dumps({"access_token": _jwt(), "refresh_token": "rt_bench",
                                                      "expires_at": int(time.time()) + 86400, "account_id": "acc-bench"}))
     env = {"LITELLM_LOG": "ERROR", "CHATGPT_TOKEN_DIR": str(token_dir), "LITELLM_TELEMETRY": "False",
-           "DISABLE_SCHEMA_UPDATE": "true", "NO_DOCS": "true"}
+           "DISABLE_SCHEMA_UPDATE": "true", "NO_DOCS": "true",
+           # no client auth on either proxy, so neither pays for it
+           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
     return start("litellm", [str(ensure_litellm()), "--config", str(config), "--host", "127.0.0.1", "--port", "{port}",
                              "--num_workers", "1"], workdir, env)
 

@@ -22,6 +22,7 @@ from .json_response import json_response
 from .providers import build_router
 from .redact import get_logger, redact, secrets
 from .routing import Cooldowns, Router
+from .transport import upstream_client
 from .upstream import UpstreamClient
 
 log = get_logger("subrelay.app")
@@ -42,12 +43,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        timeouts = settings.timeouts
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool),
-            limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=64),
-            follow_redirects=False,
-        ) as http:
+        async with upstream_client(settings) as http:
             for provider in router.providers.values():
                 if getattr(provider.credentials, "http", "absent") is None:
                     provider.credentials.http = http

@@ -40,6 +40,7 @@ class Settings:
     default_instructions: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 512
+    upstream_transport: str = "aiohttp"  # or "httpx" (pure Python, slower; what respx tests patch)
     log_level: str = "info"
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
     file: FileConfig = field(default_factory=FileConfig)
@@ -71,6 +72,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
             pool=_float(env, "SUBRELAY_POOL_TIMEOUT", 10.0),
         ),
         max_connections=_int(env, "SUBRELAY_MAX_CONNECTIONS", 512),
+        upstream_transport=_choice(env, "SUBRELAY_UPSTREAM_TRANSPORT", ("aiohttp", "httpx"), "aiohttp"),
         log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
         anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
         file=file,
@@ -119,6 +121,13 @@ def _default_instructions(env: Mapping[str, str]) -> str | None:
     if not text:
         raise ConfigError(f"SUBRELAY_DEFAULT_INSTRUCTIONS_FILE: {path} is empty")
     return text
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

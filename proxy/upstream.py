@@ -104,9 +104,10 @@ async def translated_batches(response: httpx.Response, translator: StreamTransla
 
 
 async def passthrough_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """Relay an upstream that already speaks Chat Completions SSE, byte for byte."""
+    """Relay an upstream that already speaks Chat Completions SSE, byte for byte (after removing
+    any content-encoding, since the client gets our headers, not the upstream's)."""
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes():
             yield chunk
     except httpx.TimeoutException:
         yield b"data: " + UpstreamTimeout("The upstream stopped sending mid-response.").to_json() + b"\n\n"

@@ -34,7 +34,9 @@ def auth(tmp_path):
 
 @asynccontextmanager
 async def proxy(auth_path: str):
-    app = create_app(Settings(codex_base_url=BASE, codex_token_url=TOKEN_URL, codex_auth_path=auth_path))
+    # respx patches httpx's own transport, so these tests run the proxy on it
+    app = create_app(Settings(codex_base_url=BASE, codex_token_url=TOKEN_URL, codex_auth_path=auth_path,
+                              upstream_transport="httpx"))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
             yield client
