@@ -170,6 +170,8 @@ def start_litellm(workdir: Path, mock: Server, slow: Server, models: list[str]) 
     (token_dir / "auth.json").write_text(json.dumps({"access_token": _jwt(), "refresh_token": "rt_bench",
                                                      "expires_at": int(time.time()) + 86400, "account_id": "acc-bench"}))
     env = {"LITELLM_LOG": "ERROR", "CHATGPT_TOKEN_DIR": str(token_dir), "LITELLM_TELEMETRY": "False",
+           # litellm_params.api_base is not honoured on the chatgpt/ streaming path; the env var is
+           "CHATGPT_API_BASE": f"{mock.base}/backend-api/codex", "OPENAI_CHATGPT_API_BASE": f"{mock.base}/backend-api/codex",
            "DISABLE_SCHEMA_UPDATE": "true", "NO_DOCS": "true",
            # no client auth on either proxy, so neither pays for it
            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
@@ -277,12 +279,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {
-        "smoke": dict(runs=1, c1=20, stream=10, sweep_runs=1, sweep_n=40, sweep_s=3, levels=(1, 10), memory=100,
+        "smoke": dict(runs=1, c1=20, stream=10, sweep_runs=1, sweep_n=40, sweep_s=3, levels=(1, 10), stream_levels=(1, 10), memory=100,
                       open_streams=20),
-        "quick": dict(runs=2, c1=300, stream=60, sweep_runs=1, sweep_n=1500, sweep_s=2, levels=(1, 10, 50, 200),
-                      memory=1000, open_streams=200),
+        "quick": dict(runs=2, c1=300, stream=30, sweep_runs=1, sweep_n=1500, sweep_s=2, levels=(1, 10, 50, 200),
+                      stream_levels=(1, 10, 50), memory=600, open_streams=100),
         "full": dict(runs=5, c1=1000, stream=300, sweep_runs=3, sweep_n=10000, sweep_s=6, levels=(1, 10, 50, 200),
-                     memory=10000, open_streams=200),
+                     stream_levels=(1, 10, 50, 200), memory=10000, open_streams=200),
     }[size]
     runs = args.runs or plan["runs"]
     workdir = Path(tempfile.mkdtemp(prefix="subrelay-bench-"))
@@ -326,9 +328,11 @@ def main(argv: list[str] | None = None) -> dict:
         scenarios["codex_stream200_c1"] = interleaved([codex_direct, *proxies], "codex",
                                                       {"messages": MESSAGES, "stream": True}, runs, 1, plan["stream"])
         for level in plan["levels"]:
-            print(f"[sweep] concurrency {level}: non-stream, then 50-delta streams", flush=True)
+            print(f"[sweep] concurrency {level}", flush=True)
             scenarios[f"nonstream_c{level}"] = interleaved(targets, "small", {"messages": MESSAGES},
                                                            min(runs, plan["sweep_runs"]), level, plan["sweep_n"], plan["sweep_s"])
+            if level not in plan["stream_levels"]:
+                continue
             scenarios[f"stream50_c{level}"] = interleaved(targets, "stream50", {"messages": MESSAGES, "stream": True},
                                                           min(runs, plan["sweep_runs"]), level, plan["sweep_n"], plan["sweep_s"])
         print("[memory] RSS after many requests and with many open streams", flush=True)
@@ -343,19 +347,21 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def memory(target: Target, plan: dict) -> dict:
+    """RSS per open stream first (before bulk traffic grows the heap, which would hide it), then
+    RSS after half and all of ``plan['memory']`` non-stream requests (flat = no leak)."""
     server = target.server
+    streams = plan["open_streams"]
+    before_streams = server.rss_mb()
+    peak, _ = peak_rss_during(server, lambda: drive(target.url, {"model": target.model["slow"], "messages": MESSAGES,
+                                                                 "stream": True}, streams, streams))
     half = plan["memory"] // 2
     drive(target.url, {"model": target.model["small"], "messages": MESSAGES}, 10, half)
     at_half = server.rss_mb()
     drive(target.url, {"model": target.model["small"], "messages": MESSAGES}, 10, half)
     at_full = server.rss_mb()
-    idle = server.rss_mb()
-    streams = plan["open_streams"]
-    peak, _ = peak_rss_during(server, lambda: drive(target.url, {"model": target.model["slow"], "messages": MESSAGES,
-                                                                 "stream": True}, streams, streams))
     return {f"rss_after_{half}_mb": at_half, f"rss_after_{plan['memory']}_mb": at_full,
             "rss_growth_pct": (at_full - at_half) / at_half * 100, "open_streams": streams,
-            "rss_per_open_stream_kb": max(0.0, peak - idle) * 1024 / streams, "rss_peak_streams_mb": peak}
+            "rss_per_open_stream_kb": max(0.0, peak - before_streams) * 1024 / streams, "rss_peak_streams_mb": peak}
 
 
 def figures(results: dict) -> dict:

@@ -67,6 +67,13 @@ class SSEDecoder:
 
 
 def _parse_frame(frame: bytes) -> SSEEvent | None:
+    # Fast path for the shape nearly every upstream frame has: one "event:" and one "data:" line.
+    if frame.startswith(b"event: "):
+        newline = frame.find(b"\n")
+        if newline > 0 and frame.startswith(b"data: ", newline + 1) and frame.find(b"\n", newline + 1) < 0:
+            return SSEEvent(frame[7:newline].decode("utf-8", "replace"), frame[newline + 7:])
+    elif frame.startswith(b"data: ") and b"\n" not in frame:
+        return SSEEvent(None, frame[6:])
     event_name: str | None = None
     data_lines: list[bytes] = []
     for line in frame.split(b"\n"):
