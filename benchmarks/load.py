@@ -20,7 +20,7 @@ import orjson
 
 
 class Result:
-    __slots__ = ("latencies", "ttfbs", "errors", "statuses", "bytes")
+    __slots__ = ("latencies", "ttfbs", "errors", "statuses", "bytes", "error_kinds")
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
@@ -28,6 +28,7 @@ class Result:
         self.errors = 0
         self.statuses: dict[int, int] = {}
         self.bytes = 0
+        self.error_kinds: dict[str, int] = {}
 
 
 async def _read_response(reader: asyncio.StreamReader, started: float, result: Result) -> bool:
@@ -78,8 +79,10 @@ async def _worker(host: str, port: int, request: bytes, budget: list[int], deadl
             if not await _read_response(reader, started, result):
                 writer.close()
                 writer = None
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             result.errors += 1
+            kind = type(exc).__name__
+            result.error_kinds[kind] = result.error_kinds.get(kind, 0) + 1
             if writer is not None:
                 writer.close()
             writer = None
@@ -104,7 +107,8 @@ async def run(url: str, body: bytes, concurrency: int, requests: int, seconds: f
     await asyncio.gather(*(_worker(host, port, request, budget, deadline, result) for _ in range(concurrency)))
     wall = time.perf_counter() - started
     return {"latencies_ms": result.latencies, "ttfb_ms": result.ttfbs, "errors": result.errors,
-            "statuses": result.statuses, "wall_s": wall, "bytes": result.bytes}
+            "statuses": result.statuses, "wall_s": wall, "bytes": result.bytes,
+            "error_kinds": result.error_kinds}
 
 
 def main() -> None:

@@ -225,7 +225,16 @@ def summarise(runs: list[dict]) -> dict:
     return {"p50_ms": med("latencies_ms", 0.5), "p99_ms": med("latencies_ms", 0.99),
             "ttfb_p50_ms": med("ttfb_ms", 0.5), "ttfb_p99_ms": med("ttfb_ms", 0.99),
             "requests": ok, "errors": sum(run["errors"] for run in runs),
+            "statuses": _merged(run["statuses"] for run in runs), "error_kinds": _merged(run["error_kinds"] for run in runs),
             "req_per_s": statistics.median(len(run["latencies_ms"]) / run["wall_s"] for run in runs) if wall else 0.0}
+
+
+def _merged(counts) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for key, value in count.items():
+            merged[str(key)] = merged.get(str(key), 0) + value
+    return merged
 
 
 def interleaved(targets: list[Target], scenario: str, body: dict, runs: int, concurrency: int, requests: int,
@@ -318,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
             if target.server:
                 drive(target.url, {"model": target.model["codex"], "messages": MESSAGES, "stream": True}, 1, 5)
 
+        print("[memory] RSS with many open streams", flush=True)
+        streams_memory = {t.name: open_stream_memory(t, plan) for t in proxies}
         scenarios = results["scenarios"]
         print(f"[{size}] non-stream small completion, concurrency 1", flush=True)
         scenarios["nonstream_c1"] = interleaved(targets, "small", {"messages": MESSAGES, "max_tokens": 16}, runs, 1, plan["c1"])
@@ -335,8 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             scenarios[f"stream50_c{level}"] = interleaved(targets, "stream50", {"messages": MESSAGES, "stream": True},
                                                           min(runs, plan["sweep_runs"]), level, plan["sweep_n"], plan["sweep_s"])
-        print("[memory] RSS after many requests and with many open streams", flush=True)
-        results["memory"] = {t.name: memory(t, plan) for t in proxies}
+        print("[memory] RSS after many requests", flush=True)
+        results["memory"] = {t.name: {**memory(t, plan), **streams_memory[t.name]} for t in proxies}
     finally:
         for server in reversed(servers):
             server.stop()
@@ -346,22 +357,28 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def memory(target: Target, plan: dict) -> dict:
-    """RSS per open stream first (before bulk traffic grows the heap, which would hide it), then
-    RSS after half and all of ``plan['memory']`` non-stream requests (flat = no leak)."""
+def open_stream_memory(target: Target, plan: dict) -> dict:
+    """RSS growth while ``open_streams`` slow streams are open, measured right after warm-up:
+    later bulk traffic grows the heap and would hide the per-stream cost."""
     server = target.server
     streams = plan["open_streams"]
-    before_streams = server.rss_mb()
+    before = server.rss_mb()
     peak, _ = peak_rss_during(server, lambda: drive(target.url, {"model": target.model["slow"], "messages": MESSAGES,
                                                                  "stream": True}, streams, streams))
+    return {"open_streams": streams, "rss_before_streams_mb": before, "rss_peak_streams_mb": peak,
+            "rss_per_open_stream_kb": max(0.0, peak - before) * 1024 / streams}
+
+
+def memory(target: Target, plan: dict) -> dict:
+    """RSS after half and all of ``plan['memory']`` non-stream requests: flat means no leak."""
+    server = target.server
     half = plan["memory"] // 2
     drive(target.url, {"model": target.model["small"], "messages": MESSAGES}, 10, half)
     at_half = server.rss_mb()
     drive(target.url, {"model": target.model["small"], "messages": MESSAGES}, 10, half)
     at_full = server.rss_mb()
     return {f"rss_after_{half}_mb": at_half, f"rss_after_{plan['memory']}_mb": at_full,
-            "rss_growth_pct": (at_full - at_half) / at_half * 100, "open_streams": streams,
-            "rss_per_open_stream_kb": max(0.0, peak - before_streams) * 1024 / streams, "rss_peak_streams_mb": peak}
+            "rss_growth_pct": (at_full - at_half) / at_half * 100}
 
 
 def figures(results: dict) -> dict:

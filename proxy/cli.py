@@ -45,6 +45,7 @@ def serve(settings: Settings) -> int:
     check_bind_is_safe(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     app = create_app(settings)
     print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
     uvicorn.run(
