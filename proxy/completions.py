@@ -53,7 +53,7 @@ async def create_chat_completion(request: Request) -> Response:
         try:
             return await _answer(state, route, chat)
         except FALLBACK_ERRORS as error:
-            retry_after = getattr(error, "retry_after", None) or _header_seconds(error)
+            retry_after = getattr(error, "retry_after", None)
             if retry_after:
                 state.cooldowns.note(route.label, retry_after)
             last_error = error
@@ -158,10 +158,3 @@ async def _prime(batches: AsyncIterator[list[ChatEvent]]) -> tuple[list[ChatEven
         if events:
             return events, None
 
-
-def _header_seconds(error: ProxyError) -> float | None:
-    value = error.headers.get("Retry-After")
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None

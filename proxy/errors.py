@@ -8,7 +8,7 @@ in exactly one place, the app's exception handler, so clients always see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
@@ -79,18 +79,23 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
-class RateLimited(ProxyError):
-    """The upstream (or its quota) says wait; ``retry_after`` seconds become ``Retry-After``."""
-
-    status_code = 429
-    error_type = "rate_limit_error"
-    default_code = "rate_limit_exceeded"
+class _WaitHint(ProxyError):
+    """An error after which the upstream says when to try again: ``retry_after`` seconds become
+    our ``Retry-After`` header, and routing cools the target down for as long."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         if retry_after is not None:
             self.headers.setdefault("Retry-After", str(max(0, int(retry_after + 0.999))))
+
+
+class RateLimited(_WaitHint):
+    """The upstream (or its quota) says wait."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
 
 
 class UpstreamRejected(ProxyError):
@@ -108,7 +113,7 @@ class UpstreamFailure(ProxyError):
     default_code = "bad_gateway"
 
 
-class UpstreamOverloaded(ProxyError):
+class UpstreamOverloaded(_WaitHint):
     status_code = 503
     error_type = "upstream_error"
     default_code = "overloaded"
@@ -118,6 +123,18 @@ class UpstreamTimeout(ProxyError):
     status_code = 504
     error_type = "timeout_error"
     default_code = "upstream_timeout"
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """An upstream's ``retry-after-ms`` or ``retry-after`` (seconds) header, if it has a number."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) * scale
+            except ValueError:
+                continue
+    return None
 
 
 class ConfigError(Exception):

@@ -21,6 +21,7 @@ from proxy.errors import (
     UpstreamFailure,
     UpstreamOverloaded,
     UpstreamRejected,
+    retry_after_seconds,
 )
 from proxy.redact import redact
 
@@ -75,13 +76,9 @@ class AnthropicAdapter:
             return AuthenticationFailed(f"Anthropic rejected the API key from {self._key_origin} "
                                         f"({message or 'authentication_error'}). Check the key at console.anthropic.com.")
         if status == 429:
-            return RateLimited(shown, retry_after=_retry_after(headers), code="rate_limit_exceeded")
+            return RateLimited(shown, retry_after=retry_after_seconds(headers), code="rate_limit_exceeded")
         if status == 529 or kind == "overloaded_error":
-            error = UpstreamOverloaded(shown)
-            retry = _retry_after(headers)
-            if retry is not None:
-                error.headers["Retry-After"] = str(max(1, int(retry)))
-            return error
+            return UpstreamOverloaded(shown, retry_after=retry_after_seconds(headers))
         if status == 400:
             return BadRequest(shown, code=kind or "invalid_request_error")
         if status == 403:
@@ -103,13 +100,3 @@ def _error(body: bytes) -> tuple[str | None, str]:
         return error.get("type"), redact(str(error.get("message") or ""))
     return None, ""
 
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
-    return None

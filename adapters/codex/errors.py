@@ -17,6 +17,7 @@ from proxy.errors import (
     RateLimited,
     UpstreamFailure,
     UpstreamRejected,
+    retry_after_seconds,
 )
 from proxy.redact import redact
 
@@ -85,7 +86,7 @@ def _rate_limited(message: str, error: dict[str, Any], headers: Mapping[str, str
     if retry_after is None and resets_at is not None:
         retry_after = max(0.0, resets_at - now)
     if retry_after is None:
-        retry_after = _seconds(headers.get("retry-after"))
+        retry_after = retry_after_seconds(headers)
     if error.get("type") == "usage_limit_reached" or error.get("code") == "usage_limit_reached":
         plan = error.get("plan_type")
         plan_text = f"ChatGPT {plan.capitalize()} plan" if isinstance(plan, str) and plan else "ChatGPT plan"

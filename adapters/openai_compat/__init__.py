@@ -25,6 +25,7 @@ from proxy.errors import (
     UpstreamFailure,
     UpstreamOverloaded,
     UpstreamRejected,
+    retry_after_seconds,
 )
 from proxy.redact import redact
 
@@ -99,13 +100,9 @@ class OpenAICompatAdapter:
         if status == 404:
             return NotFound(shown, code=code or "model_not_found")
         if status == 429:
-            return RateLimited(shown, retry_after=_retry_after(headers), code=code or "rate_limit_exceeded")
+            return RateLimited(shown, retry_after=retry_after_seconds(headers), code=code or "rate_limit_exceeded")
         if status in (503, 529):
-            error = UpstreamOverloaded(shown)
-            retry = _retry_after(headers)
-            if retry is not None:
-                error.headers["Retry-After"] = str(int(retry))
-            return error
+            return UpstreamOverloaded(shown, retry_after=retry_after_seconds(headers))
         if 400 <= status < 500:
             return UpstreamRejected(shown, status_code=status, code=code or "upstream_rejected")
         return UpstreamFailure(f"{self.name} failed with HTTP {status}{': ' + message if message else ''}.")
@@ -156,10 +153,3 @@ def _upstream_error(body: bytes) -> tuple[str, str | None]:
         return redact(payload["detail"]), None
     return "", None
 
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
