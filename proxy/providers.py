@@ -84,6 +84,9 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
     for status in inventory.statuses:
         if status.state == "unavailable" and status.configured:
             log.warning("provider %s is unavailable and left out of routing: %s", status.name, status.detail)
+    if not inventory.providers:
+        log.warning("no provider is usable yet: run `codex login`, or set an API key such as OPENAI_API_KEY or "
+                    "ANTHROPIC_API_KEY; `subrelay status` shows what was found")
     rules = [RouteRule(r.pattern, r.provider) for r in settings.file.routes] + DEFAULT_RULES
     unavailable = {s.name: s.detail for s in inventory.statuses if s.state != "ok" and s.detail}
     router = Router(inventory.providers, rules, unavailable=unavailable)

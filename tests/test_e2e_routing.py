@@ -196,3 +196,9 @@ def test_placeholder_key_is_caught_at_start_up_with_one_warning(mock_codex, auth
         response = httpx.post(f"{thread.url}/v1/chat/completions", json={"model": "openrouter/openai/gpt-5.4", "messages": USER})
     assert response.status_code == 401 and "placeholder" in response.json()["error"]["message"]
     assert openrouter[0].state.requests == []
+
+
+def test_start_up_with_no_usable_provider_says_what_to_do(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    create_app(Settings(codex_auth_path=str(tmp_path / "none.json"), env={"CLAUDE_CONFIG_DIR": str(tmp_path)}))
+    assert any("no provider is usable" in r.getMessage() and "codex login" in r.getMessage() for r in caplog.records)
