@@ -5,9 +5,12 @@ Both servers are real uvicorn servers on 127.0.0.1; nothing leaves the machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -15,6 +18,9 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 from openai import AsyncOpenAI, AuthenticationError, OpenAI
 from pydantic import BaseModel
+
+from proxy.app import create_app
+from tests.mock_upstream import ServerThread
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -183,3 +189,65 @@ def test_client_disconnect_cancels_the_upstream_stream(proxy_url, mock_codex):
         time.sleep(0.05)
     assert mock_codex.state.cancelled_streams == 1
     assert mock_codex.state.finished_streams == 0
+
+
+class _DrainingUpstream:
+    """A raw asyncio Codex-like upstream that writes only as fast as its reader takes the bytes
+    (``drain()`` after every write), so ``written`` is exactly what the proxy pulled."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.written = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        self.ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        frame = (b"event: response.output_text.delta\ndata: " + json.dumps({
+            "type": "response.output_text.delta", "item_id": "m", "output_index": 0, "delta": "y" * 4096}).encode() + b"\n\n")
+        chunk = f"{len(frame):x}\r\n".encode() + frame + b"\r\n"
+        try:
+            while self.written < self.total:
+                writer.write(chunk)
+                await writer.drain()
+                self.written += len(frame)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_a_slow_client_holds_back_the_upstream_instead_of_being_buffered(proxy_settings):
+    """100 MB of answer, far more than every socket buffer on the way: a proxy that read ahead of
+    its client would pull most of it from the upstream while the client sleeps."""
+    upstream = _DrainingUpstream(100 * 2**20)
+    settings = replace(proxy_settings, codex_base_url=f"http://127.0.0.1:{upstream.port}")
+    body = {"model": "gpt-5.1-codex", "stream": True, "messages": [{"role": "user", "content": "big"}]}
+    try:
+        with ServerThread(create_app(settings)) as proxy, httpx.stream(
+                "POST", f"{proxy.url}/v1/chat/completions", json=body, timeout=30) as response:
+            received = 0
+            for chunk in response.iter_raw(65536):
+                received += len(chunk)
+                if received > 256 * 1024:
+                    break
+            time.sleep(2)  # a client busy elsewhere
+            pulled = upstream.written
+            assert pulled < 40 * 2**20, f"the proxy pulled {pulled / 2**20:.0f} MB ahead of a client that read 0.25 MB"
+    finally:
+        upstream.stop()

@@ -124,7 +124,9 @@ class MockCodexServer:
             return
         transcript = build_transcript(body, delta_count=s.delta_count, delta_size=s.delta_size,
                                       empty_completed_output=s.empty_completed_output)
+        frames = transcript.frames()
         delay = transcript.delay or s.inter_delta_delay
+        truncate = transcript.truncate
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"), (b"x-codex-primary-used-percent", b"12")]})
         gone = asyncio.Event()
@@ -136,14 +138,14 @@ class MockCodexServer:
 
         watcher = asyncio.create_task(watch())
         try:
-            for frame, is_delta in transcript.frames():
+            for frame, is_delta in frames:
                 if delay and is_delta:
                     await asyncio.sleep(delay)
                 if gone.is_set():
                     s.cancelled_streams += 1
                     return
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if not transcript.truncate:
+            if not truncate:
                 s.finished_streams += 1
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
