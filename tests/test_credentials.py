@@ -216,3 +216,27 @@ def test_two_processes_racing_on_an_expired_file_refresh_once(tmp_path, mock_cod
     saved = json.loads(open(path).read())
     assert saved["tokens"]["access_token"].endswith(outputs.pop().decode())
     assert saved["tokens"]["refresh_token"] in mock_codex.state.live_refresh
+
+
+async def test_tokens_from_a_refresh_that_could_not_be_saved_are_kept_in_memory(path, monkeypatch, caplog):
+    """The old refresh token is spent once refreshed: losing the new one would log the user out."""
+    write_auth_file(path, auth_data(-10))
+    original = open(path, "rb").read()
+
+    def read_only_disk(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr("proxy.credentials.codex.atomic_write_json", read_only_disk)
+    source = CodexCredentialSource(path, token_url=TOKEN_URL)
+    tokens = fresh_tokens()
+    with respx.mock:
+        route = respx.post(TOKEN_URL).mock(return_value=httpx.Response(200, json=tokens))
+        first = await source.current()
+        second = await source.current()
+    assert first.access_token == second.access_token == tokens["access_token"]
+    assert route.call_count == 1
+    assert open(path, "rb").read() == original
+    assert "could not save" in caplog.text and tokens["access_token"] not in caplog.text
+    replacement = auth_data(3600, refresh_token="rt_new_login_after_fix")
+    write_auth_file(path, replacement)  # the user ran `codex login`: the file wins again
+    assert (await source.current()).access_token == replacement["tokens"]["access_token"]

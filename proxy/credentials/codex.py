@@ -149,9 +149,14 @@ class CodexCredentialSource:
         try:
             atomic_write_json(self.path, updated)
         except OSError as exc:
-            log.error("refreshed the ChatGPT login but could not save %s: %s", self.path, exc.strerror)
-        self._file.invalidate()
-        log.info("refreshed the ChatGPT login in %s", self.path)
+            # The old refresh token is spent: keep the new tokens in memory rather than lose them.
+            self._file.hold(updated)
+            log.error("refreshed the ChatGPT login but could not save %s (%s); using the new tokens from "
+                      "memory until the file changes. Fix the file or directory, or run `codex login`.",
+                      self.path, exc.strerror)
+        else:
+            self._file.invalidate()
+            log.info("refreshed the ChatGPT login in %s", self.path)
         return self._credential_from(updated)
 
     async def _post_refresh(self, refresh_token: str) -> dict[str, Any]:

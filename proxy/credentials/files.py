@@ -31,12 +31,13 @@ class CachedJsonFile:
     """A JSON file read again only when its stamp changes, so another program's rotation is seen
     on the next request without re-parsing the file on every request."""
 
-    __slots__ = ("path", "_stamp", "_data")
+    __slots__ = ("path", "_stamp", "_data", "_held")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._stamp: FileStamp | None = None
         self._data: dict[str, Any] | None = None
+        self._held: tuple[FileStamp, dict[str, Any]] | None = None
 
     def load(self) -> dict[str, Any]:
         """The file's current JSON object; raises :class:`CredentialFileError`."""
@@ -48,6 +49,10 @@ class CachedJsonFile:
         except OSError as exc:
             raise CredentialFileError(self.path, "unreadable", exc.strerror or "") from None
         stamp = FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._held is not None:
+            if self._held[0] == stamp:
+                return self._held[1]
+            self._held = None  # the file changed since: it wins
         if stamp == self._stamp and self._data is not None:
             return self._data
         data = read_json_object(self.path)
@@ -55,7 +60,17 @@ class CachedJsonFile:
         return data
 
     def invalidate(self) -> None:
+        """Forget the parsed copy (the next load re-reads even if the stamp looks unchanged)."""
         self._stamp = self._data = None
+
+    def hold(self, data: dict[str, Any]) -> None:
+        """Serve ``data`` instead of the file until the file changes (used when a write failed, so
+        newer tokens than the file's are not lost)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        self._held = (FileStamp(st.st_mtime_ns, st.st_size, st.st_ino), data)
 
 
 def read_json_object(path: str) -> dict[str, Any]:
