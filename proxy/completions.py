@@ -35,6 +35,8 @@ log = get_logger("subrelay.completions")
 
 # Longest wait for the first event before the response head is sent anyway (long silent reasoning).
 PRIME_SECONDS = 3.0
+# Upstream quota headers worth showing the client (Codex's 5-hour/weekly windows, API rate limits).
+QUOTA_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-", "anthropic-ratelimit-")
 # Failures that mean "this target cannot answer now; another may".
 FALLBACK_ERRORS = (RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout)
 
@@ -67,6 +69,9 @@ async def create_chat_completion(request: Request) -> Response:
 async def _answer(state, route: Route, chat: ChatRequest) -> Response:
     upstream = await state.upstream.open(route, chat)
     headers = {"x-subrelay-route": route.label}
+    for name, value in upstream.headers.items():
+        if name.lower().startswith(QUOTA_HEADER_PREFIXES):
+            headers[name.lower()] = value
     if getattr(route.provider.adapter, "passthrough", False):
         return await _relay(upstream, chat, headers)
     batches = translated_batches(upstream, route.provider.adapter.new_translator(chat))

@@ -251,3 +251,11 @@ def test_a_slow_client_holds_back_the_upstream_instead_of_being_buffered(proxy_s
             assert pulled < 40 * 2**20, f"the proxy pulled {pulled / 2**20:.0f} MB ahead of a client that read 0.25 MB"
     finally:
         upstream.stop()
+
+
+def test_codex_quota_headers_reach_the_client(proxy_url):
+    response = httpx.post(f"{proxy_url}/chat/completions",
+                          json={"model": "gpt-5.1-codex", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 200
+    assert response.headers["x-codex-primary-used-percent"] == "12"
+    assert response.headers["x-subrelay-route"] == "codex/gpt-5.1-codex"
