@@ -45,7 +45,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with upstream_client(settings) as http:
             for provider in router.providers.values():
-                if getattr(provider.credentials, "http", "absent") is None:
+                # Sources that refresh over HTTP (the Codex login) share the pooled client.
+                if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
                                           cooldowns=Cooldowns())
