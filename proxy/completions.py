@@ -1,9 +1,7 @@
 """``POST /v1/chat/completions``: validate, route, open upstream (with fallbacks), stream or aggregate.
 
-A request may be tried against several routes (its fallback chain), but only *before* the first
-byte reaches the client: a 429, 5xx, timeout or connection failure moves on to the next route, and a
-route that answered with a Retry-After is skipped until it has cooled down. Once the response has
-started, the client sees exactly one answer.
+Fallbacks and cooldowns are :mod:`proxy.dispatch`'s; once the response has started, the client sees
+exactly one answer.
 
 Translated streams are primed: the proxy waits (briefly) for the first translated event before it
 sends the response head, so an upstream that fails right away still yields a proper HTTP status (or
@@ -16,82 +14,50 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .aggregate import CompletionAggregator
 from .chat import ChatRequest, parse_chat_request
-from .errors import ProxyError, RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout
+from .dispatch import Opened, open_with_fallbacks
 from .event_stream import EventStreamResponse
 from .events import ChatEvent
 from .json_response import json_response
 from .redact import get_logger
-from .routing import Route
 from .stream_out import ChunkEncoder, new_completion_id
-from .upstream import first_failure, passthrough_chunks, translated_batches
+from .upstream import StreamClock, first_failure, passthrough_chunks, read_whole, translated_batches
 
 log = get_logger("subrelay.completions")
 
 # Longest wait for the first event before the response head is sent anyway (long silent reasoning).
 PRIME_SECONDS = 3.0
-# Upstream quota headers worth showing the client (Codex's 5-hour/weekly windows, API rate limits).
-QUOTA_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-", "anthropic-ratelimit-")
-# Failures that mean "this target cannot answer now; another may".
-FALLBACK_ERRORS = (RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout)
+# Largest non-streaming answer relayed from an upstream.
+MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
 
 async def create_chat_completion(request: Request) -> Response:
     state = request.app.state.subrelay
     chat = parse_chat_request(await request.body())
     routes = state.router.candidates(chat.model)
-    last_error: ProxyError | None = None
-    for position, route in enumerate(routes):
-        wait = state.cooldowns.remaining(route.label)
-        if wait:
-            last_error = RateLimited(
-                f"{route.label} is rate limited for another {int(wait + 0.999)} s.", retry_after=wait)
-            continue
-        try:
-            return await _answer(state, route, chat)
-        except FALLBACK_ERRORS as error:
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after:
-                state.cooldowns.note(route.label, retry_after)
-            last_error = error
-            if position + 1 < len(routes):
-                log.warning("%s failed before answering (%s); falling back to %s",
-                            route.label, error.status_code, routes[position + 1].label)
-    assert last_error is not None
-    raise last_error
-
-
-async def _answer(state, route: Route, chat: ChatRequest) -> Response:
-    upstream = await state.upstream.open(route, chat)
-    headers = {"x-subrelay-route": route.label}
-    for name, value in upstream.headers.items():
-        if name.lower().startswith(QUOTA_HEADER_PREFIXES):
-            headers[name.lower()] = value
-    if getattr(route.provider.adapter, "passthrough", False):
-        return await _relay(upstream, chat, headers)
-    batches = translated_batches(upstream, route.provider.adapter.new_translator(chat))
+    limits = state.settings.limits
+    clock = StreamClock(limits.request_seconds, limits.stall_seconds)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock)
+    headers = opened.client_headers()
+    adapter = opened.route.provider.adapter
+    if getattr(adapter, "passthrough", False):
+        return await _relay(opened, chat, headers)
+    batches = translated_batches(opened.response, adapter.new_translator(chat), clock)
     if chat.stream:
         return await _stream(chat, batches, headers)
     return await _aggregate(chat, batches, headers)
 
 
-async def _relay(upstream: httpx.Response, chat: ChatRequest, headers: dict[str, str]) -> Response:
+async def _relay(opened: Opened, chat: ChatRequest, headers: dict[str, str]) -> Response:
     """The upstream speaks Chat Completions already: hand its bytes to the client unchanged."""
     if chat.stream:
-        return EventStreamResponse(passthrough_chunks(upstream), on_close=upstream.aclose, headers=headers)
-    try:
-        body = await upstream.aread()
-    except httpx.TimeoutException:
-        raise UpstreamTimeout("The upstream stopped sending before the response was complete.") from None
-    except httpx.HTTPError as exc:
-        raise UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).") from None
-    finally:
-        await upstream.aclose()
+        return EventStreamResponse(passthrough_chunks(opened.response, opened.clock),
+                                   on_close=opened.response.aclose, headers=headers)
+    body = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY)
     return Response(body, status_code=200, headers=headers, media_type="application/json")
 
 

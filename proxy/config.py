@@ -30,6 +30,23 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one client can make the proxy hold (documented in the README)."""
+
+    max_body_bytes: int = 32 * 1024 * 1024  # fits large image prompts
+    body_read_seconds: float = 60.0  # the whole request body must arrive within this
+    header_read_seconds: float = 15.0  # a new or idle connection must send a request head within this
+    max_connections: int = 1000  # concurrent client connections and requests; beyond: 503
+    request_seconds: float = 3600.0  # one request, first byte to last
+    stall_seconds: float = 600.0  # an upstream stream without a meaningful event
+    shutdown_grace_seconds: float = 10.0  # SIGTERM: how long open requests may finish
+
+
+DEFAULT_LIMITS = Limits()
+MIN_CLIENT_KEY_LENGTH = 16
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -39,6 +56,11 @@ class Settings:
     codex_auth_path: str = ""
     default_instructions: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    # Browser origins allowed to call the proxy (CORS); empty: browsers are refused.
+    allowed_origins: tuple[str, ...] = ()
+    # Extra Host header values accepted besides loopback names ("*": any).
+    allowed_hosts: tuple[str, ...] = ()
     max_connections: int = 512
     upstream_transport: str = "aiohttp"  # or "httpx" (pure Python, slower; what respx tests patch)
     log_level: str = "info"
@@ -71,6 +93,17 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
             write=_float(env, "SUBRELAY_WRITE_TIMEOUT", 30.0),
             pool=_float(env, "SUBRELAY_POOL_TIMEOUT", 10.0),
         ),
+        limits=Limits(
+            max_body_bytes=_int(env, "SUBRELAY_MAX_BODY_BYTES", DEFAULT_LIMITS.max_body_bytes),
+            body_read_seconds=_float(env, "SUBRELAY_BODY_TIMEOUT", DEFAULT_LIMITS.body_read_seconds),
+            header_read_seconds=_float(env, "SUBRELAY_HEADER_TIMEOUT", DEFAULT_LIMITS.header_read_seconds),
+            max_connections=_int(env, "SUBRELAY_MAX_CLIENT_CONNECTIONS", DEFAULT_LIMITS.max_connections),
+            request_seconds=_float(env, "SUBRELAY_REQUEST_TIMEOUT", DEFAULT_LIMITS.request_seconds),
+            stall_seconds=_float(env, "SUBRELAY_STALL_TIMEOUT", DEFAULT_LIMITS.stall_seconds),
+            shutdown_grace_seconds=_float(env, "SUBRELAY_SHUTDOWN_GRACE", DEFAULT_LIMITS.shutdown_grace_seconds),
+        ),
+        allowed_origins=_list(env, "SUBRELAY_ALLOWED_ORIGINS"),
+        allowed_hosts=_list(env, "SUBRELAY_ALLOWED_HOSTS"),
         max_connections=_int(env, "SUBRELAY_MAX_CONNECTIONS", 512),
         upstream_transport=_choice(env, "SUBRELAY_UPSTREAM_TRANSPORT", ("aiohttp", "httpx"), "aiohttp"),
         log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
@@ -89,7 +122,13 @@ def codex_auth_path(env: Mapping[str, str]) -> str:
 
 
 def check_bind_is_safe(settings: Settings) -> None:
-    """Refuse to listen beyond loopback unless client API keys guard the proxy."""
+    """Refuse to listen beyond loopback unless client API keys (long enough to guess) guard the proxy."""
+    short = [key for key in settings.api_keys if len(key) < MIN_CLIENT_KEY_LENGTH]
+    if short:
+        raise ConfigError(
+            f"SUBRELAY_API_KEYS has a key of {len(short[0])} characters; client keys must have at least "
+            f"{MIN_CLIENT_KEY_LENGTH} (try: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
     if is_loopback(settings.host) or settings.api_keys:
         return
     raise ConfigError(
@@ -123,6 +162,10 @@ def _default_instructions(env: Mapping[str, str]) -> str | None:
     return text
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -135,9 +178,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return number
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -148,6 +194,6 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if number <= 0:
+    if not number > 0 or number == float("inf"):
         raise ConfigError(f"{name} must be positive, got {value!r}")
     return number

@@ -8,9 +8,16 @@ in exactly one place, the app's exception handler, so clients always see
 
 from __future__ import annotations
 
+import math
+from email.utils import parsedate_to_datetime
 from typing import Any, Mapping
 
 import orjson
+
+from .redact import redact
+
+# Longest wait the proxy believes from an upstream (a weekly window is the longest real one).
+MAX_RETRY_AFTER = 7 * 24 * 3600.0
 
 
 class ProxyError(Exception):
@@ -38,13 +45,17 @@ class ProxyError(Exception):
         self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The OpenAI error object, as sent in a response body or an SSE data line."""
+        """The OpenAI error object, as sent in a response body or an SSE data line.
+
+        This is the one place every error string leaves the proxy, so every string is redacted
+        here: an upstream that echoes a credential in its ``code`` or ``type`` is masked too.
+        """
         return {
             "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
+                "message": redact(self.message),
+                "type": redact(self.error_type),
+                "param": None if self.param is None else redact(self.param),
+                "code": None if self.code is None else redact(self.code),
             }
         }
 
@@ -83,11 +94,18 @@ class _WaitHint(ProxyError):
     """An error after which the upstream says when to try again: ``retry_after`` seconds become
     our ``Retry-After`` header, and routing cools the target down for as long."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    # Whether the limit is the model's alone (most API rate limits) or the whole credential's
+    # (a ChatGPT plan's usage limit): routing cools down exactly what is limited.
+    per_model: bool = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, per_model: bool | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-        if retry_after is not None:
-            self.headers.setdefault("Retry-After", str(max(0, int(retry_after + 0.999))))
+        self.retry_after = sane_wait(retry_after)
+        if per_model is not None:
+            self.per_model = per_model
+        if self.retry_after is not None:
+            self.headers.setdefault("Retry-After", str(int(self.retry_after + 0.999)))
 
 
 class RateLimited(_WaitHint):
@@ -125,16 +143,70 @@ class UpstreamTimeout(ProxyError):
     default_code = "upstream_timeout"
 
 
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """An upstream's ``retry-after-ms`` or ``retry-after`` (seconds) header, if it has a number."""
+class ServiceUnavailable(ProxyError):
+    """Something on this machine (not the upstream) stops the proxy from serving right now."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
+class RequestTimeout(ProxyError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class PayloadTooLarge(ProxyError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class UnsupportedMediaType(ProxyError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
+
+
+class InternalError(ProxyError):
+    """A bug in the proxy: still an error in the client's shape, on a connection that stays usable."""
+
+    default_code = "internal_error"
+
+
+def sane_wait(seconds: float | None) -> float | None:
+    """A wait an upstream asked for, made safe: finite, not negative, at most :data:`MAX_RETRY_AFTER`."""
+    if seconds is None or not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, float(seconds)), MAX_RETRY_AFTER)
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """An upstream's ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), made sane."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                continue
+        if not value:
+            continue
+        try:
+            wait = sane_wait(float(value) * scale)
+        except ValueError:
+            wait = _http_date_wait(value, now) if scale == 1.0 else None
+        if wait is not None:
+            return wait
     return None
+
+
+def _http_date_wait(value: str, now: float | None) -> float | None:
+    import time
+
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return sane_wait(when - (time.time() if now is None else now))
 
 
 class ConfigError(Exception):

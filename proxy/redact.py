@@ -15,13 +15,26 @@ import threading
 _MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 8
 
+# Each alternative starts at a word boundary, so "task-management" is not an "sk-" key.
 _PATTERNS = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:"
     r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"  # JWT
     r"|(?:sk|pk|rk)-[A-Za-z0-9_-]{12,}"  # OpenAI / Anthropic / OpenRouter style keys
     r"|(?:xai-|gsk_|pplx-|AIza)[A-Za-z0-9_-]{12,}"  # xAI, Groq, Perplexity, Google
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"  # an Authorization header value
-    r"|(?:rt|refresh)_[A-Za-z0-9._-]{12,}"  # opaque refresh tokens
+    r"|rt_[A-Za-z0-9._-]{16,}"  # opaque refresh tokens
+    r")"
 )
+# A lowercase identifier such as "refresh_token_reused" or "sk-learn-model" is a code, not a secret:
+# real keys and tokens mix case or digits.
+_IDENTIFIER = re.compile(r"[a-z_.-]+")
+# Query parameters whose values are credentials whatever they look like (for the access log).
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|auth)=)[^&\s]*")
+
+
+def _mask_unless_identifier(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return text if _IDENTIFIER.fullmatch(text) else _MASK
 
 
 class SecretRegistry:
@@ -47,7 +60,7 @@ class SecretRegistry:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(_MASK, text)
-        return _PATTERNS.sub(_MASK, text)
+        return _PATTERNS.sub(_mask_unless_identifier, text)
 
 
 secrets = SecretRegistry()
@@ -71,6 +84,26 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+class AccessLogRedactingFilter(logging.Filter):
+    """For uvicorn's access log, whose formatter needs ``record.args`` intact: redact each string
+    argument in place (the request line with its query string among them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact(_SECRET_QUERY.sub(r"\1" + _MASK, arg)) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+def install_server_log_redaction() -> None:
+    """Redact uvicorn's own loggers (they do not propagate to the root logger's handlers)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLogRedactingFilter) for f in access.filters):
+        access.addFilter(AccessLogRedactingFilter())
+    install_log_redaction(logging.getLogger("uvicorn.error"))
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -8,13 +8,14 @@ for a missing provider simply does not match and the next one does.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from .credentials.base import CredentialSource
-from .errors import AuthenticationFailed, ModelNotFound
+from .credentials.base import Credential, CredentialSource
+from .errors import AuthenticationFailed, ModelNotFound, sane_wait
 
 
 @dataclass(slots=True)
@@ -134,23 +135,59 @@ class Router:
         return listed
 
 
+CooldownKey = tuple[str, str, str]  # (provider, credential identity, model or "*")
+_MAX_COOLDOWNS = 4096
+
+
+def credential_identity(credential: Credential) -> str:
+    """Who is limited: the account when the credential names one, else a hash of the secret
+    (never the secret itself). A login to another account therefore starts with no cooldowns."""
+    if credential.account_id:
+        return f"account:{credential.account_id}"
+    return "key:" + hashlib.sha256(credential.access_token.encode()).hexdigest()[:16]
+
+
 class Cooldowns:
-    """Per route label, when it may be tried again (from an upstream's Retry-After or reset time)."""
+    """When a limited target may be tried again, keyed by what the upstream actually limited.
+
+    A key is (provider, credential identity, model), with model ``"*"`` for a limit on the whole
+    credential (a ChatGPT plan's usage limit). Cooldowns only decide which target of a fallback
+    chain to try first; they never refuse a request on their own (see :mod:`proxy.dispatch`).
+    """
 
     def __init__(self, clock=time.monotonic) -> None:
-        self._until: dict[str, float] = {}
+        self._until: dict[CooldownKey, float] = {}
         self._clock = clock
 
-    def note(self, label: str, seconds: float) -> None:
-        if seconds > 0:
-            self._until[label] = max(self._until.get(label, 0.0), self._clock() + seconds)
+    def note(self, key: CooldownKey, seconds: float | None) -> None:
+        seconds = sane_wait(seconds)
+        if not seconds:
+            return
+        if len(self._until) >= _MAX_COOLDOWNS:
+            self._prune()
+        self._until[key] = max(self._until.get(key, 0.0), self._clock() + seconds)
 
-    def remaining(self, label: str) -> float:
-        until = self._until.get(label)
+    def remaining(self, provider: str, identity: str, model: str) -> float:
+        """Seconds until ``model`` on this credential may be tried (0 when it may be now)."""
+        return max(self._left((provider, identity, model)), self._left((provider, identity, "*")))
+
+    def active(self) -> int:
+        self._prune()
+        return len(self._until)
+
+    def _left(self, key: CooldownKey) -> float:
+        until = self._until.get(key)
         if until is None:
             return 0.0
         left = until - self._clock()
         if left <= 0:
-            del self._until[label]
+            del self._until[key]
             return 0.0
         return left
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for key in [k for k, until in self._until.items() if until <= now]:
+            del self._until[key]
+        while len(self._until) >= _MAX_COOLDOWNS:  # still full: forget the soonest to end
+            del self._until[min(self._until, key=self._until.__getitem__)]

@@ -21,41 +21,79 @@ class SSEEvent:
     data: bytes
 
 
+# The largest single event the proxy accepts from an upstream (a final ``response.completed``
+# repeating a long answer is the biggest legitimate one). Beyond it the stream fails cleanly.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class SSEEventTooLarge(ValueError):
+    """An upstream sent an event (or an unterminated line) larger than the decoder's cap."""
+
+
 class SSEDecoder:
-    """Turns a byte stream into :class:`SSEEvent` objects, across any chunk boundaries."""
+    """Turns a byte stream into :class:`SSEEvent` objects, across any chunk boundaries.
 
-    __slots__ = ("_buffer",)
+    Linear in the input: an unfinished event is kept in a ``bytearray`` that only grows by the
+    new chunk, and the search for the blank-line terminator resumes where it stopped, so a huge
+    event arriving in small pieces costs no more than the same event in one piece.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_buffer", "_scanned", "_held_cr", "_max")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already searched for a terminator
+        self._held_cr = False
+        self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Add ``chunk`` and return every event completed by it (possibly none)."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):
+        """Add ``chunk`` and return every event completed by it (possibly none).
+
+        Raises :class:`SSEEventTooLarge` when an unfinished event outgrows the cap.
+        """
+        if self._held_cr:
+            chunk = b"\r" + chunk
+            self._held_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
                 # It may be the first half of a CRLF split across chunks: decide when more arrives.
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events: list[SSEEvent] = []
-        start = 0
-        find = buffer.find
-        while True:
-            end = find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _parse_frame(buffer[start:end])
-            start = end + 2
-            if event is not None:
-                events.append(event)
-        self._buffer = (buffer[start:] if start else buffer) + held
+                chunk, self._held_cr = chunk[:-1], True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer
+        if not buffer:
+            # The common case: nothing pending, so frames are sliced from the chunk itself.
+            events, rest = _split_frames(chunk, 0)
+            if rest < len(chunk):
+                buffer += memoryview(chunk)[rest:]
+                self._scanned = len(buffer)
+                self._check_size()
+            return events
+        # Resume one byte early: the terminator may straddle the old end and the new chunk.
+        resume = max(0, self._scanned - 1)
+        buffer += chunk
+        if buffer.find(b"\n\n", resume) < 0:
+            self._scanned = len(buffer)
+            self._check_size()
+            return []
+        events, rest = _split_frames(bytes(buffer), 0)
+        del buffer[:rest]
+        self._scanned = len(buffer)
+        self._check_size()
         return events
+
+    def _check_size(self) -> None:
+        if len(self._buffer) > self._max:
+            size = len(self._buffer)
+            self._buffer = bytearray()
+            self._scanned = 0
+            raise SSEEventTooLarge(f"an upstream event exceeded {self._max} bytes ({size} bytes without an end)")
 
     def flush(self) -> list[SSEEvent]:
         """Return the last event when the stream ended without its terminating blank line."""
-        remainder = self._buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip(b"\n")
-        self._buffer = b""
+        remainder = bytes(self._buffer).strip(b"\n")
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._held_cr = False
         if not remainder:
             return []
         events = []
@@ -64,6 +102,20 @@ class SSEDecoder:
             if event is not None:
                 events.append(event)
         return events
+
+
+def _split_frames(data: bytes, start: int) -> tuple[list[SSEEvent], int]:
+    """Every complete frame in ``data`` from ``start``; returns them and where the rest begins."""
+    events: list[SSEEvent] = []
+    find = data.find
+    while True:
+        end = find(b"\n\n", start)
+        if end < 0:
+            return events, start
+        event = _parse_frame(data[start:end])
+        start = end + 2
+        if event is not None:
+            events.append(event)
 
 
 def _parse_frame(frame: bytes) -> SSEEvent | None:

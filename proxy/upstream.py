@@ -8,20 +8,74 @@ become 502 and 504.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
-from .chat import ChatRequest
 from .errors import AuthenticationFailed, ProxyError, UpstreamFailure, UpstreamTimeout
 from .events import ChatEvent, StreamFailure, StreamTranslator, TextDelta, ToolCallArguments, ToolCallStart
 from .redact import get_logger
-from .routing import Route
-from .sse import SSEDecoder
+from .routing import Route, credential_identity
+from .sse import SSEDecoder, SSEEventTooLarge
 
 log = get_logger("subrelay.upstream")
 
 _MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(slots=True)
+class StreamClock:
+    """The two bounds on one request's upstream time, besides the per-read timeout.
+
+    ``total``: the whole request, first byte to last. ``stall``: the longest time without a
+    *meaningful* event (text, a tool call, a finish); keep-alive comments and pings do not count,
+    so an upstream that only pings cannot hold a client forever.
+    """
+
+    total: float
+    stall: float
+    started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    last_progress: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_progress = self.started
+
+    def progressed(self) -> None:
+        self.last_progress = asyncio.get_running_loop().time()
+
+    def next_deadline(self) -> float:
+        return min(self.started + self.total, self.last_progress + self.stall)
+
+    def timeout_error(self) -> UpstreamTimeout:
+        now = asyncio.get_running_loop().time()
+        if now >= self.started + self.total - 0.001:
+            return UpstreamTimeout(
+                f"The request took longer than subrelay's limit of {self.total:g} s (SUBRELAY_REQUEST_TIMEOUT).",
+                code="request_deadline_exceeded")
+        return UpstreamTimeout(
+            f"The upstream sent nothing but keep-alives for {self.stall:g} s (SUBRELAY_STALL_TIMEOUT).",
+            code="upstream_stalled")
+
+
+async def _timed(chunks: AsyncIterator[bytes], clock: StreamClock | None) -> AsyncIterator[bytes]:
+    """``chunks``, each read bounded by ``clock``'s next deadline (raises its timeout error)."""
+    if clock is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout_at(clock.next_deadline()):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise clock.timeout_error() from None
+        yield chunk
 
 
 class UpstreamClient:
@@ -30,7 +84,7 @@ class UpstreamClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
 
-    async def open(self, route: Route, chat: ChatRequest) -> httpx.Response:
+    async def open(self, route: Route, chat: Any) -> httpx.Response:
         """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it)."""
         adapter = route.provider.adapter
         source = route.provider.credentials
@@ -59,6 +113,7 @@ class UpstreamClient:
             error = adapter.error_from_response(status, response.headers, body)
             if status == 401 and not isinstance(error, AuthenticationFailed):
                 error = AuthenticationFailed(error.message)
+            error.credential_identity = credential_identity(credential)  # what a cooldown applies to
             log.warning("%s answered %s: %s", route.label, status, error.message)
             raise error
 
@@ -74,19 +129,24 @@ class UpstreamClient:
             ) from None
 
 
-async def translated_batches(response: httpx.Response, translator: StreamTranslator) -> AsyncIterator[list[ChatEvent]]:
+async def translated_batches(
+    response: httpx.Response, translator: StreamTranslator, clock: StreamClock | None = None
+) -> AsyncIterator[list[ChatEvent]]:
     """Decode the upstream SSE and translate it, one list of events per network read.
 
-    A failure of the connection mid-stream becomes a :class:`StreamFailure` event, so callers handle
-    every ending the same way. The response is closed when the generator is closed.
+    A failure of the connection mid-stream (or a broken, oversized or stalled stream) becomes a
+    :class:`StreamFailure` event, so callers handle every ending the same way. The response is
+    closed when the generator is closed.
     """
     decoder = SSEDecoder()
     feed = translator.feed
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in _timed(response.aiter_bytes(), clock):
             batch: list[ChatEvent] = []
             for event in decoder.feed(chunk):
                 batch += feed(event)
+            if batch and clock is not None:
+                clock.progressed()
             yield batch
             if translator.finished:
                 return
@@ -95,6 +155,10 @@ async def translated_batches(response: httpx.Response, translator: StreamTransla
             batch += feed(event)
         batch += translator.close()
         yield batch
+    except ProxyError as exc:
+        yield [StreamFailure(exc)]
+    except SSEEventTooLarge as exc:
+        yield [StreamFailure(UpstreamFailure(f"The upstream stream is malformed: {exc}.", code="upstream_event_too_large"))]
     except httpx.TimeoutException:
         yield [StreamFailure(UpstreamTimeout("The upstream stopped sending before the response was complete."))]
     except httpx.HTTPError as exc:
@@ -103,16 +167,27 @@ async def translated_batches(response: httpx.Response, translator: StreamTransla
         await response.aclose()
 
 
-async def passthrough_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """Relay an upstream that already speaks Chat Completions SSE, byte for byte (after removing
-    any content-encoding, since the client gets our headers, not the upstream's)."""
+async def passthrough_chunks(
+    response: httpx.Response, clock: StreamClock | None = None, *, error_frame=None
+) -> AsyncIterator[bytes]:
+    """Relay an upstream that already speaks the client's format, byte for byte (after removing
+    any content-encoding, since the client gets our headers, not the upstream's).
+
+    A chunk with a ``data:`` line counts as progress; comments alone do not. A failure ends the
+    stream with ``error_frame(error)`` (by default a Chat Completions ``data:`` error line).
+    """
+    frame = error_frame or (lambda error: b"data: " + error.to_json() + b"\n\n")
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in _timed(response.aiter_bytes(), clock):
+            if clock is not None and b"data:" in chunk:
+                clock.progressed()
             yield chunk
+    except ProxyError as exc:
+        yield frame(exc)
     except httpx.TimeoutException:
-        yield b"data: " + UpstreamTimeout("The upstream stopped sending mid-response.").to_json() + b"\n\n"
+        yield frame(UpstreamTimeout("The upstream stopped sending mid-response."))
     except httpx.HTTPError as exc:
-        yield b"data: " + UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).").to_json() + b"\n\n"
+        yield frame(UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__})."))
     finally:
         await response.aclose()
 
@@ -131,6 +206,25 @@ async def _read_error_body(response: httpx.Response) -> bytes:
         return b""
     finally:
         await response.aclose()
+
+
+async def read_whole(response: httpx.Response, clock: StreamClock | None, limit: int) -> bytes:
+    """A non-streaming upstream body, bounded in time by ``clock`` and in size by ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in _timed(response.aiter_bytes(), clock):
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamFailure(f"The upstream answer exceeded {limit} bytes.", code="upstream_body_too_large")
+            chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise UpstreamTimeout("The upstream stopped sending before the response was complete.") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).") from None
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
 
 
 def _origin(url: str) -> str:

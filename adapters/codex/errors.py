@@ -18,6 +18,7 @@ from proxy.errors import (
     UpstreamFailure,
     UpstreamRejected,
     retry_after_seconds,
+    sane_wait,
 )
 from proxy.redact import redact
 
@@ -81,12 +82,12 @@ def error_from_response(
 
 
 def _rate_limited(message: str, error: dict[str, Any], headers: Mapping[str, str], *, now: float) -> RateLimited:
-    retry_after = _seconds(error.get("resets_in_seconds"))
+    retry_after = sane_wait(_seconds(error.get("resets_in_seconds")))
     resets_at = _seconds(error.get("resets_at"))
     if retry_after is None and resets_at is not None:
-        retry_after = max(0.0, resets_at - now)
+        retry_after = sane_wait(resets_at - now)
     if retry_after is None:
-        retry_after = retry_after_seconds(headers)
+        retry_after = retry_after_seconds(headers, now=now)
     if error.get("type") == "usage_limit_reached" or error.get("code") == "usage_limit_reached":
         plan = error.get("plan_type")
         plan_text = f"ChatGPT {plan.capitalize()} plan" if isinstance(plan, str) and plan else "ChatGPT plan"
@@ -98,6 +99,7 @@ def _rate_limited(message: str, error: dict[str, Any], headers: Mapping[str, str
             f"Your {plan_text} has reached its Codex usage limit.{when}",
             retry_after=retry_after,
             code="usage_limit_reached",
+            per_model=False,  # the plan's 5-hour/weekly window covers every model of the account
         )
     return RateLimited(
         f"Codex backend rate limit{': ' + message if message else ''}.",
