@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ from starlette.routing import Route
 from . import __version__
 from .completions import create_chat_completion
 from .config import Settings
-from .errors import AuthenticationFailed, ProxyError
+from .edge import EdgeMiddleware
+from .errors import InternalError, ProxyError
 from .json_response import json_response
 from .providers import build_router
-from .redact import get_logger, redact, secrets
+from .redact import get_logger, install_server_log_redaction, secrets
 from .routing import Cooldowns, Router
 from .transport import upstream_client
 from .upstream import UpstreamClient
@@ -43,6 +43,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_server_log_redaction()  # uvicorn has configured its loggers by now
         async with upstream_client(settings) as http:
             for provider in router.providers.values():
                 # Sources that refresh over HTTP (the Codex login) share the pooled client.
@@ -59,14 +60,26 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    app = Starlette(
+    return SubrelayApp(
+        settings,
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response, Exception: unexpected_error_response},
+        exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
+                            Exception: unexpected_error_response},
     )
-    if settings.api_keys:
-        app.add_middleware(ClientKeyMiddleware, keys=settings.api_keys)
-    return app
+
+
+class SubrelayApp(Starlette):
+    """Starlette with :class:`proxy.edge.EdgeMiddleware` outside its own error middleware, so the
+    edge checks run first and no exception ever reaches the server (which would drop the
+    client's keep-alive connection)."""
+
+    def __init__(self, settings: Settings, **kwargs) -> None:
+        self.settings = settings
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self):
+        return EdgeMiddleware(super().build_middleware_stack(), self.settings)
 
 
 async def list_models(request: Request) -> Response:
@@ -92,7 +105,6 @@ async def healthz(request: Request) -> Response:
 
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
-    exc.message = redact(exc.message)
     return Response(exc.to_json(), status_code=exc.status_code, headers=exc.headers, media_type="application/json")
 
 
@@ -108,43 +120,5 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error_response(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error while handling %s %s", request.method, request.url.path)
-    error = ProxyError(f"Internal proxy error ({type(exc).__name__}); see the subrelay log.", code="internal_error")
+    error = InternalError(f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
     return Response(error.to_json(), status_code=500, media_type="application/json")
-
-
-# -- client authentication -------------------------------------------------------------------------
-
-
-class ClientKeyMiddleware:
-    """Requires ``Authorization: Bearer <key>`` (or ``x-api-key``) on every ``/v1/*`` request."""
-
-    def __init__(self, app, keys: tuple[str, ...]) -> None:
-        self.app = app
-        self.keys = [key.encode() for key in keys]
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(("/v1/", "/chat/")):
-            await self.app(scope, receive, send)
-            return
-        presented = _presented_key(scope["headers"])
-        if presented is not None and any(hmac.compare_digest(presented, key) for key in self.keys):
-            await self.app(scope, receive, send)
-            return
-        error = AuthenticationFailed(
-            "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' with one "
-            "of the keys in SUBRELAY_API_KEYS.",
-        )
-        response = Response(error.to_json(), status_code=401, media_type="application/json",
-                            headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
-
-
-def _presented_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                return token.strip()
-        elif name == b"x-api-key" and value.strip():
-            return value.strip()
-    return None

@@ -1,8 +1,8 @@
 """Parsing and validating an incoming Chat Completions request.
 
-Validation is deliberately shallow and cheap: it checks what every adapter relies on (a model, a
-list of well-formed messages, single-choice generation) and names the offending parameter, so a
-client gets a clear 400 from us instead of a confusing one from an upstream.
+Every field that the proxy or an adapter reads is type- and range-checked here, once, at the edge
+(the one validator for this API): anything a client can send wrong is a 400 naming the ``param``,
+never an exception inside an adapter. Fields the proxy only forwards are left to the upstream.
 """
 
 from __future__ import annotations
@@ -12,14 +12,26 @@ from typing import Any
 
 import orjson
 
+from . import checks
 from .errors import BadRequest
 
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+# Content part types each role may carry (the Chat Completions API's own rules).
+_PART_TYPES = {
+    "user": ("text", "input_text", "image_url", "input_audio", "file"),
+    "assistant": ("text", "output_text", "refusal"),
+}
+_TEXT_ONLY = ("text", "input_text")
 
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A validated Chat Completions request; ``body`` is the client's JSON object as sent."""
+    """A validated Chat Completions request; ``body`` is the client's JSON object as sent.
+
+    Every field any adapter reads has been type-checked by :func:`parse_chat_request`, so adapters
+    may index it without guarding.
+    """
 
     model: str
     messages: list[dict[str, Any]]
@@ -29,21 +41,30 @@ class ChatRequest:
     raw: bytes = b""  # the body exactly as received, for upstreams that take it unchanged
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Decode and validate a request body, raising :class:`BadRequest` naming the bad param."""
+def decode_json_object(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 ``invalid_json``."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
 
+
+def required_model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if model is None:
         raise BadRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("'model' must be a non-empty string.", param="model", code="invalid_type")
+    return checks.token(model.strip(), "model")
 
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Decode and validate a request body, raising :class:`BadRequest` naming the bad param."""
+    body = decode_json_object(raw)
+    model = required_model(body)
     messages = body.get("messages")
     if messages is None:
         raise BadRequest(
@@ -57,27 +78,48 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     n = body.get("n")
     if n is not None and n != 1:
         raise BadRequest("Only n=1 is supported by this proxy.", param="n", code="unsupported_value")
-
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean.", param="stream", code="invalid_type")
+    stream_options = checks.opt_obj(body, "stream_options")
+    include_usage = bool(stream_options and checks.opt_boolean(stream_options, "include_usage",
+                                                                "stream_options.include_usage"))
+    _check_generation(body)
+    return ChatRequest(model=model, messages=messages, stream=bool(stream), include_usage=include_usage, body=body,
+                       raw=raw)
 
-    stream_options = body.get("stream_options")
-    include_usage = False
-    if stream_options is not None:
-        if not isinstance(stream_options, dict):
-            raise BadRequest("'stream_options' must be an object.", param="stream_options", code="invalid_type")
-        include_usage = bool(stream_options.get("include_usage"))
 
+def _check_generation(body: dict[str, Any]) -> None:
+    """The optional parameters adapters read or forward, each checked for its type and range."""
     tools = body.get("tools")
     if tools is not None:
         _check_tools(tools)
-
-    return ChatRequest(
-        model=model.strip(), messages=messages, stream=stream, include_usage=include_usage, body=body, raw=raw
-    )
+    _check_tool_choice(body.get("tool_choice"))
+    checks.opt_boolean(body, "parallel_tool_calls")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        for index, item in enumerate(checks.array(stop, "stop", max_items=4)):
+            checks.string(item, f"stop[{index}]")
+    checks.opt_choice(body, "reasoning_effort", REASONING_EFFORTS)
+    reasoning = checks.opt_obj(body, "reasoning")
+    if reasoning is not None:
+        checks.opt_choice(reasoning, "effort", REASONING_EFFORTS, "reasoning.effort")
+        checks.opt_string(reasoning, "summary", "reasoning.summary")
+    response_format_of(body.get("response_format"))
+    checks.opt_string(body, "prompt_cache_key", max_length=1024)
+    checks.opt_string(body, "user", max_length=512)
+    checks.opt_obj(body, "metadata")
+    for name in ("max_tokens", "max_completion_tokens"):
+        checks.opt_integer(body, name, minimum=1)
+    checks.opt_number(body, "temperature", minimum=0, maximum=2)
+    checks.opt_number(body, "top_p", minimum=0, maximum=1)
+    for name in ("presence_penalty", "frequency_penalty"):
+        checks.opt_number(body, name, minimum=-2, maximum=2)
+    checks.opt_integer(body, "seed")
+    checks.opt_boolean(body, "logprobs")
+    checks.opt_integer(body, "top_logprobs", minimum=0, maximum=20)
+    checks.opt_obj(body, "logit_bias")
+    checks.opt_string(body, "service_tier", max_length=64)
 
 
 def _check_message(position: int, message: Any) -> None:
@@ -85,9 +127,9 @@ def _check_message(position: int, message: Any) -> None:
     if not isinstance(message, dict):
         raise BadRequest(f"'{where}' must be an object.", param=where, code="invalid_type")
     role = message.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise BadRequest(
-            f"'{where}.role' must be one of system, developer, user, assistant, tool; got {role!r}.",
+            f"'{where}.role' must be one of system, developer, user, assistant, tool; got {role!r:.60}.",
             param=f"{where}.role",
             code="invalid_value",
         )
@@ -99,35 +141,94 @@ def _check_message(position: int, message: Any) -> None:
             code="invalid_type",
         )
     if isinstance(content, list):
+        allowed = _PART_TYPES.get(role, _TEXT_ONLY)
         for index, part in enumerate(content):
-            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-                raise BadRequest(
-                    f"'{where}.content[{index}]' must be an object with a 'type'.",
-                    param=f"{where}.content[{index}]",
-                    code="invalid_type",
-                )
-    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            _check_part(f"{where}.content[{index}]", part, allowed)
+    checks.opt_string(message, "name", f"{where}.name", max_length=256)
+    checks.opt_string(message, "reasoning_content", f"{where}.reasoning_content")
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None:
+        for index, call in enumerate(checks.array(tool_calls, f"{where}.tool_calls")):
+            _check_tool_call(f"{where}.tool_calls[{index}]", call)
+    call_id = message.get("tool_call_id")
+    if role == "tool" and not isinstance(call_id, str):
         raise BadRequest(
             f"'{where}.tool_call_id' is required for tool messages.",
             param=f"{where}.tool_call_id",
             code="missing_required_parameter",
         )
+    if call_id is not None:
+        checks.string(call_id, f"{where}.tool_call_id", max_length=512)
     if role == "user" and content is None:
         raise BadRequest(f"'{where}.content' is required for user messages.", param=f"{where}.content")
+
+
+def _check_part(where: str, part: Any, allowed: tuple[str, ...]) -> None:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise BadRequest(f"'{where}' must be an object with a 'type'.", param=where, code="invalid_type")
+    kind = part["type"]
+    if kind not in allowed:
+        raise BadRequest(f"'{where}.type' {kind!r:.60} is not allowed here; use one of {', '.join(allowed)}.",
+                         param=f"{where}.type", code="invalid_value")
+    if kind in ("text", "input_text", "output_text"):
+        checks.string(part.get("text"), f"{where}.text")
+    elif kind == "refusal":
+        checks.string(part.get("refusal"), f"{where}.refusal")
+    elif kind == "image_url":
+        image = part.get("image_url")
+        if isinstance(image, dict):
+            checks.string(image.get("url"), f"{where}.image_url.url", non_empty=True)
+            checks.opt_choice(image, "detail", ("auto", "low", "high"), f"{where}.image_url.detail")
+        else:
+            checks.string(image, f"{where}.image_url", non_empty=True)
+    elif kind == "file":
+        file = checks.obj(part.get("file"), f"{where}.file")
+        for name in ("file_data", "filename", "file_id"):
+            checks.opt_string(file, name, f"{where}.file.{name}")
+    elif kind == "input_audio":
+        checks.obj(part.get("input_audio"), f"{where}.input_audio")
+
+
+def _check_tool_call(where: str, call: Any) -> None:
+    checks.obj(call, where)
+    checks.string(call.get("id"), f"{where}.id", non_empty=True, max_length=512)
+    checks.opt_string(call, "type", f"{where}.type")
+    function = checks.obj(call.get("function"), f"{where}.function")
+    checks.string(function.get("name"), f"{where}.function.name", non_empty=True, max_length=256)
+    checks.opt_string(function, "arguments", f"{where}.function.arguments")
 
 
 def _check_tools(tools: Any) -> None:
     if not isinstance(tools, list):
         raise BadRequest("'tools' must be an array.", param="tools", code="invalid_type")
     for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
         function = tool.get("function") if isinstance(tool, dict) else None
         name = function.get("name") if isinstance(function, dict) else None
         if not isinstance(name, str) or not name:
             raise BadRequest(
-                f"'tools[{index}].function.name' is required.",
-                param=f"tools[{index}].function.name",
+                f"'{where}.function.name' is required.",
+                param=f"{where}.function.name",
                 code="missing_required_parameter",
             )
+        checks.string(name, f"{where}.function.name", max_length=256)
+        checks.opt_string(tool, "type", f"{where}.type")
+        checks.opt_string(function, "description", f"{where}.function.description")
+        checks.opt_obj(function, "parameters", f"{where}.function.parameters")
+        checks.opt_boolean(function, "strict", f"{where}.function.strict")
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if choice is None or choice in ("none", "auto", "required"):
+        return
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else choice.get("name")
+        if isinstance(name, str) and name:
+            return
+    raise BadRequest(
+        "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}.",
+        param="tool_choice", code="invalid_value")
 
 
 def text_of(content: Any) -> str:
@@ -150,5 +251,8 @@ def response_format_of(value: Any) -> tuple[str, dict[str, Any] | None]:
         spec = value.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
             raise BadRequest("'response_format.json_schema.schema' must be an object.", param="response_format.json_schema")
+        checks.opt_string(spec, "name", "response_format.json_schema.name", max_length=256)
+        checks.opt_string(spec, "description", "response_format.json_schema.description")
+        checks.opt_boolean(spec, "strict", "response_format.json_schema.strict")
         return kind, spec
     raise BadRequest("'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format")

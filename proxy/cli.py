@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
     from .app import create_app
+    from .server import run
 
     check_bind_is_safe(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,16 +47,7 @@ def serve(settings: Settings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     app = create_app(settings)
     print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        loop="auto",
-        http="auto",
-        server_header=False,
-    )
+    run(app, settings)
     return 0
 
 

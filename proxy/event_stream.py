@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .errors import ProxyError, ServiceUnavailable
 from .redact import get_logger
 
 log = get_logger("subrelay.stream")
@@ -29,14 +30,18 @@ class EventStreamResponse:
         chunks: AsyncIterator[bytes],
         on_close: Callable[[], Awaitable[None]],
         headers: dict[str, str] | None = None,
+        error_frame: Callable[[ProxyError], bytes] | None = None,
     ) -> None:
         self._chunks = chunks
         self._on_close = on_close
+        # How this API tells a client its stream was cut short (the server is shutting down).
+        self._error_frame = error_frame or (lambda error: b"data: " + error.to_json() + b"\n\n")
         self._headers = list(_HEADERS)
         for name, value in (headers or {}).items():
             self._headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
     async def __call__(self, scope, receive, send) -> None:
+        self._send = send
         producer = asyncio.current_task()
         disconnected = False
 
@@ -51,13 +56,17 @@ class EventStreamResponse:
                     return
 
         watcher = asyncio.create_task(watch_for_disconnect())
+        started = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            started = True
             async for chunk in self._chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not disconnected:
+                if started:  # the server is stopping: end the stream so the client can tell
+                    await self._end_with_error()
                 raise
             if producer is not None:
                 producer.uncancel()
@@ -67,7 +76,16 @@ class EventStreamResponse:
         finally:
             watcher.cancel()
             try:
-                await self._on_close()
+                await asyncio.shield(self._on_close())
             except asyncio.CancelledError:
                 if not disconnected:
                     raise
+
+    async def _end_with_error(self) -> None:
+        error = ServiceUnavailable("subrelay is shutting down; this stream was ended before it finished.",
+                                   code="server_shutting_down")
+        try:
+            await self._send({"type": "http.response.body", "body": self._error_frame(error), "more_body": True})
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception:  # the connection may be gone too
+            pass

@@ -20,8 +20,6 @@ from .config import Settings
 from .config_file import ProviderConfig
 from .credentials.api_keys import ApiKeySource, key_problem
 from .credentials.codex import CodexCredentialSource
-from .credentials.files import CredentialFileError, read_json_object
-from .credentials.jwt import jwt_expiry
 from .redact import get_logger
 from .routing import Provider, Router, RouteRule
 
@@ -84,7 +82,7 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
     for status in inventory.statuses:
         if status.state == "unavailable" and status.configured:
             log.warning("provider %s is unavailable and left out of routing: %s", status.name, status.detail)
-    if not inventory.providers:
+    if not any(status.state == "ok" for status in inventory.statuses):
         log.warning("no provider is usable yet: run `codex login`, or set an API key such as OPENAI_API_KEY or "
                     "ANTHROPIC_API_KEY; `subrelay status` shows what was found")
     rules = [RouteRule(r.pattern, r.provider) for r in settings.file.routes] + DEFAULT_RULES
@@ -108,27 +106,27 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
 
 
 def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tuple[Provider | None, ProviderStatus]:
+    """The Codex provider is always built: its login file is followed while the server runs, so a
+    login made (or removed, or broken) after start-up takes effect without a restart."""
     path = os.path.expanduser(config.auth_path) if config and config.auth_path else settings.codex_auth_path
     status = ProviderStatus(name, path, "ok", configured=config is not None or os.path.exists(path))
-    try:
-        data = read_json_object(path)
-    except CredentialFileError as exc:
-        status.state = "not configured" if exc.reason == "missing" else "unavailable"
-        status.detail = "no login file; run `codex login`" if exc.reason == "missing" else f"login file is {exc.reason}: {exc.detail}"
-        return None, status
-    tokens = data.get("tokens")
-    if not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str) or not tokens["access_token"]:
-        status.state, status.detail = "unavailable", "login file has no ChatGPT tokens; run `codex login`"
-        return None, status
-    expiry = jwt_expiry(tokens["access_token"])
+    adapter = CodexAdapter(config.base_url if config and config.base_url else settings.codex_base_url,
+                           settings.default_instructions)
+    source = CodexCredentialSource(path, token_url=settings.codex_token_url)
+    provider = Provider(name, adapter, source)
+    if not os.path.exists(path):
+        status.state, status.detail = "not configured", "no login file; run `codex login`"
+        return provider, status
+    problem = source.problem()
+    if problem is not None:
+        status.state, status.detail = "unavailable", problem
+        return provider, status
+    expiry = source.load().expires_at
     if expiry is not None:
         status.expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
         if expiry < time.time():
             status.expiry += " (expired; refreshed on first use)"
-    adapter = CodexAdapter(config.base_url if config and config.base_url else settings.codex_base_url,
-                           settings.default_instructions)
-    source = CodexCredentialSource(path, token_url=settings.codex_token_url)
-    return Provider(name, adapter, source), status
+    return provider, status
 
 
 def _openai_compatible(

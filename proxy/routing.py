@@ -24,6 +24,12 @@ class Provider:
     adapter: Any  # adapters.base.Adapter (kept loose to avoid an import cycle)
     credentials: CredentialSource
 
+    def problem(self) -> str | None:
+        """Why this provider cannot serve right now (None when it can). A login that appears,
+        disappears or breaks while the server runs is followed here, request by request."""
+        check = getattr(self.credentials, "problem", None)
+        return check() if check is not None else None
+
 
 @dataclass(slots=True, frozen=True)
 class RouteRule:
@@ -62,13 +68,14 @@ class Router:
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises :class:`ModelNotFound` (404) when none exists."""
-        route = self._lookup(self.aliases.get(model, model))
+        target = self.aliases.get(model, model)
+        route = self._lookup(target)
         if route is None:
-            missing = self._unavailable_provider_for(model)
+            missing = self._unavailable_provider_for(target)
             if missing is not None:
                 raise AuthenticationFailed(
                     f"The model '{model}' is served by {missing}, which is unavailable: "
-                    f"{self.unavailable[missing]}.",
+                    f"{self._why_unavailable(missing)}.",
                     code="provider_unavailable",
                 )
             raise ModelNotFound(
@@ -81,12 +88,17 @@ class Router:
 
     def _unavailable_provider_for(self, model: str) -> str | None:
         prefix, sep, _ = model.partition("/")
-        if sep and prefix in self.unavailable:
+        if sep and (prefix in self.unavailable or prefix in self.providers):
             return prefix
         for rule in self._all_rules:
-            if rule.provider in self.unavailable and fnmatchcase(model, rule.pattern):
+            if (rule.provider in self.unavailable or rule.provider in self.providers) and fnmatchcase(model, rule.pattern):
                 return rule.provider
         return None
+
+    def _why_unavailable(self, name: str) -> str:
+        provider = self.providers.get(name)
+        problem = provider.problem() if provider is not None else None
+        return problem or self.unavailable.get(name, "not configured")
 
     def routable(self, model: str) -> bool:
         return self._lookup(self.aliases.get(model, model)) is not None
@@ -107,10 +119,13 @@ class Router:
     def _lookup(self, model: str) -> Route | None:
         prefix, sep, rest = model.partition("/")
         if sep and rest and prefix in self.providers:
-            return Route(self.providers[prefix], rest)
+            provider = self.providers[prefix]
+            return Route(provider, rest) if provider.problem() is None else None
         for rule in self.rules:
             if fnmatchcase(model, rule.pattern):
-                return Route(self.providers[rule.provider], model)
+                provider = self.providers[rule.provider]
+                if provider.problem() is None:
+                    return Route(provider, model)
         return None
 
     def models(self) -> list[dict[str, Any]]:
@@ -124,6 +139,8 @@ class Router:
                 listed.append({"id": model_id, "object": "model", "created": 0, "owned_by": owner})
 
         for provider in self.providers.values():
+            if provider.problem() is not None:
+                continue
             for info in provider.adapter.models():
                 bare = self._lookup(info.id)
                 add(info.id if bare is not None and bare.provider is provider else f"{provider.name}/{info.id}",

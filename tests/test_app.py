@@ -18,7 +18,7 @@ from tests.mock_upstream.server import MockState
 async def client_for(settings: Settings):
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8787") as client:
             yield client
 
 
@@ -41,7 +41,7 @@ def settings(tmp_path, **kw) -> Settings:
 ])
 async def test_bad_requests_get_a_400_naming_the_param(tmp_path, body, param, code):
     async with client_for(settings(tmp_path)) as client:
-        response = await client.post("/v1/chat/completions", content=body)
+        response = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
     assert response.json()["error"]["code"] == code

@@ -38,7 +38,7 @@ async def proxy(auth_path: str):
     app = create_app(Settings(codex_base_url=BASE, codex_token_url=TOKEN_URL, codex_auth_path=auth_path,
                               upstream_transport="httpx"))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8787") as client:
             yield client
 
 

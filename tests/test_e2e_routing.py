@@ -155,7 +155,7 @@ def test_unchanged_body_is_forwarded_as_sent(mock_codex, auth_path, openrouter):
     settings = routing_settings(mock_codex, auth_path, openrouter, extra='[[routes]]\nprefix = "llama"\nprovider = "openrouter"\n')
     raw = b'{"model": "llama-3.3", "messages": [{"role": "user", "content": "hi"}], "custom_field": 1}'
     with ServerThread(create_app(settings)) as thread:
-        response = httpx.post(f"{thread.url}/v1/chat/completions", content=raw)
+        response = httpx.post(f"{thread.url}/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 200 and response.headers["x-subrelay-route"] == "openrouter/llama-3.3"
     assert openrouter[0].state.requests[-1]["raw"] == raw
 

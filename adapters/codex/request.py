@@ -9,9 +9,10 @@ sampling parameters the Codex CLI never sends. Parameters it would refuse are dr
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
-from proxy.chat import ChatRequest, response_format_of, text_of
+from proxy.chat import REASONING_EFFORTS, ChatRequest, response_format_of, text_of
 from proxy.errors import BadRequest
 
 # Accepted by Chat Completions, refused or meaningless on the Codex backend: dropped silently.
@@ -20,7 +21,6 @@ DROPPED_PARAMETERS = (
     "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "stop", "user", "n",
     "metadata", "service_tier", "modalities", "audio", "prediction", "web_search_options",
 )
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 INSTRUCTIONS_CLIENT = "client"  # the client's system text is the instructions
 INSTRUCTIONS_DEFAULT = "default"  # default instructions; client system text as a developer message
@@ -78,10 +78,20 @@ def to_responses_body(
         body["text"] = {"format": text_format}
 
     cache_key = raw.get("prompt_cache_key")
-    body["prompt_cache_key"] = cache_key if isinstance(cache_key, str) and cache_key else conversation_key(
-        model, instructions, input_items
-    )
+    body["prompt_cache_key"] = header_safe_key(cache_key) if isinstance(cache_key, str) and cache_key else (
+        conversation_key(model, instructions, input_items))
     return body
+
+
+_HEADER_SAFE = re.compile(r"[A-Za-z0-9._:@=+/-]{1,200}")
+
+
+def header_safe_key(key: str) -> str:
+    """The client's ``prompt_cache_key`` as it can travel in the ``session_id`` header: kept when it is
+    plain, else replaced by a stable digest of it (same key in, same key out, so caching still works)."""
+    if _HEADER_SAFE.fullmatch(key):
+        return key
+    return "k-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def conversation_key(model: str, instructions: str, input_items: list[dict[str, Any]]) -> str:

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import orjson
 
-from ..errors import AuthenticationFailed, UpstreamFailure, UpstreamTimeout
+from ..errors import AuthenticationFailed, ServiceUnavailable, UpstreamFailure, UpstreamTimeout
 from ..redact import get_logger, secrets
 from .base import Credential
 from .files import CachedJsonFile, CredentialFileError, atomic_write_json
 from .jwt import jwt_claims, jwt_expiry
-from .locks import RefreshLock
+from .locks import LockUnavailable, RefreshLock
 
 log = get_logger("subrelay.credentials.codex")
 
@@ -53,12 +53,22 @@ class CodexCredentialSource:
         self._clock = clock
         self._file = CachedJsonFile(path)
         self._lock = RefreshLock(path + ".lock", timeout=lock_timeout)
+        self._memo: tuple[dict[str, Any], Credential | tuple[str, str | None]] | None = None
 
     # -- reading ---------------------------------------------------------------------------------
 
     def load(self) -> Credential:
         """The credential in the file now, without refreshing (raises AuthenticationFailed)."""
         return self._credential_from(self._read())
+
+    def problem(self) -> str | None:
+        """Why this login cannot be used right now (None when it can). Cheap: a ``stat`` while the
+        file is unchanged, so routing can ask on every request and follow logins as they come and go."""
+        try:
+            self._credential_from(self._read())
+        except AuthenticationFailed as exc:
+            return exc.message
+        return None
 
     async def current(self) -> Credential:
         data = self._read()
@@ -78,7 +88,24 @@ class CodexCredentialSource:
             raise _file_error(exc) from None
 
     def _credential_from(self, data: dict[str, Any]) -> Credential:
+        """The credential in ``data`` (memoised: the cached file returns the same object until it changes)."""
+        memo = self._memo
+        if memo is None or memo[0] is not data:
+            try:
+                result: Credential | tuple[str, str | None] = self._parse_credential(data)
+            except AuthenticationFailed as exc:
+                result = (exc.message, exc.code)
+            memo = self._memo = (data, result)
+        if isinstance(memo[1], tuple):
+            raise AuthenticationFailed(memo[1][0], code=memo[1][1])  # a fresh one: no traceback piles up
+        return memo[1]
+
+    def _parse_credential(self, data: dict[str, Any]) -> Credential:
         tokens = data.get("tokens")
+        if isinstance(tokens, dict) and tokens.get("access_token") and not _well_formed(tokens):
+            raise AuthenticationFailed(
+                f"The ChatGPT login at {self.path} is damaged (a token has the wrong type or characters); "
+                f"subrelay will not modify it. {_LOGIN_HINT}", code="credentials_corrupt")
         if not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str) or not tokens["access_token"]:
             if data.get("OPENAI_API_KEY"):
                 raise AuthenticationFailed(
@@ -115,6 +142,19 @@ class CodexCredentialSource:
 
     async def _refresh_unless_rotated(self, seen: Credential, *, force: bool) -> Credential:
         try:
+            return await self._refresh_under_lock(seen, force=force)
+        except LockUnavailable as exc:
+            if not force and seen.expires_at is not None and seen.expires_at > self._clock():
+                # Due for refresh but still valid: keep serving, and say what to fix.
+                log.warning("cannot refresh the ChatGPT login yet: lock file %s", exc)
+                return seen
+            raise ServiceUnavailable(
+                f"The ChatGPT login needs a refresh, but its lock file {exc.path} is unusable: {exc.detail}. "
+                "subrelay takes that lock so that only one program refreshes at a time.",
+                code="credential_lock_unavailable") from None
+
+    async def _refresh_under_lock(self, seen: Credential, *, force: bool) -> Credential:
+        try:
             async with self._lock.hold():
                 # Another task or process may have rotated the tokens while we waited: re-read.
                 self._file.invalidate()
@@ -139,6 +179,13 @@ class CodexCredentialSource:
                 code="token_expired",
             )
         fresh = await self._post_refresh(refresh_token)
+        # The refresh took time: if the file changed meanwhile (`codex login` as another account, say),
+        # it is newer than what we refreshed. Keep it, and use it.
+        self._file.invalidate()
+        now_on_disk = self._read()
+        if now_on_disk != data:
+            log.warning("the ChatGPT login in %s changed during a refresh; keeping the newer file", self.path)
+            return self._credential_from(now_on_disk)
         updated = copy.deepcopy(data)
         tokens = updated["tokens"]
         tokens["access_token"] = fresh["access_token"]
@@ -198,6 +245,19 @@ class CodexCredentialSource:
             raise UpstreamFailure("The ChatGPT token endpoint answered without an access token.")
         secrets.add(payload.get("access_token"), payload.get("refresh_token"), payload.get("id_token"))
         return payload
+
+
+def _header_safe(value: Any) -> bool:
+    return isinstance(value, str) and value.isascii() and value.isprintable() and " " not in value
+
+
+def _well_formed(tokens: dict[str, Any]) -> bool:
+    """Tokens of the right types, and header-safe where they travel in headers."""
+    if not _header_safe(tokens.get("access_token")):
+        return False
+    if tokens.get("account_id") is not None and not _header_safe(tokens["account_id"]):
+        return False
+    return all(tokens.get(name) is None or isinstance(tokens[name], str) for name in ("refresh_token", "id_token"))
 
 
 def _file_error(exc: CredentialFileError) -> AuthenticationFailed:

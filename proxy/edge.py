@@ -1,0 +1,296 @@
+"""The edge: everything checked about a request before any route sees it, in one ASGI layer.
+
+It sits outside Starlette's own error middleware, so it also is the last error boundary:
+- **Where from**: the ``Host`` must name this server (loopback names unless told otherwise), and a
+  browser ``Origin`` must be on ``SUBRELAY_ALLOWED_ORIGINS`` (or be this server's own origin): a
+  page the user visits can neither spend their plan nor read answers through DNS rebinding.
+  CORS preflights are answered for allowed origins only.
+- **Who**: the client key, when keys are configured (``/healthz`` excepted).
+- **What**: ``POST`` bodies must be ``application/json`` (so no "simple" cross-site form post
+  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline.
+- **Going away**: when the client disconnects before the response has started, the handler (and
+  with it the upstream call) is cancelled; streams cancel themselves (:mod:`proxy.event_stream`).
+- **Bugs**: an exception that escapes the app is still an error in the client's API shape, and it
+  never reaches the server, so the keep-alive connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+
+from .config import Settings, is_loopback
+from .errors import (
+    AuthenticationFailed,
+    InternalError,
+    PayloadTooLarge,
+    PermissionDenied,
+    ProxyError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from .redact import get_logger
+
+log = get_logger("subrelay.edge")
+
+# Paths any caller may reach without a client key (a load balancer's health probe).
+PUBLIC_PATHS = frozenset({"/healthz"})
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+_EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
+
+# Renders an error for the API the request is for: (path, error) -> JSON body.
+ErrorRenderer = Callable[[str, ProxyError], bytes]
+
+
+def openai_error_body(path: str, error: ProxyError) -> bytes:
+    return error.to_json()
+
+
+class _ClientWentAway(ProxyError):
+    """The client disconnected while sending its request (nobody is left to read an answer)."""
+
+    status_code = 499
+
+
+class EdgeMiddleware:
+    def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body) -> None:
+        self.app = app
+        self.render_error = render_error
+        self.limits = settings.limits
+        self.keys = [key.encode() for key in settings.api_keys]
+        self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
+        hosts = {host.lower() for host in settings.allowed_hosts}
+        if not is_loopback(settings.host) and not hosts:
+            hosts.add("*")  # listening beyond loopback (with client keys): any name may reach us
+        elif not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
+            hosts.add(settings.host.lower())
+        self.allowed_hosts = frozenset(hosts)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _header_map(scope["headers"])
+        path = scope["path"]
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await self._send_error(send, path, refusal, close=True)
+            return
+        origin = headers.get(b"origin")
+        cors = origin if origin is not None and self._origin_listed(origin) else None
+        if scope["method"] == "OPTIONS" and origin is not None:
+            await self._preflight(send, origin, headers)
+            return
+        if self.keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
+            error = AuthenticationFailed(
+                "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
+                "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
+            error.headers["WWW-Authenticate"] = "Bearer"
+            await self._send_error(send, path, error, cors=cors)
+            return
+        if scope["method"] == "POST":
+            problem = self._body_problem(headers)
+            if problem is not None:
+                await self._send_error(send, path, problem, close=isinstance(problem, PayloadTooLarge), cors=cors)
+                return
+        await self._run(scope, receive, send, cors)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def _refusal(self, scope, headers: dict[bytes, bytes]) -> ProxyError | None:
+        host = headers.get(b"host")
+        if host is not None and not self._host_ok(host):
+            return PermissionDenied(
+                f"This subrelay proxy does not answer to the host name {host.decode('latin-1')[:100]!r}. Use "
+                "127.0.0.1 or localhost, or add the name to SUBRELAY_ALLOWED_HOSTS.", code="host_not_allowed")
+        origin = headers.get(b"origin")
+        if origin is not None and not self._origin_ok(origin, host):
+            return PermissionDenied(
+                f"Requests from the web origin {origin.decode('latin-1')[:100]!r} are refused: a web page could "
+                "otherwise spend your plan. To allow a browser app, add its origin to SUBRELAY_ALLOWED_ORIGINS.",
+                code="origin_not_allowed")
+        site = headers.get(b"sec-fetch-site")
+        if origin is None and site in (b"cross-site", b"same-site") and scope["method"] not in ("GET", "HEAD"):
+            return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
+        return None
+
+    def _host_ok(self, host: bytes) -> bool:
+        if "*" in self.allowed_hosts:
+            return True
+        name = host.decode("latin-1").lower()
+        if name.startswith("["):  # [::1]:8787
+            name = name[1:name.find("]")] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        if name in _LOOPBACK_NAMES or name in self.allowed_hosts:
+            return True
+        return is_loopback(name)
+
+    def _origin_listed(self, origin: bytes) -> bool:
+        value = origin.decode("latin-1").rstrip("/").lower()
+        return "*" in self.allowed_origins or value in self.allowed_origins
+
+    def _origin_ok(self, origin: bytes, host: bytes | None) -> bool:
+        if self._origin_listed(origin):
+            return True
+        # A page this server serves itself (same origin): the Host was already checked.
+        value = origin.decode("latin-1").lower()
+        return host is not None and value in (f"http://{host.decode('latin-1').lower()}",
+                                               f"https://{host.decode('latin-1').lower()}")
+
+    def _key_ok(self, headers: dict[bytes, bytes]) -> bool:
+        presented = None
+        authorization = headers.get(b"authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                presented = token.strip()
+        if presented is None:
+            api_key = headers.get(b"x-api-key")
+            presented = api_key.strip() if api_key else None
+        if not presented:
+            return False
+        return any(hmac.compare_digest(presented, key) for key in self.keys)
+
+    def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
+        media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if media != b"application/json" and not media.endswith(b"+json"):
+            return UnsupportedMediaType(
+                "Send the request body as JSON with 'Content-Type: application/json' (got "
+                f"{media.decode('latin-1')[:80] or 'none'!r}).")
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                size = -1
+            if size > self.limits.max_body_bytes:
+                return _too_large(self.limits.max_body_bytes)
+        return None
+
+    # -- running the app -----------------------------------------------------------------------------
+
+    async def _run(self, scope, receive, send, cors: bytes | None) -> None:
+        limits = self.limits
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        body_deadline = loop.time() + limits.body_read_seconds
+        received = 0
+        body_done = scope["method"] in ("GET", "HEAD")
+        gone = asyncio.Event()
+        started = finished = False
+        cancelled_by_us = False
+        watcher: asyncio.Task | None = None
+
+        async def watch_for_disconnect() -> None:
+            nonlocal cancelled_by_us
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    if not started and task is not None:
+                        cancelled_by_us = True
+                        task.cancel()
+                    return
+
+        async def guarded_receive():
+            nonlocal received, body_done, watcher
+            if body_done:
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            try:
+                async with asyncio.timeout_at(body_deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The request body did not arrive within {limits.body_read_seconds:g} s.") from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limits.max_body_bytes:
+                    raise _too_large(limits.max_body_bytes)
+                if not message.get("more_body", False):
+                    body_done = True
+                    watcher = asyncio.create_task(watch_for_disconnect())
+            elif message["type"] == "http.disconnect":
+                gone.set()
+                raise _ClientWentAway("The client went away while sending the request.")
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                started = True
+                if cors is not None:
+                    message = {**message, "headers": [*message.get("headers", ()), *_cors_headers(cors)]}
+                if received and not body_done:  # answered before reading the whole body: close after
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except asyncio.CancelledError:
+            if not cancelled_by_us:
+                raise
+            task.uncancel()
+            log.info("client went away before the answer started; upstream work cancelled (%s)", scope["path"])
+        except Exception as exc:  # the last boundary: the server must never see an exception
+            if not started:
+                error = exc if isinstance(exc, ProxyError) else InternalError(
+                    f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
+                if not isinstance(exc, ProxyError):
+                    log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
+                await self._send_error(send, scope["path"], error, cors=cors)
+            elif not finished:
+                log.debug("error after the response started (%s): %s", scope["path"], type(exc).__name__)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _preflight(self, send, origin: bytes, headers: dict[bytes, bytes]) -> None:
+        if not self._origin_listed(origin):
+            await self._send_error(send, "", PermissionDenied(
+                "This origin is not in SUBRELAY_ALLOWED_ORIGINS.", code="origin_not_allowed"))
+            return
+        requested = headers.get(b"access-control-request-headers", b"")
+        response_headers = [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", requested[:2048]),
+            (b"access-control-max-age", b"600"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": response_headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_error(self, send, path: str, error: ProxyError, *, close: bool = False,
+                          cors: bytes | None = None) -> None:
+        body = self.render_error(path, error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+        if close:
+            headers.append((b"connection", b"close"))
+        if cors is not None:
+            headers += _cors_headers(cors)
+        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than this proxy accepts ({limit} bytes; SUBRELAY_MAX_BODY_BYTES).")
+
+
+def _cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"access-control-allow-origin", origin), (b"vary", b"origin"),
+            (b"access-control-expose-headers", _EXPOSED_HEADERS)]
+
+
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    headers: dict[bytes, bytes] = {}
+    for name, value in raw:
+        headers.setdefault(name, value)
+    return headers
