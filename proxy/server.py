@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import signal
+from types import FrameType
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -85,6 +87,16 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
     )
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM after its shutdown, so the process "dies" of it; a
+    stop that was asked for and carried out is a success: exit 0 (what service managers expect)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM and sig in self._captured_signals:
+            self._captured_signals.remove(sig)
+
+
 def run(app, settings: Settings) -> None:
     raise_file_limit()
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+    GracefulServer(uvicorn_config(app, settings)).run()

@@ -51,3 +51,44 @@ def test_flush_returns_a_final_event_without_terminator():
 
 def test_encode_frames_a_payload():
     assert encode_data(b'{"x":1}') == b'data: {"x":1}\n\n'
+
+
+def test_a_huge_event_in_small_pieces_decodes_once_whole():
+    decoder = SSEDecoder()
+    payload = b"x" * (10 * 1024 * 1024)
+    line = b"data: " + payload
+    events = []
+    for start in range(0, len(line), 16384):  # a 10 MB line in network-sized pieces
+        events += decoder.feed(line[start:start + 16384])
+    assert events == []
+    assert decoder.feed(b"\r\n\r\n") == [SSEEvent(None, payload)]
+
+
+def test_an_endless_line_fails_instead_of_growing_without_bound():
+    import pytest
+
+    from proxy.sse import SSEEventTooLarge
+
+    decoder = SSEDecoder(max_event_bytes=1024 * 1024)
+    with pytest.raises(SSEEventTooLarge):
+        for _ in range(200):
+            decoder.feed(b"y" * 16384)
+    assert decoder.feed(b"data: fine\n\n") == [SSEEvent(None, b"fine")]  # the decoder is usable again
+
+
+async def test_an_oversized_upstream_event_fails_that_stream_clearly():
+    import httpx
+
+    from adapters.codex.response import CodexStreamTranslator
+    from proxy import sse
+    from proxy.events import StreamFailure
+    from proxy.upstream import translated_batches
+
+    async def body():
+        for _ in range(sse.MAX_EVENT_BYTES // 65536 + 2):
+            yield b"z" * 65536
+
+    response = httpx.Response(200, content=body())
+    batches = [batch async for batch in translated_batches(response, CodexStreamTranslator())]
+    failure = batches[-1][-1]
+    assert isinstance(failure, StreamFailure) and failure.error.code == "upstream_event_too_large"

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .asgi import lifespan, read_body, send_json
+from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 from .codex_script import _sample
 
@@ -83,6 +83,7 @@ class MockAnthropicServer:
     def __init__(self, state: AnthropicMockState | None = None) -> None:
         self.state = state or AnthropicMockState()
 
+    @answers_400_when_confused
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
@@ -103,8 +104,9 @@ class MockAnthropicServer:
             canned = s.script.pop(0)
             await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
             return
+        frames = message_stream(body)
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        for frame in message_stream(body):
+        for frame in frames:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

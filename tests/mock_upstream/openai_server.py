@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .asgi import lifespan, read_body, send_json
+from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 
 @dataclass
@@ -47,6 +47,7 @@ class MockOpenAIServer:
     def __init__(self, state: OpenAIMockState | None = None) -> None:
         self.state = state or OpenAIMockState()
 
+    @answers_400_when_confused
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)

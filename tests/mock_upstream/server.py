@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .asgi import lifespan, read_body, send_json
+from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 from .codex_script import build_transcript
 
@@ -84,6 +84,7 @@ class MockCodexServer:
     def __init__(self, state: MockState | None = None) -> None:
         self.state = state or MockState()
 
+    @answers_400_when_confused
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)

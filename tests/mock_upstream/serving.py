@@ -12,11 +12,12 @@ import uvicorn
 class ServerThread:
     """``with ServerThread(app) as server: server.url`` — a real HTTP server, loopback only."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 config: uvicorn.Config | None = None) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1") or (config is not None and config.host != "127.0.0.1"):
             raise ValueError("test servers listen on loopback only")
-        self.config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                     loop="asyncio", http="httptools", access_log=False)
+        self.config = config or uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                                               loop="asyncio", http="httptools", access_log=False)
         self.server = uvicorn.Server(self.config)
         self.server.install_signal_handlers = lambda: None  # not the main thread
         self.thread = threading.Thread(target=self._run, daemon=True)
