@@ -66,6 +66,7 @@ class EdgeMiddleware:
         elif not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
             hosts.add(settings.host.lower())
         self.allowed_hosts = frozenset(hosts)
+        self._host_verdicts: dict[bytes, bool] = {}  # Host header → accepted? (a few distinct values)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -116,6 +117,14 @@ class EdgeMiddleware:
         return None
 
     def _host_ok(self, host: bytes) -> bool:
+        verdict = self._host_verdicts.get(host)
+        if verdict is None:
+            verdict = self._judge_host(host)
+            if len(self._host_verdicts) < 256:
+                self._host_verdicts[host] = verdict
+        return verdict
+
+    def _judge_host(self, host: bytes) -> bool:
         if "*" in self.allowed_hosts:
             return True
         name = host.decode("latin-1").lower()
