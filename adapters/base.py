@@ -1,7 +1,7 @@
 """The adapter interface: what every vendor module provides to the proxy.
 
-Adapters are pure translators. Given a validated Chat Completions request and a credential they
-describe the upstream request (:class:`UpstreamRequest`); given the upstream's SSE events they emit
+Adapters are pure translators. Given the hub's :class:`proxy.hub.ModelRequest` (decoded from any
+client format) and a credential they describe the upstream request (:class:`UpstreamRequest`); given the upstream's SSE events they emit
 :mod:`proxy.events`; given an upstream error response they return a :class:`proxy.errors.ProxyError`.
 They never open sockets or files, so each one is tested with fixture transcripts alone.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
 
-from proxy.chat import ChatRequest
 from proxy.credentials.base import Credential
 from proxy.errors import ProxyError
 from proxy.events import StreamTranslator
+from proxy.hub import ModelRequest
 
 
 @dataclass(slots=True)
@@ -38,21 +38,27 @@ class ModelInfo:
 
 
 class Adapter(Protocol):
-    """A vendor's wire format. ``name`` is the provider prefix in ``provider/model``."""
+    """A vendor's wire format. ``name`` is the provider prefix in ``provider/model``.
+
+    ``passthrough_format`` names the client format this vendor speaks natively (``chat``,
+    ``responses`` or ``messages``): requests in that format skip the hub and are relayed nearly
+    unchanged.
+    """
 
     name: str
+    passthrough_format: str | None
 
-    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         """Translate ``chat`` for the upstream (raises BadRequest for what it cannot express)."""
 
-    def new_translator(self, chat: ChatRequest) -> StreamTranslator:
+    def new_translator(self, chat: ModelRequest) -> StreamTranslator:
         """A fresh translator for one response to ``chat``."""
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         """Map an upstream error response to our error hierarchy (never echo secrets)."""
 
     def retry_after_rejection(
-        self, request: UpstreamRequest, status: int, body: bytes, chat: ChatRequest, upstream_model: str,
+        self, request: UpstreamRequest, status: int, body: bytes, chat: ModelRequest, upstream_model: str,
         credential: Credential,
     ) -> UpstreamRequest | None:
         """A different request worth one more try after this rejection, or None."""

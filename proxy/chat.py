@@ -14,6 +14,20 @@ import orjson
 
 from . import checks
 from .errors import BadRequest
+from .hub import (
+    File,
+    Image,
+    Inbound,
+    Item,
+    Message,
+    ModelRequest,
+    OutputFormat,
+    Part,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+)
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -61,7 +75,13 @@ def required_model(body: dict[str, Any]) -> str:
     return checks.token(model.strip(), "model")
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def parse_chat_request(raw: bytes) -> ModelRequest:
+    """Decode and validate a Chat Completions body into the hub's :class:`ModelRequest`,
+    raising :class:`BadRequest` naming the bad param."""
+    return to_model_request(validate_chat_request(raw))
+
+
+def validate_chat_request(raw: bytes) -> ChatRequest:
     """Decode and validate a request body, raising :class:`BadRequest` naming the bad param."""
     body = decode_json_object(raw)
     model = required_model(body)
@@ -256,3 +276,114 @@ def response_format_of(value: Any) -> tuple[str, dict[str, Any] | None]:
         checks.opt_boolean(spec, "strict", "response_format.json_schema.strict")
         return kind, spec
     raise BadRequest("'response_format.type' must be 'text', 'json_object' or 'json_schema'.", param="response_format")
+
+
+# -- Chat Completions → the hub ------------------------------------------------------------------
+
+
+def to_model_request(chat: ChatRequest) -> ModelRequest:
+    """The validated Chat request as the neutral :class:`ModelRequest`."""
+    body = chat.body
+    system, items = _items(chat.messages)
+    request = ModelRequest(model=chat.model, inbound=Inbound("chat", body, chat.raw), system=system, items=items,
+                           stream=chat.stream, include_usage=chat.include_usage)
+    request.tools = [_tool(tool["function"]) for tool in body.get("tools") or ()]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        request.forced_tool = function["name"] if isinstance(function, dict) else choice["name"]
+    else:
+        request.tool_choice = choice
+    request.parallel_tool_calls = body.get("parallel_tool_calls")
+    request.max_output_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    request.temperature = body.get("temperature")
+    request.top_p = body.get("top_p")
+    stop = body.get("stop")
+    request.stop = [stop] if isinstance(stop, str) else list(stop or ())
+    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    request.reasoning_effort = body.get("reasoning_effort") or reasoning.get("effort")
+    request.reasoning_summary = reasoning.get("summary")
+    request.output_format = _output_format(body.get("response_format"))
+    request.user = body.get("user")
+    request.prompt_cache_key = body.get("prompt_cache_key") or None
+    request.metadata = body.get("metadata")
+    return request
+
+
+def _items(messages: list[dict[str, Any]]) -> tuple[list[str], list[Item]]:
+    system: list[str] = []
+    items: list[Item] = []
+    known_calls: set[str] = set()
+    for position, message in enumerate(messages):
+        role = message["role"]
+        content = message.get("content")
+        where = f"messages[{position}]"
+        if role in ("system", "developer"):
+            text = text_of(content)
+            if text:
+                system.append(text)
+        elif role == "user":
+            items.append(Message("user", _user_parts(where, content)))
+        elif role == "assistant":
+            text = content if isinstance(content, str) else "".join(
+                part.get("text") or part.get("refusal") or "" for part in content or ())
+            if text:
+                items.append(Message("assistant", [Text(text)]))
+            for index, call in enumerate(message.get("tool_calls") or ()):
+                function = call["function"]
+                items.append(ToolCall(call["id"], function["name"], function.get("arguments") or "{}",
+                                      where=f"{where}.tool_calls[{index}]"))
+                known_calls.add(call["id"])
+        else:  # tool, function
+            call_id = message.get("tool_call_id") or message.get("name")
+            if call_id not in known_calls:
+                raise BadRequest(
+                    f"{where} answers tool call {call_id!r}, but no earlier assistant message made that call.",
+                    param=f"{where}.tool_call_id", code="invalid_tool_call_id")
+            items.append(ToolResult(call_id, [Text(text_of(content))], where=where))
+    return system, items
+
+
+def _user_parts(where: str, content: Any) -> list[Part]:
+    if isinstance(content, str):
+        return [Text(content)]
+    parts: list[Part] = []
+    for index, part in enumerate(content):
+        kind = part["type"]
+        at = f"{where}.content[{index}]"
+        if kind in ("text", "input_text"):
+            parts.append(Text(part["text"]))
+        elif kind == "image_url":
+            image = part["image_url"]
+            url, detail = (image["url"], image.get("detail")) if isinstance(image, dict) else (image, None)
+            parts.append(image_part(url, detail, f"{at}.image_url"))
+        elif kind == "file":
+            file = part["file"]
+            if not file.get("file_data"):
+                raise BadRequest("Only inline files ('file_data') are supported.", param=f"{at}.file")
+            parts.append(File(file["file_data"], file.get("filename") or "file"))
+        else:
+            raise BadRequest(f"Content parts of type {kind!r} are not supported by this proxy.", param=at)
+    return parts
+
+
+def image_part(url: str, detail: str | None, param: str) -> Image:
+    """An image from a client: an https/http URL or a ``data:image/...`` URL, else a 400."""
+    if not url.startswith(("data:image/", "https://", "http://")):
+        raise BadRequest("'image_url.url' must be an https URL or a data:image/... base64 URL.", param=param)
+    return Image(url, detail if detail in ("auto", "low", "high") else None)
+
+
+def _tool(function: dict[str, Any]) -> Tool:
+    return Tool(function["name"], function.get("description") or "",
+                function.get("parameters") or {"type": "object", "properties": {}}, bool(function.get("strict", False)))
+
+
+def _output_format(value: Any) -> OutputFormat | None:
+    kind, spec = response_format_of(value)
+    if kind == "text":
+        return None
+    if spec is None:
+        return OutputFormat("json_object")
+    return OutputFormat("json_schema", spec.get("name") or "response", spec["schema"], bool(spec.get("strict", False)),
+                        spec.get("description") or None)

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .aggregate import CompletionAggregator
-from .chat import ChatRequest, parse_chat_request
+from .chat import parse_chat_request
+from .hub import ModelRequest
 from .dispatch import Opened, open_with_fallbacks
 from .event_stream import EventStreamResponse
 from .events import ChatEvent
@@ -44,7 +45,7 @@ async def create_chat_completion(request: Request) -> Response:
     opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock)
     headers = opened.client_headers()
     adapter = opened.route.provider.adapter
-    if getattr(adapter, "passthrough", False):
+    if getattr(adapter, "passthrough_format", None) == "chat":
         return await _relay(opened, chat, headers)
     batches = translated_batches(opened.response, adapter.new_translator(chat), clock)
     if chat.stream:
@@ -52,7 +53,7 @@ async def create_chat_completion(request: Request) -> Response:
     return await _aggregate(chat, batches, headers)
 
 
-async def _relay(opened: Opened, chat: ChatRequest, headers: dict[str, str]) -> Response:
+async def _relay(opened: Opened, chat: ModelRequest, headers: dict[str, str]) -> Response:
     """The upstream speaks Chat Completions already: hand its bytes to the client unchanged."""
     if chat.stream:
         return EventStreamResponse(passthrough_chunks(opened.response, opened.clock),
@@ -61,7 +62,7 @@ async def _relay(opened: Opened, chat: ChatRequest, headers: dict[str, str]) -> 
     return Response(body, status_code=200, headers=headers, media_type="application/json")
 
 
-async def _aggregate(chat: ChatRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
+async def _aggregate(chat: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
     aggregator = CompletionAggregator()
     try:
         async for batch in batches:
@@ -73,7 +74,7 @@ async def _aggregate(chat: ChatRequest, batches: AsyncIterator[list[ChatEvent]],
     return json_response(aggregator.result(new_completion_id(), chat.model), headers=headers)
 
 
-async def _stream(chat: ChatRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
+async def _stream(chat: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
     first, pending = await _prime(batches)
     error = first_failure(first)
     if error is not None:

@@ -57,7 +57,7 @@ def test_agent_turn_translates_to_messages_with_merged_turns_and_tool_results():
             {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": "4C, rain"},
-            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [{"type": "text", "text": "12:00"}]}]},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "12:00"}]},  # text parts, joined
     ]
     assert body["tools"][0] == {"name": "get_weather", "description": "Weather",
                                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -104,7 +104,7 @@ def test_tool_choice_none_is_sent_as_none():
     ([{"role": "system", "content": "only system"}], "messages"),
 ])
 def test_unanswered_or_orphan_tool_calls_are_refused_before_sending(messages, param):
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(BadRequest) as info:  # while decoding (orphans) or translating (unanswered calls)
         to_messages_body(chat(messages=messages), "claude-sonnet-4-5")
     assert info.value.param == param
 

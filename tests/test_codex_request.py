@@ -97,8 +97,8 @@ def test_effort_suffix_on_the_model_name_sets_reasoning_effort():
 
 
 def test_tool_output_without_a_matching_call_is_rejected_before_sending():
-    request = chat(messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "call_9", "content": "r"}])
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(BadRequest) as info:  # refused while decoding the request, before any adapter
+        request = chat(messages=[{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "call_9", "content": "r"}])
         to_responses_body(request, "gpt-5.1-codex", DEFAULT)
     assert info.value.param == "messages[1].tool_call_id"
 

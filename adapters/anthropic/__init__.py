@@ -9,8 +9,8 @@ from typing import Any, Mapping
 import orjson
 
 from proxy import __version__
-from proxy.chat import ChatRequest
 from proxy.credentials.base import Credential
+from proxy.hub import ModelRequest
 from proxy.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -38,6 +38,8 @@ def catalog() -> list[dict[str, Any]]:
 
 
 class AnthropicAdapter:
+    passthrough_format = None  # (Anthropic Messages clients arrive with the Messages codec)
+
     def __init__(self, name: str = "anthropic", base_url: str = "https://api.anthropic.com",
                  key_origin: str = "env ANTHROPIC_API_KEY") -> None:
         self.name = name
@@ -49,7 +51,7 @@ class AnthropicAdapter:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
 
-    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         default_max = min(self._max_output.get(upstream_model, DEFAULT_MAX_TOKENS), DEFAULT_MAX_TOKENS)
         body = to_messages_body(chat, upstream_model, default_max)
         headers = {
@@ -64,9 +66,8 @@ class AnthropicAdapter:
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None
 
-    def new_translator(self, chat: ChatRequest) -> AnthropicStreamTranslator:
-        response_format = chat.body.get("response_format") or {}
-        json_mode = isinstance(response_format, dict) and response_format.get("type") in ("json_schema", "json_object")
+    def new_translator(self, chat: ModelRequest) -> AnthropicStreamTranslator:
+        json_mode = chat.output_format is not None and chat.output_format.kind != "text"
         return AnthropicStreamTranslator(JSON_TOOL if json_mode else None)
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:

@@ -9,9 +9,9 @@ from typing import Mapping
 import orjson
 
 from proxy import __version__
-from proxy.chat import ChatRequest
 from proxy.credentials.base import Credential
 from proxy.errors import ProxyError
+from proxy.hub import ModelRequest
 
 from ..base import ModelInfo, UpstreamRequest
 from .errors import error_from_response, is_instructions_rejection
@@ -42,6 +42,7 @@ class CodexAdapter:
     which models currently refuse custom instructions (so later requests go that way first)."""
 
     name = "codex"
+    passthrough_format = "responses"  # Responses clients' requests go through with fix-ups only
 
     def __init__(self, base_url: str = DEFAULT_BASE_URL, default_instructions: str | None = None) -> None:
         self.url = base_url.rstrip("/") + "/responses"
@@ -51,7 +52,7 @@ class CodexAdapter:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(slug, self.name) for slug in catalog()]
 
-    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         mode = INSTRUCTIONS_DEFAULT if upstream_model in self._needs_default_instructions else INSTRUCTIONS_CLIENT
         return self._request(chat, upstream_model, credential, mode)
 
@@ -60,7 +61,7 @@ class CodexAdapter:
         request: UpstreamRequest,
         status: int,
         body: bytes,
-        chat: ChatRequest,
+        chat: ModelRequest,
         upstream_model: str,
         credential: Credential,
     ) -> UpstreamRequest | None:
@@ -73,13 +74,13 @@ class CodexAdapter:
         self._needs_default_instructions.add(upstream_model)
         return self._request(chat, upstream_model, credential, INSTRUCTIONS_DEFAULT)
 
-    def new_translator(self, chat: ChatRequest) -> CodexStreamTranslator:
+    def new_translator(self, chat: ModelRequest) -> CodexStreamTranslator:
         return CodexStreamTranslator()
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         return error_from_response(status, headers, body)
 
-    def _request(self, chat: ChatRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
+    def _request(self, chat: ModelRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
         body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
         headers = {
             "Authorization": f"Bearer {credential.access_token}",
@@ -92,7 +93,7 @@ class CodexAdapter:
         }
         if credential.account_id:
             headers["chatgpt-account-id"] = credential.account_id
-        had_system = any(m.get("role") in ("system", "developer") for m in chat.messages)
+        had_system = bool(chat.system)
         return UpstreamRequest(
             method="POST",
             url=self.url,

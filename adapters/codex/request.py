@@ -1,4 +1,4 @@
-"""Chat Completions request → Codex Responses request body (pure).
+"""The hub's request → Codex Responses request body (pure).
 
 The Codex backend speaks the Responses API with a few rules of its own (fact sheet §4): it always
 streams, never stores, needs non-empty ``instructions``, takes flat function tools, and rejects
@@ -12,8 +12,22 @@ import hashlib
 import re
 from typing import Any
 
-from proxy.chat import REASONING_EFFORTS, ChatRequest, response_format_of, text_of
+from proxy.chat import REASONING_EFFORTS
 from proxy.errors import BadRequest
+from proxy.hub import (
+    Image,
+    Item,
+    Message,
+    ModelRequest,
+    OutputFormat,
+    Part,
+    Reasoning,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+    text_of_parts,
+)
 
 # Accepted by Chat Completions, refused or meaningless on the Codex backend: dropped silently.
 DROPPED_PARAMETERS = (
@@ -35,14 +49,15 @@ def split_effort_suffix(model: str) -> tuple[str, str | None]:
 
 
 def to_responses_body(
-    chat: ChatRequest,
+    request: ModelRequest,
     upstream_model: str,
     default_instructions: str,
     instructions_mode: str = INSTRUCTIONS_CLIENT,
 ) -> dict[str, Any]:
-    """Build the JSON body for ``POST {base}/responses``."""
+    """Build the JSON body for ``POST {base}/responses`` from the hub's request."""
     model, suffix_effort = split_effort_suffix(upstream_model)
-    system_text, input_items = to_responses_input(chat.messages)
+    system_text = "\n\n".join(request.system)
+    input_items = to_responses_input(request.items)
     if instructions_mode == INSTRUCTIONS_CLIENT and system_text:
         instructions = system_text
     else:
@@ -57,29 +72,27 @@ def to_responses_body(
         "stream": True,
         "store": False,
     }
-    raw = chat.body
-    tools = raw.get("tools")
-    if tools:
-        body["tools"] = [_to_flat_tool(tool) for tool in tools]
-        body["tool_choice"] = _to_tool_choice(raw.get("tool_choice", "auto"))
-        body["parallel_tool_calls"] = bool(raw.get("parallel_tool_calls", True))
-    elif raw.get("tool_choice") not in (None, "none", "auto"):
+    if request.tools:
+        body["tools"] = [_flat_tool(tool) for tool in request.tools]
+        body["tool_choice"] = ({"type": "function", "name": request.forced_tool} if request.forced_tool
+                               else request.tool_choice or "auto")
+        body["parallel_tool_calls"] = request.parallel_tool_calls is not False
+    elif request.forced_tool or request.tool_choice == "required":
         raise BadRequest("'tool_choice' needs 'tools'.", param="tool_choice")
 
-    effort = _reasoning_effort(raw) or suffix_effort
-    reasoning: dict[str, Any] = {"summary": "auto"}
+    reasoning: dict[str, Any] = {"summary": request.reasoning_summary or "auto"}
+    effort = request.reasoning_effort or suffix_effort
     if effort:
         reasoning["effort"] = effort
     body["reasoning"] = reasoning
     body["include"] = ["reasoning.encrypted_content"]
 
-    text_format = _to_text_format(raw.get("response_format"))
+    text_format = _text_format(request.output_format)
     if text_format is not None:
         body["text"] = {"format": text_format}
 
-    cache_key = raw.get("prompt_cache_key")
-    body["prompt_cache_key"] = header_safe_key(cache_key) if isinstance(cache_key, str) and cache_key else (
-        conversation_key(model, instructions, input_items))
+    key = request.prompt_cache_key
+    body["prompt_cache_key"] = header_safe_key(key) if key else conversation_key(model, instructions, input_items)
     return body
 
 
@@ -110,84 +123,54 @@ def conversation_key(model: str, instructions: str, input_items: list[dict[str, 
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:32]}"
 
 
-def to_responses_input(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """Split chat messages into (instructions text, Responses ``input`` items)."""
-    system_parts: list[str] = []
-    items: list[dict[str, Any]] = []
-    known_calls: set[str] = set()
-    for position, message in enumerate(messages):
-        role = message["role"]
-        content = message.get("content")
-        if role in ("system", "developer"):
-            text = text_of(content)
-            if text:
-                system_parts.append(text)
-        elif role == "user":
-            items.append(_message("user", _user_parts(position, content)))
-        elif role == "assistant":
-            text = text_of(content) if not isinstance(content, list) else _assistant_text(content)
-            if text:
-                items.append(_message("assistant", [{"type": "output_text", "text": text}]))
-            for call in message.get("tool_calls") or ():
-                items.append(_function_call(position, call))
-                known_calls.add(items[-1]["call_id"])
-        elif role in ("tool", "function"):
-            call_id = message.get("tool_call_id") or message.get("name")
-            if call_id not in known_calls:
-                raise BadRequest(
-                    f"messages[{position}] answers tool call {call_id!r}, but no earlier assistant message "
-                    "made that call.",
-                    param=f"messages[{position}].tool_call_id",
-                    code="invalid_tool_call_id",
-                )
-            items.append({"type": "function_call_output", "call_id": call_id, "output": text_of(content)})
-    return "\n\n".join(system_parts), items
+def to_responses_input(items: list[Item]) -> list[dict[str, Any]]:
+    """The hub's conversation items as Responses ``input`` items."""
+    converted: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, Message):
+            if item.role == "assistant":
+                text = text_of_parts(item.parts)
+                if text:
+                    converted.append(_message("assistant", [{"type": "output_text", "text": text}]))
+            else:
+                converted.append(_message("user", [_input_part(part) for part in item.parts]))
+        elif isinstance(item, ToolCall):
+            converted.append({"type": "function_call", "call_id": item.call_id, "name": item.name,
+                              "arguments": item.arguments})
+        elif isinstance(item, ToolResult):
+            converted.append({"type": "function_call_output", "call_id": item.call_id,
+                              "output": _tool_output(item)})
+        elif isinstance(item, Reasoning) and item.encrypted:
+            # Only a Codex-made reasoning item (with its encrypted payload) can be continued.
+            converted.append({"type": "reasoning", "summary": [{"type": "summary_text", "text": text}
+                                                               for text in item.summary],
+                              "encrypted_content": item.encrypted})
+    return converted
 
 
 def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": content}
 
 
-def _assistant_text(parts: list[dict[str, Any]]) -> str:
-    return "".join(part.get("text") or part.get("refusal") or "" for part in parts)
+def _input_part(part: Part) -> dict[str, Any]:
+    if isinstance(part, Text):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, Image):
+        image: dict[str, Any] = {"type": "input_image", "image_url": normalise_data_url(part.url)
+                                 if part.url.startswith("data:") else part.url}
+        if part.detail:
+            image["detail"] = part.detail
+        return image
+    return {"type": "input_file", "filename": part.filename, "file_data": part.data_url}
 
 
-def _user_parts(position: int, content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "input_text", "text": content}]
-    parts: list[dict[str, Any]] = []
-    for index, part in enumerate(content):
-        kind = part["type"]
-        where = f"messages[{position}].content[{index}]"
-        if kind in ("text", "input_text"):
-            parts.append({"type": "input_text", "text": part.get("text", "")})
-        elif kind == "image_url":
-            parts.append(_input_image(where, part.get("image_url")))
-        elif kind == "file":
-            file = part.get("file") or {}
-            if not file.get("file_data"):
-                raise BadRequest("Only inline files ('file_data') are supported.", param=f"{where}.file")
-            parts.append({"type": "input_file", "filename": file.get("filename", "file"), "file_data": file["file_data"]})
-        else:
-            raise BadRequest(f"Content parts of type {kind!r} are not supported by Codex models.", param=where)
-    return parts
+def _tool_output(result: ToolResult) -> Any:
+    if all(isinstance(part, Text) for part in result.parts):
+        return text_of_parts(result.parts)
+    return [_input_part(part) for part in result.parts]
 
 
-def _input_image(where: str, image: Any) -> dict[str, Any]:
-    url, detail = (image.get("url"), image.get("detail")) if isinstance(image, dict) else (image, None)
-    if not isinstance(url, str) or not url.startswith(("data:image/", "https://", "http://")):
-        raise BadRequest(
-            "'image_url.url' must be an https URL or a data:image/... base64 URL.", param=f"{where}.image_url"
-        )
-    if url.startswith("data:"):
-        url = _normalise_data_url(url)
-    part: dict[str, Any] = {"type": "input_image", "image_url": url}
-    if detail in ("auto", "low", "high"):
-        part["detail"] = detail
-    return part
-
-
-def _normalise_data_url(url: str) -> str:
+def normalise_data_url(url: str) -> str:
     """Fix the two defects clients commonly send: the URL-safe alphabet and missing padding."""
     header, sep, data = url.partition(",")
     if not sep or ";base64" not in header:
@@ -199,72 +182,18 @@ def _normalise_data_url(url: str) -> str:
     return f"{header},{data}"
 
 
-def _function_call(position: int, call: Any) -> dict[str, Any]:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or not function.get("name") or not call.get("id"):
-        raise BadRequest(
-            "Each assistant tool call needs an 'id' and 'function.name'.", param=f"messages[{position}].tool_calls"
-        )
-    arguments = function.get("arguments")
-    return {
-        "type": "function_call",
-        "call_id": call["id"],
-        "name": function["name"],
-        "arguments": arguments if isinstance(arguments, str) else "{}",
-    }
+def _flat_tool(tool: Tool) -> dict[str, Any]:
+    return {"type": "function", "name": tool.name, "description": tool.description, "strict": tool.strict,
+            "parameters": tool.parameters}
 
 
-def _to_flat_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function = tool["function"]
-    flat: dict[str, Any] = {
-        "type": "function",
-        "name": function["name"],
-        "description": function.get("description") or "",
-        "strict": bool(function.get("strict", False)),
-        "parameters": function.get("parameters") or {"type": "object", "properties": {}},
-    }
-    return flat
-
-
-def _to_tool_choice(choice: Any) -> Any:
-    if choice in ("auto", "none", "required"):
-        return choice
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
-        if isinstance(name, str) and name:
-            return {"type": "function", "name": name}
-    raise BadRequest(
-        "'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}.",
-        param="tool_choice",
-    )
-
-
-def _reasoning_effort(raw: dict[str, Any]) -> str | None:
-    effort = raw.get("reasoning_effort")
-    param = "reasoning_effort"
-    if effort is None and isinstance(raw.get("reasoning"), dict):
-        effort, param = raw["reasoning"].get("effort"), "reasoning.effort"
-    if effort is None:
+def _text_format(output: OutputFormat | None) -> dict[str, Any] | None:
+    if output is None or output.kind == "text":
         return None
-    if effort not in REASONING_EFFORTS:
-        raise BadRequest(
-            f"'{param}' must be one of {', '.join(REASONING_EFFORTS)}; got {effort!r}.", param=param
-        )
-    return effort
-
-
-def _to_text_format(response_format: Any) -> dict[str, Any] | None:
-    kind, spec = response_format_of(response_format)
-    if kind == "text":
-        return None
-    if spec is None:
+    if output.kind == "json_object":
         return {"type": "json_object"}
-    text_format: dict[str, Any] = {
-        "type": "json_schema",
-        "name": spec.get("name") or "response",
-        "schema": spec["schema"],
-        "strict": bool(spec.get("strict", False)),
-    }
-    if spec.get("description"):
-        text_format["description"] = spec["description"]
+    text_format: dict[str, Any] = {"type": "json_schema", "name": output.name, "schema": output.schema,
+                                   "strict": output.strict}
+    if output.description:
+        text_format["description"] = output.description
     return text_format

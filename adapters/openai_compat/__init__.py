@@ -14,8 +14,8 @@ from typing import Any, Mapping
 import orjson
 
 from proxy import __version__
-from proxy.chat import ChatRequest
 from proxy.credentials.base import Credential
+from proxy.hub import ModelRequest
 from proxy.errors import (
     AuthenticationFailed,
     NotFound,
@@ -30,6 +30,8 @@ from proxy.errors import (
 from proxy.redact import redact
 
 from ..base import ModelInfo, UpstreamRequest
+from .request import to_chat_body
+from .response import ChatStreamTranslator
 
 USER_AGENT = f"subrelay/{__version__}"
 
@@ -42,7 +44,7 @@ def presets() -> dict[str, dict[str, Any]]:
 class OpenAICompatAdapter:
     """Forwards Chat Completions to ``{base_url}/chat/completions`` with a bearer key."""
 
-    passthrough = True
+    passthrough_format = "chat"  # Chat clients' requests and answers go through unchanged
 
     def __init__(
         self,
@@ -64,27 +66,33 @@ class OpenAICompatAdapter:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(model, self.name) for model in self._models]
 
-    def build_request(self, chat: ChatRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
-        if upstream_model == chat.model and not self._merge_roles:
+    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        if chat.inbound.format != "chat":
+            payload = to_chat_body(chat, upstream_model)
+            if self._merge_roles:
+                payload["messages"] = merge_consecutive_roles(payload["messages"])
+            body = orjson.dumps(payload)
+        elif upstream_model == chat.model and not self._merge_roles:
             body = chat.raw  # unchanged: forward the client's bytes as they came
         else:
             payload = dict(chat.body)
             payload["model"] = upstream_model
             if self._merge_roles:
-                payload["messages"] = merge_consecutive_roles(chat.messages)
+                payload["messages"] = merge_consecutive_roles(payload["messages"])
             body = orjson.dumps(payload)
         headers = dict(self._headers)
         if credential.access_token:
             headers["Authorization"] = f"Bearer {credential.access_token}"
-        if chat.stream:
+        if chat.stream or chat.inbound.format != "chat":
             headers["Accept"] = "text/event-stream"
         return UpstreamRequest("POST", self.url, headers, body)
 
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None
 
-    def new_translator(self, chat: ChatRequest):  # passthrough: nothing to translate
-        return None
+    def new_translator(self, chat: ModelRequest) -> ChatStreamTranslator:
+        """Only for clients of other formats: Chat clients get the upstream's bytes."""
+        return ChatStreamTranslator()
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         message, code = _upstream_error(body)
