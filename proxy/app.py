@@ -15,6 +15,8 @@ from starlette.routing import Route
 
 from . import __version__
 from .completions import create_chat_completion
+from .response_store import ResponseStore
+from .responses import create_response
 from .config import Settings
 from .edge import EdgeMiddleware
 from .errors import InternalError, ProxyError
@@ -34,6 +36,7 @@ class AppState:
     router: Router
     upstream: UpstreamClient
     cooldowns: Cooldowns
+    responses: ResponseStore
 
 
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
@@ -50,12 +53,16 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
-                                          cooldowns=Cooldowns())
+                                          cooldowns=Cooldowns(),
+                                          responses=ResponseStore(settings.limits.response_store_bytes,
+                                                                  settings.limits.response_store_seconds))
             yield
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/responses", create_response, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

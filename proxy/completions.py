@@ -26,12 +26,11 @@ from .events import ChatEvent
 from .json_response import json_response
 from .redact import get_logger
 from .stream_out import ChunkEncoder, new_completion_id
+from .priming import prime
 from .upstream import StreamClock, first_failure, passthrough_chunks, read_whole, translated_batches
 
 log = get_logger("subrelay.completions")
 
-# Longest wait for the first event before the response head is sent anyway (long silent reasoning).
-PRIME_SECONDS = 3.0
 # Largest non-streaming answer relayed from an upstream.
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
@@ -75,7 +74,7 @@ async def _aggregate(chat: ModelRequest, batches: AsyncIterator[list[ChatEvent]]
 
 
 async def _stream(chat: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
-    first, pending = await _prime(batches)
+    first, pending = await prime(batches)
     error = first_failure(first)
     if error is not None:
         await batches.aclose()  # nothing is pending: a failure is an event, so priming ended on it
@@ -106,27 +105,3 @@ async def _stream(chat: ModelRequest, batches: AsyncIterator[list[ChatEvent]], h
         await batches.aclose()
 
     return EventStreamResponse(body(), on_close=close, headers=headers)
-
-
-async def _prime(batches: AsyncIterator[list[ChatEvent]]) -> tuple[list[ChatEvent], asyncio.Task | None]:
-    """Read until the first translated event, for at most :data:`PRIME_SECONDS`.
-
-    Returns the events read and, if the wait timed out, the still-running read (which the streaming
-    body awaits first). The read runs as a task and is shielded from the timeout so the upstream
-    generator is never interrupted halfway through.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PRIME_SECONDS
-    events: list[ChatEvent] = []
-    while True:
-        task = asyncio.ensure_future(anext(batches, None))
-        try:
-            batch = await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            return events, task
-        if batch is None:
-            return events, None
-        events += batch
-        if events:
-            return events, None
-

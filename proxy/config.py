@@ -40,6 +40,8 @@ class Limits:
     request_seconds: float = 3600.0  # one request, first byte to last
     stall_seconds: float = 600.0  # an upstream stream without a meaningful event
     shutdown_grace_seconds: float = 10.0  # SIGTERM: how long open requests may finish
+    response_store_bytes: int = 64 * 1024 * 1024  # the local record behind previous_response_id
+    response_store_seconds: float = 6 * 3600.0
 
 
 DEFAULT_LIMITS = Limits()
@@ -101,6 +103,8 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
             request_seconds=_float(env, "SUBRELAY_REQUEST_TIMEOUT", DEFAULT_LIMITS.request_seconds),
             stall_seconds=_float(env, "SUBRELAY_STALL_TIMEOUT", DEFAULT_LIMITS.stall_seconds),
             shutdown_grace_seconds=_float(env, "SUBRELAY_SHUTDOWN_GRACE", DEFAULT_LIMITS.shutdown_grace_seconds),
+            response_store_bytes=_int(env, "SUBRELAY_RESPONSE_STORE_BYTES", DEFAULT_LIMITS.response_store_bytes),
+            response_store_seconds=_float(env, "SUBRELAY_RESPONSE_STORE_SECONDS", DEFAULT_LIMITS.response_store_seconds),
         ),
         allowed_origins=_list(env, "SUBRELAY_ALLOWED_ORIGINS"),
         allowed_hosts=_list(env, "SUBRELAY_ALLOWED_HOSTS"),

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .errors import BadRequest
+
 
 @dataclass(slots=True)
 class Text:
@@ -121,6 +123,15 @@ class ModelRequest:
     user: str | None = None
     prompt_cache_key: str | None = None
     metadata: dict[str, Any] | None = None
+    # What only the client's own format (and a same-format upstream) can carry: (param, what).
+    untranslatable: list[tuple[str, str]] = field(default_factory=list)
+
+    def require_translatable(self, vendor: str) -> None:
+        """Raise a 400 naming the first thing this request holds that ``vendor`` cannot be sent."""
+        if self.untranslatable:
+            param, what = self.untranslatable[0]
+            raise BadRequest(f"{what[:1].upper() + what[1:]} can only be sent to a model that speaks this API "
+                             f"natively (a Codex model), not to {vendor}.", param=param, code="unsupported_value")
 
     @property
     def body(self) -> dict[str, Any]:

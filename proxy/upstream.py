@@ -60,7 +60,7 @@ class StreamClock:
             code="upstream_stalled")
 
 
-async def _timed(chunks: AsyncIterator[bytes], clock: StreamClock | None) -> AsyncIterator[bytes]:
+async def timed_chunks(chunks: AsyncIterator[bytes], clock: StreamClock | None) -> AsyncIterator[bytes]:
     """``chunks``, each read bounded by ``clock``'s next deadline (raises its timeout error)."""
     if clock is None:
         async for chunk in chunks:
@@ -141,7 +141,7 @@ async def translated_batches(
     decoder = SSEDecoder()
     feed = translator.feed
     try:
-        async for chunk in _timed(response.aiter_bytes(), clock):
+        async for chunk in timed_chunks(response.aiter_bytes(), clock):
             batch: list[ChatEvent] = []
             for event in decoder.feed(chunk):
                 batch += feed(event)
@@ -178,7 +178,7 @@ async def passthrough_chunks(
     """
     frame = error_frame or (lambda error: b"data: " + error.to_json() + b"\n\n")
     try:
-        async for chunk in _timed(response.aiter_bytes(), clock):
+        async for chunk in timed_chunks(response.aiter_bytes(), clock):
             if clock is not None and b"data:" in chunk:
                 clock.progressed()
             yield chunk
@@ -213,7 +213,7 @@ async def read_whole(response: httpx.Response, clock: StreamClock | None, limit:
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in _timed(response.aiter_bytes(), clock):
+        async for chunk in timed_chunks(response.aiter_bytes(), clock):
             size += len(chunk)
             if size > limit:
                 raise UpstreamFailure(f"The upstream answer exceeded {limit} bytes.", code="upstream_body_too_large")

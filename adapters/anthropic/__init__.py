@@ -52,6 +52,7 @@ class AnthropicAdapter:
         return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
 
     def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        chat.require_translatable("Claude")
         default_max = min(self._max_output.get(upstream_model, DEFAULT_MAX_TOKENS), DEFAULT_MAX_TOKENS)
         body = to_messages_body(chat, upstream_model, default_max)
         headers = {

@@ -15,6 +15,7 @@ from proxy.hub import ModelRequest
 
 from ..base import ModelInfo, UpstreamRequest
 from .errors import error_from_response, is_instructions_rejection
+from .passthrough import fix_responses_body
 from .request import INSTRUCTIONS_CLIENT, INSTRUCTIONS_DEFAULT, to_responses_body
 from .response import CodexStreamTranslator
 
@@ -81,7 +82,11 @@ class CodexAdapter:
         return error_from_response(status, headers, body)
 
     def _request(self, chat: ModelRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
-        body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
+        if chat.inbound.format == "responses":
+            body = fix_responses_body(chat.body, upstream_model, self.default_instructions, mode)
+        else:
+            chat.require_translatable(self.name)
+            body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
         headers = {
             "Authorization": f"Bearer {credential.access_token}",
             "Content-Type": "application/json",

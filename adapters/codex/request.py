@@ -110,15 +110,19 @@ def header_safe_key(key: str) -> str:
 def conversation_key(model: str, instructions: str, input_items: list[dict[str, Any]]) -> str:
     """A stable id for a conversation: the same model, instructions and first user turn give the
     same key on every request, so the backend's prompt cache can hit as the conversation grows."""
-    first_user = next((item for item in input_items if item.get("role") == "user"), None)
+    first_user = next((item for item in input_items if isinstance(item, dict) and item.get("role") == "user"), None)
     digest = hashlib.sha256()
     digest.update(model.encode())
     digest.update(b"\0")
     digest.update(instructions.encode())
     digest.update(b"\0")
-    if first_user is not None:
-        for part in first_user["content"]:
-            digest.update(str(part.get("text") or part.get("image_url") or "").encode())
+    content = first_user.get("content") if first_user is not None else None
+    if isinstance(content, str):
+        digest.update(content.encode())
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, dict):
+                digest.update(str(part.get("text") or part.get("image_url") or "").encode())
     hexed = digest.hexdigest()
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:32]}"
 

@@ -68,6 +68,7 @@ class OpenAICompatAdapter:
 
     def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         if chat.inbound.format != "chat":
+            chat.require_translatable(self.name)
             payload = to_chat_body(chat, upstream_model)
             if self._merge_roles:
                 payload["messages"] = merge_consecutive_roles(payload["messages"])

@@ -13,6 +13,7 @@ answer only in ``response.completed.output``), ``[[slow]]`` (0.2 s between delta
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -26,7 +27,7 @@ class Transcript:
     truncate: bool = False
 
     def add(self, kind: str, payload: dict[str, Any]) -> None:
-        payload = {"type": kind, **payload}
+        payload = {"type": kind, **payload, "sequence_number": len(self.events)}
         self.events.append((kind, payload))
 
     def frames(self) -> Iterator[tuple[bytes, bool]]:
@@ -39,9 +40,12 @@ def last_user_text(items: list[dict[str, Any]]) -> tuple[str, int, bool]:
     """(text of the last user message, number of images in it, whether the last item is a tool output)."""
     after_tool = bool(items) and items[-1].get("type") == "function_call_output"
     for item in reversed(items):
-        if item.get("type") == "message" and item.get("role") == "user":
-            text = "".join(p.get("text", "") for p in item["content"] if p.get("type") == "input_text")
-            images = sum(1 for p in item["content"] if p.get("type") == "input_image")
+        if item.get("type", "message") == "message" and item.get("role") == "user":
+            content = item["content"]
+            if isinstance(content, str):
+                return content, 0, after_tool
+            text = "".join(p.get("text", "") for p in content if p.get("type") == "input_text")
+            images = sum(1 for p in content if p.get("type") == "input_image")
             return text, images, after_tool
     return "", 0, after_tool
 
@@ -58,7 +62,7 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
     if "slow" in marks:
         t.delay = 0.2
     t.truncate = "truncate" in marks
-    resp_id = "resp_mock1"
+    resp_id = "resp_mock" + uuid.uuid4().hex[:12]
     model = body.get("model")
     t.add("response.created", {"response": {"id": resp_id, "status": "in_progress", "output": [], "model": model}})
     t.add("response.in_progress", {"response": {"id": resp_id, "status": "in_progress", "output": [], "model": model}})

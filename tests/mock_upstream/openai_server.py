@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .asgi import answers_400_when_confused, lifespan, read_body, send_json
+from .codex_script import _sample
 
 
 @dataclass
@@ -27,6 +28,23 @@ class OpenAIMockState:
     delta_text: str = "hello "
     inter_delta_delay: float = 0.0
     record: bool = True
+
+
+def tool_call_chunks(model: str, name: str, arguments: str, include_usage: bool) -> list[bytes]:
+    """A streamed tool call as OpenAI sends it: id and name first, then the arguments in pieces."""
+    head = b'{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":' + orjson.dumps(model)
+    first = {"index": 0, "id": "call_mock1", "type": "function", "function": {"name": name, "arguments": ""}}
+    frames = [b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":['
+              + orjson.dumps(first) + b']},"finish_reason":null}]}\n\n']
+    for start in range(0, len(arguments), 6):
+        piece = {"index": 0, "function": {"arguments": arguments[start:start + 6]}}
+        frames.append(b"data: " + head + b',"choices":[{"index":0,"delta":{"tool_calls":[' + orjson.dumps(piece)
+                      + b']},"finish_reason":null}]}\n\n')
+    frames.append(b"data: " + head + b',"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n')
+    if include_usage:
+        frames.append(b"data: " + head + b',"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\n\n')
+    frames.append(b"data: [DONE]\n\n")
+    return frames
 
 
 def completion_chunks(model: str, count: int, text: str, include_usage: bool) -> list[bytes]:
@@ -77,6 +95,18 @@ class MockOpenAIServer:
                             "roles should be alternating.", "type": "invalid_message", "code": 400}})
                 return
         model = request["model"]
+        messages = request["messages"]
+        tools = request.get("tools") or []
+        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        if request.get("stream") and (tools and messages[-1]["role"] != "tool" or messages[-1]["role"] == "tool"):
+            if messages[-1]["role"] == "tool":  # answer with what the tool said
+                frames = completion_chunks(model, 1, f"The tool said: {messages[-1]['content']}", include_usage)
+            else:
+                function = tools[0]["function"]
+                arguments = orjson.dumps(_sample(function.get("parameters") or {}, "", 0)).decode()
+                frames = tool_call_chunks(model, function["name"], arguments, include_usage)
+            await _send_stream(send, frames, s.inter_delta_delay)
+            return
         if not request.get("stream"):
             await send_json(send, 200, {"id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
                                     "model": model, "choices": [{"index": 0, "finish_reason": "stop",
@@ -84,11 +114,14 @@ class MockOpenAIServer:
                                     "usage": {"prompt_tokens": 5, "completion_tokens": s.delta_count,
                                               "total_tokens": 5 + s.delta_count}})
             return
-        include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        for frame in completion_chunks(model, s.delta_count, s.delta_text, include_usage):
-            if s.inter_delta_delay:
-                await asyncio.sleep(s.inter_delta_delay)
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await _send_stream(send, completion_chunks(model, s.delta_count, s.delta_text, include_usage), s.inter_delta_delay)
+
+
+async def _send_stream(send, frames: list[bytes], delay: float) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for frame in frames:
+        if delay:
+            await asyncio.sleep(delay)
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
