@@ -146,8 +146,10 @@ class ResponsesRelay:
         elif kind in TERMINAL:
             self.finished = True
             response = payload.get("response") if isinstance(payload.get("response"), dict) else {}
-            if not response.get("output") and self.items:
-                response = {**response, "output": [self.items[i] for i in sorted(self.items)]}
+            if (not response.get("output") and self.items) or "object" not in response:
+                response = {"object": "response", **response}  # SDKs key output_text on the object type
+                if not response.get("output"):
+                    response["output"] = [self.items[i] for i in sorted(self.items)]
                 payload = {**payload, "response": response}
                 event = SSEEvent(event.event, orjson.dumps(payload))
             self.final = response

@@ -82,16 +82,23 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
         output.append({"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": s} for s in summary]})
         index += 1
 
-    tools = body.get("tools") or []
-    if tools and body.get("tool_choice") != "none" and not after_tool:
+    all_tools = body.get("tools") or []
+    tools = [tool for tool in all_tools if tool.get("type", "function") == "function" and tool.get("name")]
+    call = re.search(r"\[\[call:([A-Za-z0-9_-]+):(\{.*?\})\]\]", text)
+    # The mock "decides" like a model: a [[call:NAME:ARGS]] request calls that tool; an API client
+    # offering only function tools gets a call; an agent CLI (which also offers built-in tools) a reply.
+    wants_tool = call is not None or len(tools) == len(all_tools)
+    if tools and wants_tool and body.get("tool_choice") != "none" and not after_tool:
         names = [tool["name"] for tool in tools]
         forced = body.get("tool_choice")
         if isinstance(forced, dict):
             names = [forced["name"]]
+        elif call is not None:
+            names = [call.group(1)]
         count = 2 if "parallel" in marks and body.get("parallel_tool_calls") else 1
         for n in range(count):
             tool = next(t_ for t_ in tools if t_["name"] == names[n % len(names)])
-            args = orjson.dumps(_sample(tool.get("parameters") or {}, text, n)).decode()
+            args = call.group(2) if call is not None else orjson.dumps(_sample(tool.get("parameters") or {}, text, n)).decode()
             item = {"type": "function_call", "id": f"fc_{n + 1}", "call_id": f"call_mock{n + 1}",
                     "name": tool["name"], "arguments": args}
             _function_call(t, index, item, marks)
