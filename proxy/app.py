@@ -14,6 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import __version__
+from adapters.codex import CodexAdapter
+
+from .catalog import CodexCatalog
 from .completions import create_chat_completion
 from .response_store import ResponseStore
 from .responses import create_response
@@ -37,6 +40,7 @@ class AppState:
     upstream: UpstreamClient
     cooldowns: Cooldowns
     responses: ResponseStore
+    catalogs: list[CodexCatalog]
 
 
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
@@ -52,11 +56,20 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 # Sources that refresh over HTTP (the Codex login) share the pooled client.
                 if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
+            catalogs = [CodexCatalog(provider, http, refresh_seconds=settings.codex_catalog_seconds)
+                        for provider in router.providers.values() if isinstance(provider.adapter, CodexAdapter)]
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
                                           cooldowns=Cooldowns(),
                                           responses=ResponseStore(settings.limits.response_store_bytes,
-                                                                  settings.limits.response_store_seconds))
-            yield
+                                                                  settings.limits.response_store_seconds),
+                                          catalogs=catalogs)
+            for catalog in catalogs:
+                catalog.start()
+            try:
+                yield
+            finally:
+                for catalog in catalogs:
+                    await catalog.stop()
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -90,7 +103,23 @@ class SubrelayApp(Starlette):
 
 
 async def list_models(request: Request) -> Response:
-    return json_response({"object": "list", "data": request.app.state.subrelay.router.models()})
+    state = request.app.state.subrelay
+    client_version = request.query_params.get("client_version")
+    if client_version is not None:
+        return json_response(await codex_cli_models(state, client_version))
+    return json_response({"object": "list", "data": state.router.models()})
+
+
+async def codex_cli_models(state: AppState, client_version: str) -> dict:
+    """What the Codex CLI asks its provider for (``GET …/models?client_version=``): the logged-in
+    account's own catalogue from the backend, or the shipped slugs in the same shape."""
+    for catalog in state.catalogs:
+        payload = await catalog.refresh(client_version[:32])
+        if payload is not None:
+            return payload
+    slugs = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
+    return {"models": [{"slug": slug, "display_name": slug, "visibility": "list", "priority": index,
+                        "supported_in_api": True} for index, slug in enumerate(slugs)]}
 
 
 async def retrieve_model(request: Request) -> Response:

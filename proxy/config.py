@@ -64,6 +64,7 @@ class Settings:
     # Extra Host header values accepted besides loopback names ("*": any).
     allowed_hosts: tuple[str, ...] = ()
     max_connections: int = 512
+    codex_catalog_seconds: float = 900.0  # how often the account's model catalogue is re-read
     upstream_transport: str = "aiohttp"  # or "httpx" (pure Python, slower; what respx tests patch)
     log_level: str = "info"
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
@@ -109,6 +110,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         allowed_origins=_list(env, "SUBRELAY_ALLOWED_ORIGINS"),
         allowed_hosts=_list(env, "SUBRELAY_ALLOWED_HOSTS"),
         max_connections=_int(env, "SUBRELAY_MAX_CONNECTIONS", 512),
+        codex_catalog_seconds=_float(env, "SUBRELAY_CODEX_CATALOG_SECONDS", 900.0),
         upstream_transport=_choice(env, "SUBRELAY_UPSTREAM_TRANSPORT", ("aiohttp", "httpx"), "aiohttp"),
         log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
         anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),

@@ -28,8 +28,8 @@ log = get_logger("subrelay.providers")
 # Bare-name routing, in order; a rule whose provider is unavailable is skipped, so gpt-5* falls to
 # openai when there is no Codex login.
 DEFAULT_RULES = [
-    RouteRule("gpt-5*", "codex"), RouteRule("*codex*", "codex"),
-    RouteRule("gpt-5*", "openai"), RouteRule("*codex*", "openai"), RouteRule("gpt-4*", "openai"),
+    RouteRule("gpt-5*", "codex"), RouteRule("gpt-6*", "codex"), RouteRule("*codex*", "codex"),
+    RouteRule("gpt-5*", "openai"), RouteRule("gpt-6*", "openai"), RouteRule("*codex*", "openai"), RouteRule("gpt-4*", "openai"),
     RouteRule("gpt-3.5*", "openai"), RouteRule("o1*", "openai"), RouteRule("o3*", "openai"),
     RouteRule("o4*", "openai"), RouteRule("chatgpt-*", "openai"),
     RouteRule("gemini-*", "gemini"), RouteRule("grok-*", "xai"), RouteRule("claude-*", "anthropic"),

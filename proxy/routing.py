@@ -121,6 +121,10 @@ class Router:
         if sep and rest and prefix in self.providers:
             provider = self.providers[prefix]
             return Route(provider, rest) if provider.problem() is None else None
+        for provider in self.providers.values():  # a live catalogue that lists the name claims it
+            claims = getattr(provider.adapter, "claims", None)
+            if claims is not None and claims(model) and provider.problem() is None:
+                return Route(provider, model)
         for rule in self.rules:
             if fnmatchcase(model, rule.pattern):
                 provider = self.providers[rule.provider]

@@ -68,11 +68,12 @@ async def test_models_lists_the_codex_catalogue_and_retrieves_one(tmp_path):
     write_auth_file(str(tmp_path / "auth.json"), MockState().auth_file())
     async with client_for(settings(tmp_path)) as client:
         listing = (await client.get("/v1/models")).json()
-        one = await client.get("/v1/models/gpt-5.1-codex")
+        one = await client.get("/v1/models/gpt-5.5")
         explicit = await client.get("/v1/models/codex/gpt-5.9-codex")
     ids = [m["id"] for m in listing["data"]]
-    assert listing["object"] == "list" and "gpt-5.1-codex" in ids and "gpt-5.4-mini" in ids
-    assert one.json() == {"id": "gpt-5.1-codex", "object": "model", "created": 0, "owned_by": "codex"}
+    assert listing["object"] == "list" and "gpt-6-astra" in ids and "gpt-5.4-mini" in ids
+    assert "gpt-5.1-codex" not in ids  # refused by the backend since 2026-07: no longer listed
+    assert one.json() == {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "codex"}
     assert explicit.status_code == 200 and explicit.json()["owned_by"] == "codex"
 
 

@@ -16,7 +16,7 @@ from proxy.hub import ModelRequest
 from ..base import ModelInfo, UpstreamRequest
 from .errors import error_from_response, is_instructions_rejection
 from .passthrough import fix_responses_body
-from .request import INSTRUCTIONS_CLIENT, INSTRUCTIONS_DEFAULT, to_responses_body
+from .request import INSTRUCTIONS_CLIENT, INSTRUCTIONS_DEFAULT, split_effort_suffix, to_responses_body
 from .response import CodexStreamTranslator
 
 DEFAULT_BASE_URL = "https://chatgpt.com/backend-api/codex"
@@ -49,9 +49,17 @@ class CodexAdapter:
         self.url = base_url.rstrip("/") + "/responses"
         self.default_instructions = default_instructions or shipped_default_instructions()
         self._needs_default_instructions: set[str] = set()
+        # The logged-in account's live catalogue (set by proxy.catalog); None: use the shipped list.
+        self.live_models: list[str] | None = None
+        self.live_routable: set[str] = set()
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(slug, self.name) for slug in catalog()]
+        slugs = self.live_models if self.live_models is not None else catalog()
+        return [ModelInfo(slug, self.name) for slug in slugs]
+
+    def claims(self, model: str) -> bool:
+        """Whether the account's live catalogue lists ``model`` (so it routes here by name)."""
+        return model in self.live_routable or split_effort_suffix(model)[0] in self.live_routable
 
     def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         mode = INSTRUCTIONS_DEFAULT if upstream_model in self._needs_default_instructions else INSTRUCTIONS_CLIENT

@@ -27,7 +27,18 @@ from .codex_script import build_transcript
 CATALOG = {
     "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini", "gpt-5.2",
     "gpt-5.2-codex", "gpt-5.3-codex", "gpt-5.4", "gpt-5.4-mini", "gpt-5.5", "codex-mini",
+    "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-6-astra", "nova-1",
 }
+# What GET {base}/models?client_version= lists for the mock account (fact sheet responses.md §6).
+LIVE_MODELS = [
+    {"slug": "gpt-6-astra", "display_name": "GPT-6 Astra", "visibility": "list", "priority": 1},
+    {"slug": "gpt-5.6-sol", "display_name": "GPT-5.6 Sol", "visibility": "list", "priority": 2},
+    {"slug": "gpt-5.5", "display_name": "GPT-5.5", "visibility": "list", "priority": 3},
+    {"slug": "gpt-5.4", "display_name": "GPT-5.4", "visibility": "list", "priority": 4},
+    {"slug": "gpt-5.4-mini", "display_name": "GPT-5.4 mini", "visibility": "list", "priority": 5},
+    {"slug": "nova-1", "display_name": "A slug no routing pattern knows", "visibility": "list", "priority": 6},
+    {"slug": "gpt-5.1-codex", "display_name": "GPT-5.1 Codex (retired)", "visibility": "hide", "priority": 99},
+]
 REFUSED_PARAMETERS = ("temperature", "top_p", "max_output_tokens", "max_tokens", "max_completion_tokens", "stop")
 ACCOUNT_ID = "acc-0000-mock"
 
@@ -57,6 +68,9 @@ class MockState:
     delta_count: int | None = None
     delta_size: int = 8
     inter_delta_delay: float = 0.0
+    catalog_calls: int = 0
+    catalog_not_modified: int = 0
+    catalog_down: bool = False
     cancelled_streams: int = 0
     finished_streams: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -94,6 +108,8 @@ class MockCodexServer:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if path.endswith("/responses") and scope["method"] == "POST":
             await self._responses(headers, body, send, receive)
+        elif path.endswith("/codex/models") and scope["method"] == "GET":
+            await self._models(headers, scope, send)
         elif path == "/oauth/token" and scope["method"] == "POST":
             await self._token(body, send)
         elif path.startswith("/_mock/"):
@@ -151,6 +167,23 @@ class MockCodexServer:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
+
+    async def _models(self, headers: dict[str, str], scope, send) -> None:
+        s = self.state
+        s.catalog_calls += 1
+        if headers.get("authorization", "").removeprefix("Bearer ") not in s.valid_access:
+            await send_json(send, 401, {"detail": "Unauthorized"})
+            return
+        if s.catalog_down or b"client_version=" not in scope.get("query_string", b""):
+            await send_json(send, 503 if s.catalog_down else 400, {"detail": "unavailable"})
+            return
+        etag = '"catalog-v1"'
+        if headers.get("if-none-match") == etag:
+            s.catalog_not_modified += 1
+            await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag.encode())]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send_json(send, 200, {"models": LIVE_MODELS}, {"etag": etag})
 
     async def _token(self, raw: bytes, send) -> None:
         s = self.state

@@ -1,0 +1,109 @@
+"""Keeping the Codex model catalogue current for the account that is logged in.
+
+Slugs on ChatGPT plans change every few months, so a shipped list goes stale. The catalogue is read
+from the backend's models endpoint with the login's own credential, cached, refreshed in the
+background (ETag-aware: an unchanged catalogue costs a 304), and dropped back to the shipped list
+whenever it cannot be read. Every slug it lists routes to Codex, and ``/v1/models`` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httpx
+import orjson
+
+from adapters.codex import USER_AGENT
+from adapters.codex.model_catalog import listed_slugs, routable_slugs
+
+from .redact import get_logger
+from .routing import Provider
+
+log = get_logger("subrelay.catalog")
+
+DEFAULT_CLIENT_VERSION = "0.169.0"  # the models endpoint filters by the features a client supports
+
+
+class CodexCatalog:
+    def __init__(self, provider: Provider, http: httpx.AsyncClient, *, refresh_seconds: float = 900.0,
+                 client_version: str = DEFAULT_CLIENT_VERSION, timeout: float = 15.0) -> None:
+        self.provider = provider
+        self.http = http
+        self.refresh_seconds = refresh_seconds
+        self.client_version = client_version
+        self.timeout = timeout
+        self.payload: dict[str, Any] | None = None
+        self.etag: str | None = None
+        self._task: asyncio.Task | None = None
+        self._account: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.provider.adapter.url.rsplit("/responses", 1)[0] + "/models"
+
+    async def refresh(self, client_version: str | None = None) -> dict[str, Any] | None:
+        """Read the catalogue now (a 304 keeps the cached one); None when there is none to be had."""
+        source = self.provider.credentials
+        if self.provider.problem() is not None:
+            self._apply(None, None)
+            return None
+        try:
+            credential = await source.current()
+        except Exception as exc:  # a login problem is reported where requests are made, not here
+            log.debug("no catalogue: %s", type(exc).__name__)
+            return self.payload
+        if credential.account_id != self._account:  # another login: its catalogue, not the last one
+            self._apply(None, None)
+            self._account = credential.account_id
+        headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
+                   "User-Agent": USER_AGENT, "Accept": "application/json"}
+        if credential.account_id:
+            headers["chatgpt-account-id"] = credential.account_id
+        if self.etag and self.payload is not None:
+            headers["If-None-Match"] = self.etag
+        try:
+            response = await self.http.get(self.url, params={"client_version": client_version or self.client_version},
+                                           headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            log.info("could not read the Codex model catalogue (%s); keeping %s", type(exc).__name__,
+                     "the last one" if self.payload else "the shipped list")
+            return self.payload
+        if response.status_code == 304:
+            return self.payload
+        if response.status_code != 200:
+            log.info("the Codex model catalogue answered %s; keeping %s", response.status_code,
+                     "the last one" if self.payload else "the shipped list")
+            return self.payload
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return self.payload
+        if listed_slugs(payload) is None:
+            return self.payload
+        self._apply(payload, response.headers.get("etag"))
+        return payload
+
+    def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
+        self.payload, self.etag = payload, etag
+        adapter = self.provider.adapter
+        adapter.live_models = listed_slugs(payload) if payload is not None else None
+        adapter.live_routable = routable_slugs(payload) if payload is not None else set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # never let the refresher die; the next round tries again
+                log.exception("refreshing the Codex model catalogue failed")
+            await asyncio.sleep(self.refresh_seconds)
