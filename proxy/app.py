@@ -19,7 +19,7 @@ from adapters.codex import CodexAdapter
 from .catalog import CodexCatalog
 from .completions import create_chat_completion
 from .response_store import ResponseStore
-from .responses import create_response
+from .responses import compact_response, create_response
 from .config import Settings
 from .edge import EdgeMiddleware
 from .errors import InternalError, ProxyError
@@ -75,6 +75,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/responses", create_response, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),

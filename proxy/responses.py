@@ -24,19 +24,20 @@ from starlette.responses import Response
 
 from adapters.codex.passthrough import ResponsesRelay, error_event
 
-from .chat import decode_json_object
+from .chat import decode_json_object, required_model
+from .completions import MAX_UPSTREAM_BODY
 from .dispatch import Opened, open_with_fallbacks
-from .errors import ProxyError, UpstreamFailure, UpstreamTimeout
+from .errors import BadRequest, ProxyError, UpstreamFailure, UpstreamTimeout
 from .event_stream import EventStreamResponse
 from .events import ChatEvent
-from .hub import ModelRequest
+from .hub import Inbound, ModelRequest
 from .json_response import json_response
 from .priming import prime
 from .response_store import ResponseStore, expand_previous
 from .responses_request import input_items, parse_responses_request
 from .responses_stream import ResponsesEncoder
 from .sse import SSEDecoder, SSEEventTooLarge
-from .upstream import StreamClock, first_failure, timed_chunks, translated_batches
+from .upstream import StreamClock, first_failure, read_whole, timed_chunks, translated_batches
 
 
 async def create_response(request: Request) -> Response:
@@ -57,6 +58,26 @@ async def create_response(request: Request) -> Response:
     if model_request.stream:
         return await _stream(model_request, batches, headers, record)
     return await _aggregate(model_request, batches, headers, record)
+
+
+async def compact_response(request: Request) -> Response:
+    """``POST /v1/responses/compact`` (the Codex CLI's remote compaction): relayed for Codex models,
+    a clear 400 for any other."""
+    state = request.app.state.subrelay
+    raw = await request.body()
+    body = decode_json_object(raw)
+    model = required_model(body)
+    routes = [route for route in state.router.candidates(model)
+              if getattr(route.provider.adapter, "passthrough_format", None) == "responses"]
+    if not routes:
+        raise BadRequest(f"Remote compaction (/v1/responses/compact) is only available for Codex models; "
+                         f"'{model}' is not one.", param="model", code="unsupported_model")
+    limits = state.settings.limits
+    clock = StreamClock(limits.request_seconds, limits.stall_seconds)
+    compaction = ModelRequest(model=model, inbound=Inbound("responses.compact", body, raw))
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, compaction, clock)
+    answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY)
+    return Response(answer, status_code=200, headers=opened.client_headers(), media_type="application/json")
 
 
 class _Recorder:

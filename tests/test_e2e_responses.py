@@ -198,3 +198,12 @@ def test_codex_only_items_are_refused_for_translated_providers(proxy):
 def test_bad_requests_are_400s_naming_the_param(proxy, body, param):
     response = httpx.post(f"{proxy}/responses", json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+def test_remote_compaction_is_relayed_for_codex_and_refused_for_others(proxy, mock_codex):
+    body = {"model": CODEX, "input": [{"role": "user", "content": "a long conversation"}], "instructions": "x"}
+    compacted = httpx.post(f"{proxy}/responses/compact", json=body)
+    assert compacted.status_code == 200 and compacted.json()["output"][0]["type"] == "compaction"
+    assert mock_codex.state.requests[-1]["path"] == "compact"
+    refused = httpx.post(f"{proxy}/responses/compact", json={**body, "model": CLAUDE})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_model"

@@ -16,7 +16,13 @@ from proxy.hub import ModelRequest
 from ..base import ModelInfo, UpstreamRequest
 from .errors import error_from_response, is_instructions_rejection
 from .passthrough import fix_responses_body
-from .request import INSTRUCTIONS_CLIENT, INSTRUCTIONS_DEFAULT, split_effort_suffix, to_responses_body
+from .request import (
+    INSTRUCTIONS_CLIENT,
+    INSTRUCTIONS_DEFAULT,
+    header_safe_key,
+    split_effort_suffix,
+    to_responses_body,
+)
 from .response import CodexStreamTranslator
 
 DEFAULT_BASE_URL = "https://chatgpt.com/backend-api/codex"
@@ -90,11 +96,19 @@ class CodexAdapter:
         return error_from_response(status, headers, body)
 
     def _request(self, chat: ModelRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
+        if chat.inbound.format == "responses.compact":  # remote compaction: the body as sent, our model
+            body = {**chat.body, "model": split_effort_suffix(upstream_model)[0]}
+            request = self._signed(self.url + "/compact", body, credential, mode, bool(chat.system))
+            request.headers["Accept"] = "application/json"
+            return request
         if chat.inbound.format == "responses":
             body = fix_responses_body(chat.body, upstream_model, self.default_instructions, mode)
         else:
             chat.require_translatable(self.name)
             body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
+        return self._signed(self.url, body, credential, mode, bool(chat.system))
+
+    def _signed(self, url: str, body: dict, credential: Credential, mode: str, had_system: bool) -> UpstreamRequest:
         headers = {
             "Authorization": f"Bearer {credential.access_token}",
             "Content-Type": "application/json",
@@ -102,14 +116,14 @@ class CodexAdapter:
             "OpenAI-Beta": "responses=experimental",
             "originator": "subrelay",
             "User-Agent": USER_AGENT,
-            "session_id": body["prompt_cache_key"],
         }
+        if isinstance(body.get("prompt_cache_key"), str):
+            headers["session_id"] = header_safe_key(body["prompt_cache_key"])
         if credential.account_id:
             headers["chatgpt-account-id"] = credential.account_id
-        had_system = bool(chat.system)
         return UpstreamRequest(
             method="POST",
-            url=self.url,
+            url=url,
             headers=headers,
             body=orjson.dumps(body),
             context={"instructions_mode": mode, "had_system": had_system},

@@ -106,7 +106,9 @@ class MockCodexServer:
         body = await read_body(receive)
         path = scope["path"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        if path.endswith("/responses") and scope["method"] == "POST":
+        if path.endswith("/responses/compact") and scope["method"] == "POST":
+            await self._compact(headers, body, send)
+        elif path.endswith("/responses") and scope["method"] == "POST":
             await self._responses(headers, body, send, receive)
         elif path.endswith("/codex/models") and scope["method"] == "GET":
             await self._models(headers, scope, send)
@@ -167,6 +169,16 @@ class MockCodexServer:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()
+
+    async def _compact(self, headers: dict[str, str], raw: bytes, send) -> None:
+        """Remote compaction: the conversation folded into one summary item."""
+        body = orjson.loads(raw)
+        self.state.requests.append({"headers": headers, "body": body, "path": "compact"})
+        if headers.get("authorization", "").removeprefix("Bearer ") not in self.state.valid_access:
+            await send_json(send, 401, {"detail": "Unauthorized"})
+            return
+        await send_json(send, 200, {"output": [{"type": "compaction", "encrypted_content": "gAAAA-compacted",
+                                                "items": len(body.get("input") or [])}]})
 
     async def _models(self, headers: dict[str, str], scope, send) -> None:
         s = self.state
