@@ -85,7 +85,7 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
     if not any(status.state == "ok" for status in inventory.statuses):
         log.warning("no provider is usable yet: run `codex login`, or set an API key such as OPENAI_API_KEY or "
                     "ANTHROPIC_API_KEY; `subrelay status` shows what was found")
-    rules = [RouteRule(r.pattern, r.provider) for r in settings.file.routes] + DEFAULT_RULES
+    rules = [RouteRule(r.pattern, r.provider, from_config=True) for r in settings.file.routes] + DEFAULT_RULES
     unavailable = {s.name: s.detail for s in inventory.statuses if s.state != "ok" and s.detail}
     router = Router(inventory.providers, rules, unavailable=unavailable)
     for route in settings.file.routes:

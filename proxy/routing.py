@@ -37,6 +37,7 @@ class RouteRule:
 
     pattern: str
     provider: str
+    from_config: bool = False  # the user's [[routes]]: checked before any provider's own catalogue
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,11 +122,14 @@ class Router:
         if sep and rest and prefix in self.providers:
             provider = self.providers[prefix]
             return Route(provider, rest) if provider.problem() is None else None
-        for provider in self.providers.values():  # a live catalogue that lists the name claims it
-            claims = getattr(provider.adapter, "claims", None)
-            if claims is not None and claims(model) and provider.problem() is None:
-                return Route(provider, model)
+        claimed = False
         for rule in self.rules:
+            if not rule.from_config and not claimed:
+                claimed = True
+                for provider in self.providers.values():  # a live catalogue that lists the name claims it
+                    claims = getattr(provider.adapter, "claims", None)
+                    if claims is not None and claims(model) and provider.problem() is None:
+                        return Route(provider, model)
             if fnmatchcase(model, rule.pattern):
                 provider = self.providers[rule.provider]
                 if provider.problem() is None:
