@@ -338,6 +338,19 @@ def main(argv: list[str] | None = None) -> dict:
         codex_direct = Target("direct", None, f"{mock.base}/backend-api/codex/responses", {"codex": "bench-d200"})
         scenarios["codex_stream200_c1"] = interleaved([codex_direct, *proxies], "codex",
                                                       {"messages": MESSAGES, "stream": True}, runs, 1, plan["stream"])
+        print("[responses] /v1/responses: Codex pass-through and a translated key provider, 200 deltas", flush=True)
+        # (LiteLLM is not run here: these scenarios measure subrelay's two Responses paths against the floor.)
+        both = {"messages": MESSAGES, "input": "Say hello.", "stream": True}  # each target reads its own field
+        scenarios["responses_codex_stream200_c1"] = interleaved(
+            [codex_direct, Target("subrelay", subrelay, f"{subrelay.base}/v1/responses", {"codex": "codex/bench-d200"})],
+            "codex", both, runs, 1, plan["stream"])
+        scenarios["responses_translated_stream200_c1"] = interleaved(
+            [Target("direct", None, f"{mock.base}/v1/chat/completions", {"stream": "bench-d200"}),
+             Target("subrelay", subrelay, f"{subrelay.base}/v1/responses", {"stream": "bench/bench-d200"})],
+            "stream", both, runs, 1, plan["stream"])
+        scenarios["responses_codex_stream50_c10"] = interleaved(
+            [Target("direct", None, codex_direct.url, {"codex": "bench-d50"}), Target("subrelay", subrelay, f"{subrelay.base}/v1/responses", {"codex": "codex/bench-d50"})],
+            "codex", {**both}, min(runs, plan["sweep_runs"]), 10, plan["sweep_n"], plan["sweep_s"])
         for level in plan["levels"]:
             print(f"[sweep] concurrency {level}", flush=True)
             scenarios[f"nonstream_c{level}"] = interleaved(targets, "small", {"messages": MESSAGES},
@@ -444,11 +457,11 @@ def report(results: dict) -> str:
     s = results["scenarios"]
     lines = [f"machine: {results['machine']['cpus']} CPU ({results['machine']['cpu']}), Python {results['machine']['python']}, "
              f"one worker per proxy, mode {results['mode']}", "",
-             f"{'scenario':22s} {'target':9s} {'p50 ms':>8s} {'p99 ms':>8s} {'ttfb50':>8s} {'req/s':>9s} {'cpu s/1k':>9s} {'err':>4s}"]
+             f"{'scenario':34s} {'target':9s} {'p50 ms':>8s} {'p99 ms':>8s} {'ttfb50':>8s} {'req/s':>9s} {'cpu s/1k':>9s} {'err':>4s}"]
     for scenario, by_target in s.items():
         for target, row in by_target.items():
             cpu = row.get("cpu_s_per_1k")
-            lines.append(f"{scenario:22s} {target:9s} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['ttfb_p50_ms']:8.2f} "
+            lines.append(f"{scenario:34s} {target:9s} {row['p50_ms']:8.2f} {row['p99_ms']:8.2f} {row['ttfb_p50_ms']:8.2f} "
                          f"{row['req_per_s']:9.1f} {'' if cpu is None else f'{cpu:9.2f}':>9s} {row['errors']:4d}")
     lines.append("")
     lines.append(json.dumps(results["figures"], indent=2))
