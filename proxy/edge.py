@@ -181,83 +181,30 @@ class EdgeMiddleware:
     # -- running the app -----------------------------------------------------------------------------
 
     async def _run(self, scope, receive, send, cors: bytes | None) -> None:
-        limits = self.limits
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        body_deadline = loop.time() + limits.body_read_seconds
-        received = 0
-        body_done = scope["method"] in ("GET", "HEAD")
-        gone = asyncio.Event()
-        started = finished = False
-        cancelled_by_us = False
-        watcher: asyncio.Task | None = None
-
-        async def watch_for_disconnect() -> None:
-            nonlocal cancelled_by_us
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone.set()
-                    if not started and task is not None:
-                        cancelled_by_us = True
-                        task.cancel()
-                    return
-
-        async def guarded_receive():
-            nonlocal received, body_done, watcher
-            if body_done:
-                await gone.wait()
-                return {"type": "http.disconnect"}
-            try:
-                async with asyncio.timeout_at(body_deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"The request body did not arrive within {limits.body_read_seconds:g} s.") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limits.max_body_bytes:
-                    raise _too_large(limits.max_body_bytes)
-                if not message.get("more_body", False):
-                    body_done = True
-                    watcher = asyncio.create_task(watch_for_disconnect())
-            elif message["type"] == "http.disconnect":
-                gone.set()
-                raise _ClientWentAway("The client went away while sending the request.")
-            return message
-
-        async def guarded_send(message) -> None:
-            nonlocal started, finished
-            if message["type"] == "http.response.start":
-                started = True
-                if cors is not None:
-                    message = {**message, "headers": [*message.get("headers", ()), *_cors_headers(cors)]}
-                if received and not body_done:  # answered before reading the whole body: close after
-                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
-            await send(message)
-
+        run = _Guarded(self, scope, receive, send, cors)
         try:
-            await self.app(scope, guarded_receive, guarded_send)
+            await self.app(scope, run.receive, run.send)
         except asyncio.CancelledError:
-            if not cancelled_by_us:
+            if not run.cancelled_by_us:
                 raise
-            task.uncancel()
-            log.info("client went away before the answer started; upstream work cancelled (%s)", scope["path"])
+            asyncio.current_task().uncancel()
+            if run.body_timed_out:
+                await self._send_error(send, scope["path"], RequestTimeout(
+                    f"The request body did not arrive within {self.limits.body_read_seconds:g} s."), close=True, cors=cors)
+            else:
+                log.info("client went away before the answer started; upstream work cancelled (%s)", scope["path"])
         except Exception as exc:  # the last boundary: the server must never see an exception
-            if not started:
+            if not run.started:
                 error = exc if isinstance(exc, ProxyError) else InternalError(
                     f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
                 if not isinstance(exc, ProxyError):
                     log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
                 await self._send_error(send, scope["path"], error, cors=cors)
-            elif not finished:
+            elif not run.finished:
                 log.debug("error after the response started (%s): %s", scope["path"], type(exc).__name__)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            run.close()
 
     async def _preflight(self, send, origin: bytes, headers: dict[bytes, bytes]) -> None:
         if not self._origin_listed(origin):
@@ -286,6 +233,95 @@ class EdgeMiddleware:
             headers += _cors_headers(cors)
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class _Guarded:
+    """One request's guarded ``receive``/``send``: counts and times the body, and once the body is in,
+    watches for the client going away (cancelling the handler if no answer has started yet).
+
+    Costs are kept per request, not per byte: one timer bounds the whole body read, and the
+    disconnect watcher starts only if the request is still running after :data:`WATCH_AFTER`
+    seconds (or when a stream asks), so a quick answer never pays for a task.
+    """
+
+    __slots__ = ("edge", "scope", "_receive", "_send", "cors", "task", "received", "body_done", "gone",
+                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm")
+
+    WATCH_AFTER = 0.05
+
+    def __init__(self, edge: EdgeMiddleware, scope, receive, send, cors: bytes | None) -> None:
+        self.edge, self.scope, self._receive, self._send, self.cors = edge, scope, receive, send, cors
+        self.task = asyncio.current_task()
+        self.received = 0
+        self.body_done = scope["method"] in ("GET", "HEAD")
+        self.gone: asyncio.Event | None = None
+        self.started = self.finished = self.cancelled_by_us = self.body_timed_out = False
+        self._watcher: asyncio.Task | None = None
+        self._arm: asyncio.TimerHandle | None = None
+        loop = asyncio.get_running_loop()
+        self._timer = None if self.body_done else loop.call_later(edge.limits.body_read_seconds, self._body_too_slow)
+
+    def _body_too_slow(self) -> None:
+        self._timer = None
+        if not self.body_done and not self.started and self.task is not None:
+            self.body_timed_out = self.cancelled_by_us = True
+            self.task.cancel()
+
+    async def receive(self):
+        if self.body_done:
+            self._start_watching()
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.edge.limits.max_body_bytes:
+                raise _too_large(self.edge.limits.max_body_bytes)
+            if not message.get("more_body", False):
+                self.body_done = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._arm = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start_watching)
+        elif message["type"] == "http.disconnect":
+            raise _ClientWentAway("The client went away while sending the request.")
+        return message
+
+    def _start_watching(self) -> None:
+        if self._watcher is None and not self.finished:
+            self.gone = asyncio.Event()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                if not self.started and self.task is not None:
+                    self.cancelled_by_us = True
+                    self.task.cancel()
+                return
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            extra = []
+            if self.cors is not None:
+                extra += _cors_headers(self.cors)
+            if self.received and not self.body_done:  # answered before reading the whole body: close after
+                extra.append((b"connection", b"close"))
+            if extra:
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
+
+    def close(self) -> None:
+        for handle in (self._timer, self._arm):
+            if handle is not None:
+                handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -81,7 +81,7 @@ class ResponsesEncoder:
             elif kind is Usage:
                 self.usage = event
             elif kind is StreamFailure:
-                self.fail(event.error)
+                self._failed(event.error)
                 break
         return self._flush()
 
@@ -105,8 +105,12 @@ class ResponsesEncoder:
 
     def fail(self, error: ProxyError) -> bytes:
         """End with ``response.failed`` carrying the error (after the stream had started)."""
+        self._failed(error)
+        return self._flush()
+
+    def _failed(self, error: ProxyError) -> None:
         if self.ended:
-            return b""
+            return
         self.ended = True
         self.failure = error
         self._close_all()
@@ -114,7 +118,6 @@ class ResponsesEncoder:
         self.response["status"] = "failed"
         self.response["error"] = {"code": detail["code"] or "server_error", "message": detail["message"]}
         self._event("response.failed", response=self._snapshot())
-        return self._flush()
 
     # -- items --------------------------------------------------------------------------------------
 
