@@ -207,3 +207,10 @@ def test_remote_compaction_is_relayed_for_codex_and_refused_for_others(proxy, mo
     assert mock_codex.state.requests[-1]["path"] == "compact"
     refused = httpx.post(f"{proxy}/responses/compact", json={**body, "model": CLAUDE})
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsupported_model"
+
+
+def test_a_401_refreshes_the_login_once_and_replays(proxy, mock_codex):
+    mock_codex.state.valid_access.clear()  # the backend no longer accepts the current access token
+    answer = sdk(proxy).responses.create(model=CODEX, input="hi")
+    assert answer.status == "completed"
+    assert mock_codex.state.refresh_calls == 1 and len(mock_codex.state.requests) == 2
