@@ -19,6 +19,8 @@ from adapters.codex import CodexAdapter
 from .catalog import CodexCatalog
 from .completions import create_chat_completion
 from .response_store import ResponseStore
+from .messages import count_tokens, create_message
+from .messages_stream import anthropic_error_body
 from .responses import compact_response, create_response
 from .config import Settings
 from .edge import EdgeMiddleware
@@ -76,6 +78,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/chat/completions", create_chat_completion, methods=["POST"]),
         Route("/v1/responses", create_response, methods=["POST"]),
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
+        Route("/v1/messages", create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/responses", create_response, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
@@ -100,7 +104,15 @@ class SubrelayApp(Starlette):
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
-        return EdgeMiddleware(super().build_middleware_stack(), self.settings)
+        return EdgeMiddleware(super().build_middleware_stack(), self.settings, render_error=error_body)
+
+
+def error_body(path: str, error: ProxyError) -> bytes:
+    """An error in the shape of the API the request was for: Anthropic's for the Messages API,
+    OpenAI's for everything else."""
+    if path.startswith(("/v1/messages", "/messages")):
+        return anthropic_error_body(error)
+    return error.to_json()
 
 
 async def list_models(request: Request) -> Response:
@@ -142,7 +154,8 @@ async def healthz(request: Request) -> Response:
 
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
-    return Response(exc.to_json(), status_code=exc.status_code, headers=exc.headers, media_type="application/json")
+    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
+                    media_type="application/json")
 
 
 async def http_error_response(request: Request, exc: Exception) -> Response:
@@ -152,10 +165,11 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
         code="not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None,
     )
     error.error_type = "invalid_request_error"
-    return Response(error.to_json(), status_code=exc.status_code, headers=exc.headers, media_type="application/json")
+    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers,
+                    media_type="application/json")
 
 
 async def unexpected_error_response(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error while handling %s %s", request.method, request.url.path)
     error = InternalError(f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
-    return Response(error.to_json(), status_code=500, media_type="application/json")
+    return Response(error_body(request.url.path, error), status_code=500, media_type="application/json")

@@ -25,6 +25,14 @@ class ReasoningDelta:
 
 
 @dataclass(slots=True)
+class ReasoningDone:
+    """A reasoning step ended; ``encrypted`` is the vendor's opaque payload that lets the same vendor
+    continue from it on a later turn (Codex ``encrypted_content``), when it sent one."""
+
+    encrypted: str | None
+
+
+@dataclass(slots=True)
 class ToolCallStart:
     """The first piece of tool call number ``index`` (0, 1, 2… in the order the calls began)."""
 
@@ -72,7 +80,7 @@ class StreamFailure:
     error: ProxyError
 
 
-ChatEvent = Union[TextDelta, ReasoningDelta, ToolCallStart, ToolCallArguments, Finish, Usage, StreamFailure]
+ChatEvent = Union[TextDelta, ReasoningDelta, ReasoningDone, ToolCallStart, ToolCallArguments, Finish, Usage, StreamFailure]
 
 
 class StreamTranslator(Protocol):

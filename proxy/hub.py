@@ -94,9 +94,10 @@ class OutputFormat:
 class Inbound:
     """The client's request as it came, for same-format upstreams that take it (nearly) unchanged."""
 
-    format: str  # chat | responses | messages
+    format: str  # chat | responses | messages (| responses.compact | messages.count_tokens)
     body: dict[str, Any]
     raw: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # protocol headers a same-format upstream needs
 
 
 @dataclass(slots=True)

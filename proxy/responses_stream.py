@@ -16,7 +16,17 @@ from typing import Any
 import orjson
 
 from .errors import ProxyError
-from .events import ChatEvent, Finish, ReasoningDelta, StreamFailure, TextDelta, ToolCallArguments, ToolCallStart, Usage
+from .events import (
+    ChatEvent,
+    Finish,
+    ReasoningDelta,
+    ReasoningDone,
+    StreamFailure,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallStart,
+    Usage,
+)
 from .hub import ModelRequest
 
 
@@ -72,6 +82,11 @@ class ResponsesEncoder:
                 self._text(event.text)
             elif kind is ReasoningDelta:
                 self._reasoning(event.text)
+            elif kind is ReasoningDone:
+                if self._reasoning_item is None:
+                    self._reasoning("")
+                self._reasoning_item["encrypted_content"] = event.encrypted
+                self._close_reasoning()
             elif kind is ToolCallStart:
                 self._start_call(event)
             elif kind is ToolCallArguments:

@@ -38,7 +38,7 @@ def catalog() -> list[dict[str, Any]]:
 
 
 class AnthropicAdapter:
-    passthrough_format = None  # (Anthropic Messages clients arrive with the Messages codec)
+    passthrough_format = "messages"  # Messages clients' requests and answers go through unchanged
 
     def __init__(self, name: str = "anthropic", base_url: str = "https://api.anthropic.com",
                  key_origin: str = "env ANTHROPIC_API_KEY") -> None:
@@ -52,6 +52,8 @@ class AnthropicAdapter:
         return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
 
     def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        if chat.inbound.format in ("messages", "messages.count_tokens"):
+            return self._passthrough(chat, upstream_model, credential)
         chat.require_translatable("Claude")
         default_max = min(self._max_output.get(upstream_model, DEFAULT_MAX_TOKENS), DEFAULT_MAX_TOKENS)
         body = to_messages_body(chat, upstream_model, default_max)
@@ -63,6 +65,22 @@ class AnthropicAdapter:
             "user-agent": USER_AGENT,
         }
         return UpstreamRequest("POST", self.url, headers, orjson.dumps(body))
+
+    def _passthrough(self, request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        """The client's Messages body as sent (with the upstream's model name), signed with our key."""
+        inbound = request.inbound
+        body = inbound.raw if upstream_model == request.model else orjson.dumps({**inbound.body, "model": upstream_model})
+        counting = inbound.format == "messages.count_tokens"
+        headers = {
+            "x-api-key": credential.access_token,
+            "anthropic-version": inbound.headers.get("anthropic-version", ANTHROPIC_VERSION),
+            "content-type": "application/json",
+            "accept": "text/event-stream" if request.stream and not counting else "application/json",
+            "user-agent": USER_AGENT,
+        }
+        if "anthropic-beta" in inbound.headers:
+            headers["anthropic-beta"] = inbound.headers["anthropic-beta"]
+        return UpstreamRequest("POST", self.url + ("/count_tokens" if counting else ""), headers, body)
 
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None

@@ -20,6 +20,7 @@ from .request import (
     INSTRUCTIONS_CLIENT,
     INSTRUCTIONS_DEFAULT,
     header_safe_key,
+    name_map,
     split_effort_suffix,
     to_responses_body,
 )
@@ -90,7 +91,7 @@ class CodexAdapter:
         return self._request(chat, upstream_model, credential, INSTRUCTIONS_DEFAULT)
 
     def new_translator(self, chat: ModelRequest) -> CodexStreamTranslator:
-        return CodexStreamTranslator()
+        return CodexStreamTranslator(name_map(chat.tools))
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         return error_from_response(status, headers, body)

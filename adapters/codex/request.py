@@ -74,7 +74,7 @@ def to_responses_body(
     }
     if request.tools:
         body["tools"] = [_flat_tool(tool) for tool in request.tools]
-        body["tool_choice"] = ({"type": "function", "name": request.forced_tool} if request.forced_tool
+        body["tool_choice"] = ({"type": "function", "name": codex_name(request.forced_tool)} if request.forced_tool
                                else request.tool_choice or "auto")
         body["parallel_tool_calls"] = request.parallel_tool_calls is not False
     elif request.forced_tool or request.tool_choice == "required":
@@ -139,10 +139,10 @@ def to_responses_input(items: list[Item]) -> list[dict[str, Any]]:
             else:
                 converted.append(_message("user", [_input_part(part) for part in item.parts]))
         elif isinstance(item, ToolCall):
-            converted.append({"type": "function_call", "call_id": item.call_id, "name": item.name,
+            converted.append({"type": "function_call", "call_id": codex_id(item.call_id), "name": codex_name(item.name),
                               "arguments": item.arguments})
         elif isinstance(item, ToolResult):
-            converted.append({"type": "function_call_output", "call_id": item.call_id,
+            converted.append({"type": "function_call_output", "call_id": codex_id(item.call_id),
                               "output": _tool_output(item)})
         elif isinstance(item, Reasoning) and item.encrypted:
             # Only a Codex-made reasoning item (with its encrypted payload) can be continued.
@@ -186,8 +186,30 @@ def normalise_data_url(url: str) -> str:
     return f"{header},{data}"
 
 
+MAX_NAME = 64  # the backend refuses longer tool names and ids (openai/codex#39133)
+
+
+def codex_name(name: str) -> str:
+    """A tool name the backend accepts: unchanged up to 64 characters, else a stable shortening
+    (mapped back by :func:`name_map` on the way out)."""
+    if len(name) <= MAX_NAME:
+        return name
+    return f"{name[:MAX_NAME - 17]}_{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def codex_id(value: str) -> str:
+    if len(value) <= MAX_NAME:
+        return value
+    return f"id_{hashlib.sha256(value.encode()).hexdigest()[:48]}"
+
+
+def name_map(tools: list[Tool]) -> dict[str, str]:
+    """Shortened name → the client's name, for the tools that needed shortening."""
+    return {codex_name(tool.name): tool.name for tool in tools if len(tool.name) > MAX_NAME}
+
+
 def _flat_tool(tool: Tool) -> dict[str, Any]:
-    return {"type": "function", "name": tool.name, "description": tool.description, "strict": tool.strict,
+    return {"type": "function", "name": codex_name(tool.name), "description": tool.description, "strict": tool.strict,
             "parameters": tool.parameters}
 
 

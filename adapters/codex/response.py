@@ -18,6 +18,7 @@ from proxy.events import (
     ChatEvent,
     Finish,
     ReasoningDelta,
+    ReasoningDone,
     StreamFailure,
     TextDelta,
     ToolCallArguments,
@@ -30,7 +31,8 @@ from proxy.sse import SSEEvent
 class CodexStreamTranslator:
     """Translates one Codex response; see :class:`proxy.events.StreamTranslator`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tool_names: dict[str, str] | None = None) -> None:
+        self._tool_names = tool_names or {}  # shortened tool name → the client's own
         self._text: dict[str, list[str]] = {}  # item key → text emitted for it
         self._reasoning: dict[str, list[str]] = {}
         self._calls: dict[str, int] = {}  # item key → tool call index
@@ -38,6 +40,7 @@ class CodexStreamTranslator:
         self._arguments: dict[int, list[str]] = {}
         self._emitted_text = False
         self._emitted_reasoning = False
+        self._reasoning_done: set[str] = set()
         self.finished = False
 
     # -- entry points ----------------------------------------------------------------------------
@@ -154,7 +157,8 @@ class CodexStreamTranslator:
         self._calls[key] = index
         self._call_ids.add(call_id)
         self._arguments[index] = []
-        return [ToolCallStart(index, call_id, item.get("name") or "")]
+        name = item.get("name") or ""
+        return [ToolCallStart(index, call_id, self._tool_names.get(name, name))]
 
     def _arguments_remainder(self, key: str, final: str) -> list[ChatEvent]:
         index = self._calls.get(key)
@@ -191,12 +195,19 @@ class CodexStreamTranslator:
             if key in self._calls:
                 events += self._arguments_remainder(key, item.get("arguments") or "")
             return events
-        if kind == "reasoning" and key not in self._reasoning and not self._emitted_text:
-            summary = "\n\n".join(part.get("text", "") for part in item.get("summary") or () if part.get("text"))
-            if summary:
-                self._reasoning[key] = [summary]
-                self._emitted_reasoning = True
-                return [ReasoningDelta(summary)]
+        if kind == "reasoning":
+            events: list[ChatEvent] = []
+            if key not in self._reasoning and not self._emitted_text:
+                summary = "\n\n".join(part.get("text", "") for part in item.get("summary") or () if part.get("text"))
+                if summary:
+                    self._reasoning[key] = [summary]
+                    self._emitted_reasoning = True
+                    events.append(ReasoningDelta(summary))
+            encrypted = item.get("encrypted_content")
+            if isinstance(encrypted, str) and encrypted and key not in self._reasoning_done:
+                self._reasoning_done.add(key)
+                events.append(ReasoningDone(encrypted))
+            return events
         return []
 
     def _reconcile_output(self, output: list[dict[str, Any]]) -> list[ChatEvent]:

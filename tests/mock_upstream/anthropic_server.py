@@ -79,6 +79,35 @@ def message_stream(body: dict[str, Any]) -> list[bytes]:
     return frames
 
 
+def message_from_frames(frames: list[bytes]) -> dict[str, Any]:
+    """The non-streaming answer the same stream adds up to."""
+    message: dict[str, Any] = {}
+    for frame in frames:
+        event = orjson.loads(frame.split(b"\ndata: ", 1)[1])
+        kind = event["type"]
+        if kind == "message_start":
+            message = {**event["message"], "content": []}
+        elif kind == "content_block_start":
+            message["content"].append(dict(event["content_block"]))
+        elif kind == "content_block_delta":
+            block, delta = message["content"][event["index"]], event["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "input_json_delta":
+                block["_json"] = block.get("_json", "") + delta["partial_json"]
+        elif kind == "message_delta":
+            message.update(event["delta"])
+            message["usage"] = {**message["usage"], **event["usage"]}
+    for block in message["content"]:
+        if "_json" in block:
+            block["input"] = orjson.loads(block.pop("_json"))
+    return message
+
+
 class MockAnthropicServer:
     def __init__(self, state: AnthropicMockState | None = None) -> None:
         self.state = state or AnthropicMockState()
@@ -96,7 +125,7 @@ class MockAnthropicServer:
         if headers.get("x-api-key") != s.api_key:
             await send_json(send, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
             return
-        if headers.get("anthropic-version") != "2023-06-01" or "max_tokens" not in body:
+        if not re.fullmatch(r"20\d\d-\d\d-\d\d", headers.get("anthropic-version", "")) or "max_tokens" not in body:
             await send_json(send, 400, {"type": "error", "error": {"type": "invalid_request_error",
                                     "message": "anthropic-version header and max_tokens are required"}})
             return
@@ -105,6 +134,9 @@ class MockAnthropicServer:
             await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
             return
         frames = message_stream(body)
+        if body.get("stream") is not True:  # the API answers one Message object when not streaming
+            await send_json(send, 200, message_from_frames(frames))
+            return
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for frame in frames:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
