@@ -1,8 +1,8 @@
-"""Clients from npm, installed inside the test run: openai-node and the real Codex CLI.
+"""Clients from npm, installed inside the test run: openai-node, the real Codex CLI and Claude Code.
 
 They are installed with npm into ``tests/.npm-clients`` (git-ignored; reused while the pinned versions
-match). The Codex CLI runs with its own ``CODEX_HOME`` and ``HOME``, and with ``HTTP(S)_PROXY``
-pointed at a dead loopback port, so the only thing it can reach is subrelay on 127.0.0.1.
+match). The CLIs run with their own ``HOME`` (and ``CODEX_HOME``), telemetry off, and ``HTTP(S)_PROXY``
+pointed at a dead loopback port, so the only thing they can reach is subrelay on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from proxy.app import create_app
 from tests.mock_upstream import ServerThread
 
-PACKAGES = {"@openai/codex": "0.169.0", "openai": "7.57.0"}
+PACKAGES = {"@openai/codex": "0.169.0", "openai": "7.57.0", "@anthropic-ai/claude-code": "2.1.197"}
 PREFIX = Path(__file__).parent / ".npm-clients"
 DEAD_PROXY = "http://127.0.0.1:9"
 NODE_SCRIPT = r"""
@@ -107,3 +107,44 @@ def test_codex_cli_tool_round_trip(codex_cli, mock_codex):
     outputs = [item for item in bodies[1]["input"] if item.get("type") == "function_call_output"]
     assert outputs and "subrelay-tool-ok" in json.dumps(outputs[-1]["output"])  # the CLI ran the command…
     assert "The tool said:" in result.stdout and "subrelay-tool-ok" in result.stdout  # …and got the final answer
+
+
+@pytest.fixture
+def claude_code(npm_clients, proxy_settings, tmp_path):
+    """``claude -p`` pointed at subrelay with the documented variables, Codex models behind it."""
+    with ServerThread(create_app(proxy_settings)) as proxy:
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {**_isolated_env(home), "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-client-key-stays-here",
+               "ANTHROPIC_MODEL": "gpt-5.5", "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1"}
+        workdir = tmp_path / "work"
+        workdir.mkdir()
+
+        def run(prompt: str, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+            result = subprocess.run([str(npm_clients / "node_modules" / ".bin" / "claude"), "-p", prompt, *extra],
+                                    capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
+                                    stdin=subprocess.DEVNULL)
+            return result, workdir
+        yield run
+
+
+def test_claude_code_text_turn(claude_code, mock_codex):
+    result, _ = claude_code("say hi")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "Hello! You said:" in result.stdout and "say hi" in result.stdout
+    sent = mock_codex.state.requests[-1]
+    assert sent["body"]["model"] == "gpt-5.5" and sent["headers"]["originator"] == "subrelay"
+    assert "sk-ant-client-key-stays-here" not in json.dumps(sent)  # the client's key never goes upstream
+    assert not any(item.get("role") == "system" for item in sent["body"]["input"])
+
+
+def test_claude_code_reads_a_file_with_its_tool_and_answers(claude_code, mock_codex, tmp_path):
+    notes = tmp_path / "work" / "notes.txt"
+    notes.write_text("The secret word is tangerine.\n")
+    result, _ = claude_code(f'read it [[call:Read:{{"file_path":"{notes}"}}]]', "--allowedTools", "Read")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "The tool said:" in result.stdout and "tangerine" in result.stdout
+    outputs = [item for r in mock_codex.state.requests for item in r["body"].get("input", [])
+               if item.get("type") == "function_call_output"]
+    assert outputs and "tangerine" in json.dumps(outputs[-1]["output"])  # Claude Code ran Read and sent the result

@@ -86,8 +86,8 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
     tools = [tool for tool in all_tools if tool.get("type", "function") == "function" and tool.get("name")]
     call = re.search(r"\[\[call:([A-Za-z0-9_-]+):(\{.*?\})\]\]", text)
     # The mock "decides" like a model: a [[call:NAME:ARGS]] request calls that tool; an API client
-    # offering only function tools gets a call; an agent CLI (which also offers built-in tools) a reply.
-    wants_tool = call is not None or len(tools) == len(all_tools)
+    # offering a few function tools gets a call; an agent CLI (many tools, or built-in ones) a reply.
+    wants_tool = call is not None or (len(tools) == len(all_tools) and len(tools) <= 3)
     if tools and wants_tool and body.get("tool_choice") != "none" and not after_tool:
         names = [tool["name"] for tool in tools]
         forced = body.get("tool_choice")
