@@ -1,4 +1,5 @@
-"""The benchmark upstream: OpenAI Chat Completions (JSON and SSE) and Codex Responses SSE, fast.
+"""The benchmark upstream: OpenAI Chat Completions (JSON and SSE), Codex Responses SSE and Anthropic
+Messages SSE, fast.
 
 Every answer is built once at start-up and replayed from bytes, so the mock costs almost nothing
 per request (``run.py`` measures it alone to prove it is not the bottleneck). The Codex stream
@@ -58,6 +59,23 @@ def codex_sse(deltas: int, size: int, full_output: bool) -> list[bytes]:
     return frames
 
 
+def anthropic_sse(deltas: int, size: int) -> list[bytes]:
+    """An Anthropic Messages stream: message_start, one text block of ``deltas`` deltas, the end."""
+    def frame(kind: str, payload: dict) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+    frames = [frame("message_start", {"message": {"id": "msg_bench", "type": "message", "role": "assistant",
+                    "model": "bench", "content": [], "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+              frame("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
+    frames += [frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "x" * size}})] * deltas
+    frames += [frame("content_block_stop", {"index": 0}),
+               frame("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                       "usage": {"output_tokens": deltas}}),
+               frame("message_stop", {})]
+    return frames
+
+
 class BenchUpstream:
     """The ASGI app; ``path`` picks the wire format, the request's ``stream`` flag JSON vs SSE, and a
     ``-d<N>`` suffix on the model name the number of deltas (``bench-d1``, ``codex/bench-d200``)."""
@@ -68,6 +86,7 @@ class BenchUpstream:
         self.size = size
         self.full_output = full_output
         self._answers: dict[int, tuple[bytes, list[tuple[bytes, bytes]], list[bytes], list[bytes]]] = {}
+        self._anthropic: dict[int, list[bytes]] = {}
 
     def answers(self, body: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], list[bytes], list[bytes]]:
         model = orjson.loads(body).get("model", "") if body else ""
@@ -98,6 +117,8 @@ class BenchUpstream:
         json_body, json_headers, openai_frames, codex_frames = self.answers(body)
         if path.endswith("/responses"):
             frames = codex_frames
+        elif path.endswith("/v1/messages"):
+            frames = self._anthropic.setdefault(len(openai_frames), anthropic_sse(len(openai_frames) - 3, self.size))
         elif b'"stream":true' in body.replace(b" ", b""):
             frames = openai_frames
         elif path.endswith("/chat/completions"):

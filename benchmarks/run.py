@@ -137,7 +137,8 @@ def start_subrelay(workdir: Path, mock: Server, slow: Server) -> Server:
     config = workdir / "subrelay.toml"
     config.write_text(
         f'[providers.bench]\nkind = "custom"\nbase_url = "{mock.base}/v1"\napi_key = "sk-bench"\n\n'
-        f'[providers.slow]\nkind = "custom"\nbase_url = "{slow.base}/v1"\napi_key = "sk-bench"\n')
+        f'[providers.slow]\nkind = "custom"\nbase_url = "{slow.base}/v1"\napi_key = "sk-bench"\n\n'
+        f'[providers.claude]\nkind = "anthropic"\nbase_url = "{mock.base}"\napi_key = "sk-ant-api03-{"Bq7Zr4Xw9Lm2Np6Vt1Hs3Kd8" * 2}"\n')
     auth = workdir / "codex-auth.json"
     auth.write_text(json.dumps({"tokens": {"access_token": _jwt(), "refresh_token": "rt_bench", "account_id": "acc-bench"},
                                 "last_refresh": "2026-11-20T10:00:00Z"}))
@@ -351,6 +352,15 @@ def main(argv: list[str] | None = None) -> dict:
         scenarios["responses_codex_stream50_c10"] = interleaved(
             [Target("direct", None, codex_direct.url, {"codex": "bench-d50"}), Target("subrelay", subrelay, f"{subrelay.base}/v1/responses", {"codex": "codex/bench-d50"})],
             "codex", {**both}, min(runs, plan["sweep_runs"]), 10, plan["sweep_n"], plan["sweep_s"])
+        print("[messages] /v1/messages: Codex translated and Anthropic pass-through, 200 deltas", flush=True)
+        anthropic_direct = Target("direct", None, f"{mock.base}/v1/messages", {"m": "bench-d200"})
+        claude_body = {"max_tokens": 4096, "messages": MESSAGES, "stream": True}
+        scenarios["messages_codex_stream200_c1"] = interleaved(
+            [codex_direct, Target("subrelay", subrelay, f"{subrelay.base}/v1/messages", {"codex": "codex/bench-d200"})],
+            "codex", {**claude_body, "input": "Say hello."}, runs, 1, plan["stream"])
+        scenarios["messages_passthrough_stream200_c1"] = interleaved(
+            [anthropic_direct, Target("subrelay", subrelay, f"{subrelay.base}/v1/messages", {"m": "claude/bench-d200"})],
+            "m", claude_body, runs, 1, plan["stream"])
         for level in plan["levels"]:
             print(f"[sweep] concurrency {level}", flush=True)
             scenarios[f"nonstream_c{level}"] = interleaved(targets, "small", {"messages": MESSAGES},

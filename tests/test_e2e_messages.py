@@ -171,3 +171,18 @@ def test_langchain_chat_anthropic(proxy):
     message = model.bind_tools([lookup_weather]).invoke("Weather in Rome?")
     assert message.tool_calls and message.tool_calls[0]["name"] == "lookup_weather"
     json.dumps(message.tool_calls[0]["args"])
+
+
+def test_claude_names_can_be_aliased_to_codex_models(mock_codex, auth_path, tmp_path):
+    import tomllib
+
+    from proxy.config_file import parse_config
+
+    config = parse_config(tomllib.loads('[aliases]\n"claude-opus-4-8" = "codex/gpt-5.5"\n'))
+    settings = Settings(codex_base_url=f"{mock_codex.url}/backend-api/codex", codex_auth_path=auth_path, file=config,
+                        env={"CLAUDE_CONFIG_DIR": str(tmp_path)})
+    with ServerThread(create_app(settings)) as thread:
+        message = sdk(thread.url).messages.create(model="claude-opus-4-8[1m]", max_tokens=10,
+                                                  messages=[{"role": "user", "content": "hi"}])
+    assert message.content[-1].text == "Hello! You said: hi"
+    assert mock_codex.state.requests[-1]["body"]["model"] == "gpt-5.5"
