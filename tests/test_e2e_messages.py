@@ -186,3 +186,14 @@ def test_claude_names_can_be_aliased_to_codex_models(mock_codex, auth_path, tmp_
                                                   messages=[{"role": "user", "content": "hi"}])
     assert message.content[-1].text == "Hello! You said: hi"
     assert mock_codex.state.requests[-1]["body"]["model"] == "gpt-5.5"
+
+
+def test_pings_flow_while_the_upstream_is_silent(proxy, monkeypatch):
+    import proxy.messages as messages_module
+
+    monkeypatch.setattr(messages_module, "PING_SECONDS", 0.05)  # the upstream below pauses 0.2 s per delta
+    with httpx.stream("POST", f"{proxy}/v1/messages", json={"model": CODEX, "max_tokens": 50, "stream": True,
+                      "messages": [{"role": "user", "content": "x [[deltas:4]] [[slow]]"}]}) as response:
+        events = [line for line in response.iter_lines() if line.startswith("event:")]
+    assert "event: ping" in events
+    assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
