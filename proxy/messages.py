@@ -12,7 +12,6 @@ starts, and an ``error`` event after.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -30,10 +29,10 @@ from .hub import Inbound, ModelRequest
 from .json_response import json_response
 from .messages_request import parse_messages_request
 from .messages_stream import PING, MessagesEncoder, error_event
-from .priming import prime
 from .routing import Route
 from .token_count import count_input_tokens
-from .upstream import StreamClock, first_failure, passthrough_chunks, read_whole, translated_batches
+from .encoded_stream import drain, stream_encoded
+from .upstream import StreamClock, passthrough_chunks, read_whole, translated_batches
 
 PING_SECONDS = 10.0  # how long an upstream may be silent before the client gets a ping
 _CLIENT_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -111,11 +110,7 @@ async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str])
 
 async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
     encoder = MessagesEncoder(request.model, emit=False)
-    try:
-        async for batch in batches:
-            encoder.encode(batch)
-    finally:
-        await batches.aclose()
+    await drain(batches, encoder.encode)
     if encoder.failure is not None:
         raise encoder.failure
     encoder.finish()
@@ -123,51 +118,7 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[ChatEven
 
 
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str]) -> Response:
-    first, pending = await prime(batches)
-    error = first_failure(first)
-    if error is not None:
-        await batches.aclose()
-        raise error
-    encoder = MessagesEncoder(request.model)
-    reads: dict[str, asyncio.Task | None] = {"task": pending}  # the read in flight, for close()
-
-    async def body() -> AsyncIterator[bytes]:
-        yield encoder.start() + encoder.encode(first)
-        async for batch in _with_pings(batches, reads):
-            data = PING if batch is None else encoder.encode(batch)
-            if data:
-                yield data
-            if encoder.ended:
-                return
-        yield encoder.finish()
-
-    async def close() -> None:
-        task = reads["task"]
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await batches.aclose()
-
-    return EventStreamResponse(body(), on_close=close, headers=headers, error_frame=lambda e: encoder.fail(e) or error_event(e))
-
-
-async def _with_pings(batches: AsyncIterator[list[ChatEvent]], reads: dict[str, asyncio.Task | None]
-                      ) -> AsyncIterator[list[ChatEvent] | None]:
-    """The batches, and ``None`` whenever the upstream has been silent for :data:`PING_SECONDS`.
-    The read runs as a task kept in ``reads`` so that closing the stream can cancel it first."""
-    while True:
-        if reads["task"] is None:
-            reads["task"] = asyncio.ensure_future(anext(batches, None))
-        done, _ = await asyncio.wait({reads["task"]}, timeout=PING_SECONDS)
-        if not done:
-            yield None
-            continue
-        batch = reads["task"].result()
-        reads["task"] = None
-        if batch is None:
-            return
-        yield batch
+    return await stream_encoded(batches, MessagesEncoder(request.model), headers, ping=PING, ping_seconds=PING_SECONDS)
 
 
 __all__ = ["create_message", "count_tokens", "ProxyError"]

@@ -13,8 +13,6 @@ Errors before the stream starts are HTTP errors; after, a ``response.failed`` or
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +20,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.codex.passthrough import ResponsesRelay, error_event
+from adapters.codex.passthrough import ResponsesRelay
 
 from .chat import decode_json_object, required_model
 from .completions import MAX_UPSTREAM_BODY
@@ -32,12 +30,12 @@ from .event_stream import EventStreamResponse
 from .events import ChatEvent
 from .hub import Inbound, ModelRequest
 from .json_response import json_response
-from .priming import prime
 from .response_store import ResponseStore, expand_previous
 from .responses_request import input_items, parse_responses_request
 from .responses_stream import ResponsesEncoder
 from .sse import SSEDecoder, SSEEventTooLarge
-from .upstream import StreamClock, first_failure, read_whole, timed_chunks, translated_batches
+from .encoded_stream import drain, stream_encoded
+from .upstream import StreamClock, read_whole, timed_chunks, translated_batches
 
 
 async def create_response(request: Request) -> Response:
@@ -161,11 +159,7 @@ def _fail(relay: ResponsesRelay, error: ProxyError) -> bytes:
 async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str],
                      record: _Recorder) -> Response:
     encoder = ResponsesEncoder(request, emit=False)
-    try:
-        async for batch in batches:
-            encoder.encode(batch)
-    finally:
-        await batches.aclose()
+    await drain(batches, encoder.encode)
     if encoder.failure is not None:
         raise encoder.failure
     encoder.finish()
@@ -176,36 +170,5 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[ChatEven
 
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[ChatEvent]], headers: dict[str, str],
                   record: _Recorder) -> Response:
-    first, pending = await prime(batches)
-    error = first_failure(first)
-    if error is not None:
-        await batches.aclose()
-        raise error
     encoder = ResponsesEncoder(request)
-
-    async def body() -> AsyncIterator[bytes]:
-        yield encoder.start() + encoder.encode(first)
-        if pending is not None:
-            later = await pending
-            if later is not None:
-                yield encoder.encode(later)
-        if not encoder.ended and (pending is None or later is not None):
-            async for batch in batches:
-                data = encoder.encode(batch)
-                if data:
-                    yield data
-                if encoder.ended:
-                    break
-        if not encoder.ended:
-            yield encoder.finish()
-            record(encoder.final_response())
-
-    async def close() -> None:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
-        await batches.aclose()
-
-    return EventStreamResponse(body(), on_close=close, headers=headers,
-                               error_frame=lambda error: encoder.fail(error) or error_event(error, 0))
+    return await stream_encoded(batches, encoder, headers, on_complete=lambda: record(encoder.final_response()))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from proxy.app import create_app
 from proxy.errors import MAX_RETRY_AFTER
 from proxy.routing import Cooldowns
 from tests.conftest import write_auth_file
-from tests.mock_upstream import ServerThread
 from tests.test_e2e_routing import _openrouter_server, openrouter, proxy  # noqa: F401  (fixtures)
 
 CHAT = {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from proxy.app import create_app
-from proxy.config import Limits, Settings
+from proxy.config import Limits
 from proxy.server import uvicorn_config
 from tests.keepalive import ConnectionClosed, KeepAliveClient
 from tests.mock_upstream import ServerThread
