@@ -21,7 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default 8787, env SUBRELAY_PORT)")
     serve_cmd.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env SUBRELAY_LOG_LEVEL")
-    commands.add_parser("status", help="show each provider's credential state (no secrets)")
+    status_cmd = commands.add_parser("status", help="show each provider's state, the ChatGPT login and its usage")
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    login_cmd = commands.add_parser("login", help="log in to your ChatGPT plan (shared with the Codex CLI)")
+    login_cmd.add_argument("--device", action="store_true", help="device-code login, for SSH sessions and containers")
+    login_cmd.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    login_cmd.add_argument("--paste", action="store_true",
+                           help="the browser runs elsewhere: paste the address it ends on")
+    commands.add_parser("logout", help="remove the ChatGPT login")
     args = parser.parse_args(argv)
 
     try:
@@ -31,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
                 host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None)
             )
             return serve(settings)
-        return status(settings)
+        if args.command == "login":
+            from .login.cli import login
+            return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste)
+        if args.command == "logout":
+            from .login.cli import logout
+            return logout(settings)
+        return status(settings, as_json=args.json)
     except ConfigError as exc:
         print(f"subrelay: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -51,19 +64,43 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def status(settings: Settings) -> int:
-    """Print the credential inventory: provider, source, state, expiry — never a secret."""
-    from .providers import build_inventory
+def status(settings: Settings, *, as_json: bool = False) -> int:
+    """Print each provider's state, and the ChatGPT login with its usage windows — never a secret.
+    Exits 1 when no provider is usable."""
+    import asyncio
 
-    inventory = build_inventory(settings)
+    import orjson
+
+    from .account import account_status
+
+    report = asyncio.run(account_status(settings))
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0 if report["usable"] else 1
     rows = [("provider", "source", "state", "expiry")]
-    for entry in inventory.statuses:
-        state = entry.state + (f": {entry.detail}" if entry.detail and entry.state != "ok" else "")
-        rows.append((entry.name, entry.source, state, entry.expiry))
+    for entry in report["providers"]:
+        state = entry["state"] + (f": {entry['detail']}" if entry["detail"] and entry["state"] != "ok" else "")
+        rows.append((entry["name"], entry["source"], state, entry["expiry"]))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
-    return 0
+    login = report["chatgpt"]
+    if login["connected"]:
+        print(f"\nChatGPT: {login['account_email'] or '?'}, {str(login['plan'] or '?').capitalize()} plan, "
+              f"account {login['account_id'] or '?'}")
+        for window in login["usage"]["windows"] if login.get("usage") else ():
+            print(f"  {window['name']:<8} {_bar(window['used_percent'])} {window['used_percent']:>3.0f}% used, "
+                  f"resets {window['resets_at_text']}")
+        if login.get("usage") and login["usage"].get("credits"):
+            print(f"  credits: {login['usage']['credits']}")
+        elif login.get("usage_error"):
+            print(f"  usage: {login['usage_error']}")
+    return 0 if report["usable"] else 1
+
+
+def _bar(percent: float, width: int = 20) -> str:
+    filled = max(0, min(width, round(percent / 100 * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from .errors import ConfigError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
-DEFAULT_CODEX_TOKEN_URL = "https://auth.openai.com/oauth/token"
+DEFAULT_AUTH_BASE_URL = "https://auth.openai.com"
+DEFAULT_CODEX_TOKEN_URL = DEFAULT_AUTH_BASE_URL + "/oauth/token"
+DEFAULT_LOGIN_PORT = 1455  # the redirect URI registered for the client is http://localhost:1455/auth/callback
 DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
 
@@ -55,6 +57,9 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     codex_base_url: str = DEFAULT_CODEX_BASE_URL
     codex_token_url: str = DEFAULT_CODEX_TOKEN_URL
+    auth_base_url: str = DEFAULT_AUTH_BASE_URL  # where logins happen (authorize, device codes)
+    login_port: int = DEFAULT_LOGIN_PORT
+    admin_key: str | None = None  # guards the account API and page (always required beyond loopback)
     codex_auth_path: str = ""
     default_instructions: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -87,7 +92,11 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         port=_int(env, "SUBRELAY_PORT", DEFAULT_PORT),
         api_keys=tuple(k.strip() for k in env.get("SUBRELAY_API_KEYS", "").split(",") if k.strip()),
         codex_base_url=env.get("SUBRELAY_CODEX_BASE_URL", DEFAULT_CODEX_BASE_URL),
-        codex_token_url=env.get("SUBRELAY_CODEX_TOKEN_URL", DEFAULT_CODEX_TOKEN_URL),
+        codex_token_url=env.get("SUBRELAY_CODEX_TOKEN_URL")
+        or env.get("SUBRELAY_AUTH_BASE_URL", DEFAULT_AUTH_BASE_URL).rstrip("/") + "/oauth/token",
+        auth_base_url=env.get("SUBRELAY_AUTH_BASE_URL", DEFAULT_AUTH_BASE_URL).rstrip("/"),
+        login_port=_int(env, "SUBRELAY_LOGIN_PORT", DEFAULT_LOGIN_PORT),
+        admin_key=env.get("SUBRELAY_ADMIN_KEY") or None,
         codex_auth_path=codex_auth_path(env),
         default_instructions=_default_instructions(env) or file.default_instructions,
         timeouts=Timeouts(
@@ -203,3 +212,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not number > 0 or number == float("inf"):
         raise ConfigError(f"{name} must be positive, got {value!r}")
     return number
+
+
+def chatgpt_base_url(settings: Settings) -> str:
+    """The ChatGPT backend (``…/backend-api``) the Codex base URL lives under: usage is read there."""
+    base = settings.codex_base_url.rstrip("/")
+    return base[: -len("/codex")] if base.endswith("/codex") else base

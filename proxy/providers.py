@@ -83,7 +83,7 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
         if status.state == "unavailable" and status.configured:
             log.warning("provider %s is unavailable and left out of routing: %s", status.name, status.detail)
     if not any(status.state == "ok" for status in inventory.statuses):
-        log.warning("no provider is usable yet: run `codex login`, or set an API key such as OPENAI_API_KEY or "
+        log.warning("no provider is usable yet: run `subrelay login`, or set an API key such as OPENAI_API_KEY or "
                     "ANTHROPIC_API_KEY; `subrelay status` shows what was found")
     rules = [RouteRule(r.pattern, r.provider, from_config=True) for r in settings.file.routes] + DEFAULT_RULES
     unavailable = {s.name: s.detail for s in inventory.statuses if s.state != "ok" and s.detail}
@@ -115,7 +115,7 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     source = CodexCredentialSource(path, token_url=settings.codex_token_url)
     provider = Provider(name, adapter, source)
     if not os.path.exists(path):
-        status.state, status.detail = "not configured", "no login file; run `codex login`"
+        status.state, status.detail = "not configured", "no login file; run `subrelay login` (or `codex login`)"
         return provider, status
     problem = source.problem()
     if problem is not None:

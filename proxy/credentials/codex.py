@@ -22,7 +22,7 @@ log = get_logger("subrelay.credentials.codex")
 
 CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 _AUTH_CLAIM = "https://api.openai.com/auth"
-_LOGIN_HINT = "Run `codex login` (or `subrelay` with CODEX_AUTH_PATH pointing at a valid auth.json)."
+_LOGIN_HINT = "Run `subrelay login` (or `codex login`)."
 _DEAD_REFRESH_CODES = frozenset(
     {"refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant"}
 )

@@ -22,6 +22,7 @@ import orjson
 
 from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
+from .auth_server import AuthState, MockAuth
 from .codex_script import build_transcript
 
 CATALOG = {
@@ -73,18 +74,20 @@ class MockState:
     catalog_down: bool = False
     cancelled_streams: int = 0
     finished_streams: int = 0
+    auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
-    def issue_tokens(self, *, expires_in: int | None = None, plan: str = "plus") -> dict[str, str]:
+    def issue_tokens(self, *, expires_in: int | None = None, plan: str = "plus", email: str = "user@example.com",
+                     account: str = ACCOUNT_ID) -> dict[str, str]:
         lifetime = self.token_lifetime if expires_in is None else expires_in
         n = next(self._ids)
         claims = {"exp": int(time.time()) + lifetime, "iat": int(time.time()), "n": n,
-                  "https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT_ID, "chatgpt_plan_type": plan}}
+                  "https://api.openai.com/auth": {"chatgpt_account_id": account, "chatgpt_plan_type": plan}}
         access = make_jwt(claims)
         refresh = f"rt_mock_{n}_{secrets.token_hex(12)}"
         self.valid_access.add(access)
         self.live_refresh.add(refresh)
-        return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": "user@example.com"})}
+        return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": email})}
 
     def auth_file(self, **kwargs: Any) -> dict[str, Any]:
         tokens = self.issue_tokens(**kwargs)
@@ -106,7 +109,12 @@ class MockCodexServer:
         body = await read_body(receive)
         path = scope["path"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        if path.endswith("/responses/compact") and scope["method"] == "POST":
+        s = self.state
+        form = headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        auth = MockAuth(s.auth, lambda email, plan: s.issue_tokens(email=email, plan=plan, account=f"acc-{email.split('@')[0]}-mock"))
+        if auth.handles(path) and (path != "/oauth/token" or form):
+            await auth(scope, body, headers, send, s.valid_access)
+        elif path.endswith("/responses/compact") and scope["method"] == "POST":
             await self._compact(headers, body, send)
         elif path.endswith("/responses") and scope["method"] == "POST":
             await self._responses(headers, body, send, receive)
