@@ -15,7 +15,10 @@ from starlette.routing import Route
 from . import __version__
 from adapters.codex import CodexAdapter
 
+from . import account_api
+from .account_api import AdminGuard, PendingLogins
 from .catalog import CodexCatalog
+from .credentials.codex import CodexCredentialSource
 from .completions import create_chat_completion
 from .response_store import ResponseStore
 from .messages import count_tokens, create_message
@@ -42,6 +45,13 @@ class AppState:
     cooldowns: Cooldowns
     responses: ResponseStore
     catalogs: list[CodexCatalog]
+    admin: AdminGuard
+    pending_logins: PendingLogins
+
+    def codex_source(self) -> CodexCredentialSource | None:
+        """The running server's own Codex login source (its cache and refresh lock are shared)."""
+        provider = next((p for p in self.router.providers.values() if isinstance(p.adapter, CodexAdapter)), None)
+        return provider.credentials if provider is not None else None
 
 
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
@@ -63,7 +73,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           cooldowns=Cooldowns(),
                                           responses=ResponseStore(settings.limits.response_store_bytes,
                                                                   settings.limits.response_store_seconds),
-                                          catalogs=catalogs)
+                                          catalogs=catalogs, admin=AdminGuard(settings),
+                                          pending_logins=PendingLogins())
             for catalog in catalogs:
                 catalog.start()
             try:
@@ -79,6 +90,16 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
+        Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/logout", account_api.logout, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/models", account_api.models, methods=["GET"]),
+        Route(f"{account_api.PREFIX}/usage", account_api.usage, methods=["GET"]),
+        Route("/api/llm/providers", account_api.providers, methods=["GET"]),
+        Route("/account", account_api.account_page, methods=["GET"]),
+        Route("/backend-api/wham/usage", account_api.codex_cli_usage, methods=["GET"]),
+        Route("/api/codex/usage", account_api.codex_cli_usage, methods=["GET"]),
         Route("/responses", create_response, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),

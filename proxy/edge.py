@@ -36,6 +36,8 @@ log = get_logger("subrelay.edge")
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
 PUBLIC_PATHS = frozenset({"/healthz"})
+# Paths behind the admin key instead (proxy.account_api.AdminGuard): the account API and page.
+ADMIN_PREFIXES = ("/api/llm/", "/account")
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
 
@@ -83,7 +85,7 @@ class EdgeMiddleware:
         if scope["method"] == "OPTIONS" and origin is not None:
             await self._preflight(send, origin, headers)
             return
-        if self.keys and path not in PUBLIC_PATHS and not self._key_ok(headers):
+        if self.keys and path not in PUBLIC_PATHS and not path.startswith(ADMIN_PREFIXES) and not self._key_ok(headers):
             error = AuthenticationFailed(
                 "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
                 "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
