@@ -139,9 +139,13 @@ def test_a_declined_browser_login_fails_cleanly(mock_codex, tmp_path):
     assert "declined" in process.stderr.read() and not os.path.exists(path)
 
 
-def test_device_login_with_slow_down_then_approval(mock_codex, tmp_path):
+def test_device_login_with_slow_down_then_approval_and_chat_at_once(mock_codex, proxy_settings, tmp_path):
+    """The 'done when' of the login issue: no Codex CLI, `subrelay login --device`, approve, chat."""
+    from dataclasses import replace
+
     mock_codex.state.auth.slow_down_polls = 1
-    path = str(tmp_path / "auth.json")
+    path = str(tmp_path / "device" / "auth.json")
+    proxy = ServerThread(create_app(replace(proxy_settings, codex_auth_path=path))).start()
     process = subprocess.Popen([sys.executable, "-m", "proxy", "login", "--device"], text=True,
                                env=login_env(mock_codex, path), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
@@ -153,8 +157,10 @@ def test_device_login_with_slow_down_then_approval(mock_codex, tmp_path):
         approved = httpx.post(f"{mock_codex.url}/codex/device/decision", data={"user_code": code, "decision": "approve"})
         assert "approved" in approved.text
         assert process.wait(timeout=30) == 0
+        assert httpx.post(f"{proxy.url}/v1/chat/completions", json=CHAT).status_code == 200  # the running proxy
     finally:
         process.kill()
+        proxy.stop()
     assert os.path.exists(path)
 
 

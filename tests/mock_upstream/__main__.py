@@ -1,6 +1,7 @@
-"""Run the mock Codex upstream by hand: ``python -m tests.mock_upstream [--port 8900]``.
+"""Run the mock Codex upstream and OpenAI auth server by hand: ``python -m tests.mock_upstream [--port 8900]``.
 
-Writes an auth.json with fresh mock tokens and prints the environment to point subrelay at it.
+Writes an auth.json with fresh mock tokens and prints the environment to point subrelay at it
+(``subrelay login`` then signs in against the mock).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def main() -> None:
         handle.write(orjson.dumps(app.state.auth_file(), option=orjson.OPT_INDENT_2))
     base = f"http://127.0.0.1:{args.port}"
     print(f"export CODEX_AUTH_PATH={path} SUBRELAY_CODEX_BASE_URL={base}/backend-api/codex "
-          f"SUBRELAY_CODEX_TOKEN_URL={base}/oauth/token", flush=True)
+          f"SUBRELAY_AUTH_BASE_URL={base}", flush=True)
+    print(f"# sign-in page: {base}/oauth/authorize (via `subrelay login`); device codes: {base}/codex/device",
+          flush=True)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 
