@@ -201,4 +201,4 @@ def test_placeholder_key_is_caught_at_start_up_with_one_warning(mock_codex, auth
 def test_start_up_with_no_usable_provider_says_what_to_do(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     create_app(Settings(codex_auth_path=str(tmp_path / "none.json"), env={"CLAUDE_CONFIG_DIR": str(tmp_path)}))
-    assert any("no provider is usable" in r.getMessage() and "codex login" in r.getMessage() for r in caplog.records)
+    assert any("no provider is usable" in r.getMessage() and "subrelay login" in r.getMessage() for r in caplog.records)
