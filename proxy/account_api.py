@@ -28,6 +28,7 @@ from .errors import NotFound, PermissionDenied, RateLimited, ServiceUnavailable
 from .json_response import json_response
 from .login.oauth import DeviceCode, LoginPending, poll_device_login, start_device_login
 from .login.store import remove_login, save_login
+from .observe import COOLDOWNS, metrics_text
 from .providers import build_inventory
 
 PREFIX = "/api/llm/subscription/openai"
@@ -184,6 +185,13 @@ async def account_page(request: Request) -> Response:
     return Response(resources.files("proxy").joinpath("static/account.html").read_bytes(), media_type="text/html",
                     headers={"content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; "
                              "style-src 'unsafe-inline'; frame-ancestors 'none'", "x-frame-options": "DENY"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (all workers merged), behind the admin key like the account API."""
+    state = _state(request)
+    COOLDOWNS.set(state.cooldowns.active())
+    return Response(metrics_text(state.settings.metrics_dir), media_type="text/plain; version=0.0.4")
 
 
 async def codex_cli_usage(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             catalogs = [CodexCatalog(provider, http, refresh_seconds=settings.codex_catalog_seconds)
                         for provider in router.providers.values() if isinstance(provider.adapter, CodexAdapter)]
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
-                                          cooldowns=Cooldowns(),
+                                          cooldowns=_cooldowns(settings),
                                           responses=ResponseStore(settings.limits.response_store_bytes,
                                                                   settings.limits.response_store_seconds),
                                           catalogs=catalogs, admin=AdminGuard(settings),
@@ -104,6 +105,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", account_api.metrics, methods=["GET"]),
     ]
     return SubrelayApp(
         settings,
@@ -112,6 +114,16 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+def _cooldowns(settings: Settings) -> Cooldowns:
+    """In memory for one process; through a shared file when several workers serve one port."""
+    state_dir = settings.env.get("SUBRELAY_STATE_DIR")
+    if settings.workers > 1 and state_dir:
+        from .shared_cooldowns import SharedCooldowns
+
+        return SharedCooldowns(os.path.join(state_dir, "cooldowns.json"))
+    return Cooldowns()
 
 
 class SubrelayApp(Starlette):
@@ -166,7 +178,7 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok", "version": __version__})
+    return json_response({"status": "ok", "version": __version__, "worker": os.getpid()})
 
 
 # -- the error boundary ----------------------------------------------------------------------------

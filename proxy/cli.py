@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from . import __version__
@@ -21,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default 8787, env SUBRELAY_PORT)")
     serve_cmd.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env SUBRELAY_LOG_LEVEL")
+    serve_cmd.add_argument("--log-format", choices=["text", "json"], help="env SUBRELAY_LOG_FORMAT (default text)")
+    serve_cmd.add_argument("--workers", type=int, help="worker processes on one port (env SUBRELAY_WORKERS, default 1)")
     status_cmd = commands.add_parser("status", help="show each provider's state, the ChatGPT login and its usage")
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     login_cmd = commands.add_parser("login", help="log in to your ChatGPT plan (shared with the Codex CLI)")
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_env(config_path=args.config)
         if args.command in (None, "serve"):
             settings = settings.with_overrides(
-                host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None)
+                host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None),
+                log_format=getattr(args, "log_format", None), workers=getattr(args, "workers", None),
             )
             return serve(settings)
         if args.command == "login":
@@ -51,17 +53,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from .app import create_app
-    from .server import run
+    from .server import configure_logging, run, run_workers
 
     check_bind_is_safe(settings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers < 1 or settings.workers > 64:
+        raise ConfigError(f"--workers must be between 1 and 64, got {settings.workers}")
+    configure_logging(settings)
     install_log_redaction()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
-    app = create_app(settings)
-    print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1", file=sys.stderr)
-    run(app, settings)
+    print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1"
+          f"{f' with {settings.workers} workers' if settings.workers > 1 else ''}", file=sys.stderr)
+    if settings.workers > 1:
+        _export_for_workers(settings)
+        run_workers(settings)
+        return 0
+    from .app import create_app
+
+    run(create_app(settings), settings)
     return 0
+
+
+def _export_for_workers(settings: Settings) -> None:
+    """Workers rebuild the settings from the environment: put the command line's choices there, and
+    give them a shared directory for metrics and cooldowns."""
+    import os
+    import tempfile
+
+    os.environ.update({"SUBRELAY_HOST": settings.host, "SUBRELAY_PORT": str(settings.port),
+                       "SUBRELAY_LOG_LEVEL": settings.log_level, "SUBRELAY_LOG_FORMAT": settings.log_format,
+                       "SUBRELAY_WORKERS": str(settings.workers)})
+    if settings.file.path:
+        os.environ["SUBRELAY_CONFIG"] = settings.file.path
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="subrelay-workers-")
+    os.environ.setdefault("SUBRELAY_STATE_DIR", os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def status(settings: Settings, *, as_json: bool = False) -> int:

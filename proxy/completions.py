@@ -41,12 +41,12 @@ async def create_chat_completion(request: Request) -> Response:
     routes = state.router.candidates(chat.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock, request.scope.get("subrelay.record"))
     headers = opened.client_headers()
     adapter = opened.route.provider.adapter
     if getattr(adapter, "passthrough_format", None) == "chat":
         return await _relay(opened, chat, headers)
-    batches = translated_batches(opened.response, adapter.new_translator(chat), clock)
+    batches = translated_batches(opened.response, adapter.new_translator(chat), clock, request.scope.get("subrelay.record"))
     if chat.stream:
         return await _stream(chat, batches, headers)
     return await _aggregate(chat, batches, headers)

@@ -72,6 +72,9 @@ class Settings:
     codex_catalog_seconds: float = 900.0  # how often the account's model catalogue is re-read
     upstream_transport: str = "aiohttp"  # or "httpx" (pure Python, slower; what respx tests patch)
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line
+    workers: int = 1
+    metrics_dir: str | None = None  # prometheus multiprocess directory (set when workers > 1)
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
     file: FileConfig = field(default_factory=FileConfig)
     # The process environment as it was at start-up: API keys are looked up here, never later.
@@ -122,6 +125,9 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         codex_catalog_seconds=_float(env, "SUBRELAY_CODEX_CATALOG_SECONDS", 900.0),
         upstream_transport=_choice(env, "SUBRELAY_UPSTREAM_TRANSPORT", ("aiohttp", "httpx"), "aiohttp"),
         log_level=env.get("SUBRELAY_LOG_LEVEL", "info").lower(),
+        log_format=_choice(env, "SUBRELAY_LOG_FORMAT", ("text", "json"), "text"),
+        workers=_int(env, "SUBRELAY_WORKERS", 1),
+        metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
         file=file,
         env=env,

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from .errors import ProxyError, RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout
+from .observe import COOLDOWN_SKIPS, FALLBACKS, UPSTREAM_ERRORS, RequestRecord
 from .redact import get_logger
 from .routing import Cooldowns, Route, credential_identity
 from .upstream import StreamClock, UpstreamClient
@@ -36,6 +37,7 @@ class Opened:
     route: Route
     response: httpx.Response
     clock: StreamClock
+    record: RequestRecord | None = None
 
     def client_headers(self) -> dict[str, str]:
         """``x-subrelay-route`` plus the upstream's quota headers."""
@@ -47,10 +49,13 @@ class Opened:
 
 
 async def open_with_fallbacks(
-    upstream: UpstreamClient, cooldowns: Cooldowns, routes: list[Route], request: Any, clock: StreamClock
+    upstream: UpstreamClient, cooldowns: Cooldowns, routes: list[Route], request: Any, clock: StreamClock,
+    record: RequestRecord | None = None,
 ) -> Opened:
     """Try ``routes`` in order until one answers; raise the last failure when none does."""
     last_error: ProxyError | None = None
+    if record is not None and routes:
+        _routed(record, request, routes[0])
     for position, route in enumerate(routes):
         source = route.provider.credentials
         has_next = position + 1 < len(routes)
@@ -60,11 +65,16 @@ async def open_with_fallbacks(
             if wait:
                 log.info("%s is cooling down for another %d s; trying %s first", route.label, int(wait + 0.999),
                          routes[position + 1].label)
+                COOLDOWN_SKIPS.labels(route.provider.name).inc()
+                if record is not None:
+                    record.note(f"cooldown-skip {route.label}")
                 continue
         try:
             async with asyncio.timeout_at(clock.started + clock.total):
                 response = await upstream.open(route, request)
-            return Opened(route, response, clock)
+            if record is not None:
+                _routed(record, request, route)
+            return Opened(route, response, clock, record)
         except TimeoutError:
             last_error = clock.timeout_error()
         except FALLBACK_ERRORS as error:
@@ -74,9 +84,18 @@ async def open_with_fallbacks(
                 model = route.upstream_model if getattr(error, "per_model", True) else "*"
                 cooldowns.note((route.provider.name, identity, model), retry_after)
             last_error = error
+        UPSTREAM_ERRORS.labels(route.provider.name, last_error.code or type(last_error).__name__).inc()
         if has_next:
             log.warning("%s failed before answering (%s); falling back to %s",
                         route.label, last_error.status_code, routes[position + 1].label)
+            FALLBACKS.labels(route.provider.name, routes[position + 1].provider.name).inc()
+            if record is not None:
+                record.note(f"fallback {route.label} ({last_error.status_code}) -> {routes[position + 1].label}")
     if last_error is None:  # unreachable: the last route is never skipped
         raise UpstreamFailure("No route could be tried.")
     raise last_error
+
+
+def _routed(record: RequestRecord, request: Any, route: Route) -> None:
+    known = any(info.id == route.upstream_model for info in route.provider.adapter.models())
+    record.routed(getattr(request, "model", "-"), route.label, route.provider.name, known)

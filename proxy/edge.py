@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Callable
 
 from .config import Settings, is_loopback
@@ -30,6 +31,7 @@ from .errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from .observe import RequestRecord
 from .redact import get_logger
 
 log = get_logger("subrelay.edge")
@@ -37,7 +39,9 @@ log = get_logger("subrelay.edge")
 # Paths any caller may reach without a client key (a load balancer's health probe).
 PUBLIC_PATHS = frozenset({"/healthz"})
 # Paths behind the admin key instead (proxy.account_api.AdminGuard): the account API and page.
-ADMIN_PREFIXES = ("/api/llm/", "/account")
+ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics")
+# Paths not worth a log line each (probes and scrapes).
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
 
@@ -75,6 +79,25 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         headers = _header_map(scope["headers"])
+        record = RequestRecord.start(scope, headers.get(b"x-request-id"))
+        scope["subrelay.record"] = record
+        request_id = record.request_id.encode()
+
+        async def recorded_send(message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id)]}
+            elif record.first_byte is None and message.get("body"):
+                record.first_byte = time.perf_counter()
+            await send(message)
+
+        try:
+            await self._checked(scope, receive, recorded_send, headers)
+        finally:
+            if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
+                record.finish()
+
+    async def _checked(self, scope, receive, send, headers: dict[bytes, bytes]) -> None:
         path = scope["path"]
         refusal = self._refusal(scope, headers)
         if refusal is not None:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .errors import ProxyError, ServiceUnavailable
+from .observe import OPEN_STREAMS
 from .redact import get_logger
 
 log = get_logger("subrelay.stream")
@@ -57,6 +58,7 @@ class EventStreamResponse:
 
         watcher = asyncio.create_task(watch_for_disconnect())
         started = False
+        OPEN_STREAMS.inc()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             started = True
@@ -74,6 +76,7 @@ class EventStreamResponse:
         except OSError:
             log.info("client connection lost; upstream stream cancelled")
         finally:
+            OPEN_STREAMS.dec()
             watcher.cancel()
             try:
                 await asyncio.shield(self._on_close())

@@ -48,11 +48,11 @@ async def create_message(request: Request) -> Response:
     routes = candidates(state.router, model_request.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, request.scope.get("subrelay.record"))
     headers = opened.client_headers()
     if getattr(opened.route.provider.adapter, "passthrough_format", None) == "messages":
         return await _relay(opened, model_request, headers)
-    batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(model_request), clock)
+    batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(model_request), clock, request.scope.get("subrelay.record"))
     if model_request.stream:
         return await _stream(model_request, batches, headers)
     return await _aggregate(model_request, batches, headers)
@@ -70,7 +70,7 @@ async def count_tokens(request: Request) -> Response:
                                                              headers=_client_headers(request)))
         limits = state.settings.limits
         clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-        opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes[:1], counting, clock)
+        opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes[:1], counting, clock, request.scope.get("subrelay.record"))
         answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY)
         return Response(answer, media_type="application/json", headers=opened.client_headers())
     return json_response({"input_tokens": count_input_tokens(body)})

@@ -46,13 +46,13 @@ async def create_response(request: Request) -> Response:
     routes = state.router.candidates(model_request.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, request.scope.get("subrelay.record"))
     record = _Recorder(state.responses, model_request)
     headers = opened.client_headers()
     adapter = opened.route.provider.adapter
     if getattr(adapter, "passthrough_format", None) == "responses":
         return await _relay(opened, model_request, headers, record)
-    batches = translated_batches(opened.response, adapter.new_translator(model_request), clock)
+    batches = translated_batches(opened.response, adapter.new_translator(model_request), clock, request.scope.get("subrelay.record"))
     if model_request.stream:
         return await _stream(model_request, batches, headers, record)
     return await _aggregate(model_request, batches, headers, record)
@@ -73,7 +73,7 @@ async def compact_response(request: Request) -> Response:
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
     compaction = ModelRequest(model=model, inbound=Inbound("responses.compact", body, raw))
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, compaction, clock)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, compaction, clock, request.scope.get("subrelay.record"))
     answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY)
     return Response(answer, status_code=200, headers=opened.client_headers(), media_type="application/json")
 

@@ -71,7 +71,7 @@ def raise_file_limit() -> None:
         pass
 
 
-def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
+def uvicorn_config(app, settings: Settings, **extra) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -79,12 +79,31 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         loop="auto",
-        http=protocol_for(settings),
+        http=extra.pop("http", None) or protocol_for(settings),
         server_header=False,
         limit_concurrency=settings.limits.max_connections,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=settings.limits.shutdown_grace_seconds,
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        **extra,
     )
+
+
+def configure_logging(settings: Settings) -> None:
+    """Text lines by default; one JSON object per line with ``--log-format json`` (uvicorn's own loggers
+    then propagate to the same handler). The redaction filter is installed on every handler."""
+    import logging
+
+    from .observe import JsonFormatter
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(settings.log_level.upper())
+    if settings.log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
 
 
 class GracefulServer(uvicorn.Server):
@@ -100,3 +119,13 @@ class GracefulServer(uvicorn.Server):
 def run(app, settings: Settings) -> None:
     raise_file_limit()
     GracefulServer(uvicorn_config(app, settings)).run()
+
+
+def run_workers(settings: Settings) -> None:
+    """Several worker processes on one port; each builds the app from the environment (proxy.asgi)."""
+    raise_file_limit()
+    config = uvicorn_config("proxy.asgi:app_factory", settings, factory=True, workers=settings.workers,
+                            http=HeadTimeoutProtocol)
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

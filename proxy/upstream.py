@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from .errors import AuthenticationFailed, ProxyError, UpstreamFailure, UpstreamTimeout
-from .events import ChatEvent, StreamFailure, StreamTranslator, TextDelta, ToolCallArguments, ToolCallStart
+from .events import ChatEvent, StreamFailure, StreamTranslator, TextDelta, ToolCallArguments, ToolCallStart, Usage
 from .redact import get_logger
 from .routing import Route, credential_identity
 from .sse import SSEDecoder, SSEEventTooLarge
@@ -160,7 +160,7 @@ class UpstreamClient:
 
 
 async def translated_batches(
-    response: httpx.Response, translator: StreamTranslator, clock: StreamClock | None = None
+    response: httpx.Response, translator: StreamTranslator, clock: StreamClock | None = None, record=None
 ) -> AsyncIterator[list[ChatEvent]]:
     """Decode the upstream SSE and translate it, one list of events per network read.
 
@@ -177,6 +177,8 @@ async def translated_batches(
                 batch += feed(event)
             if batch and clock is not None:
                 clock.progressed()
+                if record is not None and type(batch[-1]) is Usage:
+                    record.usage = batch[-1]
             yield batch
             if translator.finished:
                 return
@@ -184,6 +186,8 @@ async def translated_batches(
         for event in decoder.flush():
             batch += feed(event)
         batch += translator.close()
+        if record is not None and batch and type(batch[-1]) is Usage:
+            record.usage = batch[-1]
         yield batch
     except ProxyError as exc:
         yield [StreamFailure(exc)]

@@ -12,6 +12,7 @@ import httpx
 import orjson
 
 from ..errors import AuthenticationFailed, ServiceUnavailable, UpstreamFailure, UpstreamTimeout
+from ..observe import REFRESHES
 from ..redact import get_logger, secrets
 from .base import Credential
 from .files import CachedJsonFile, CredentialFileError, atomic_write_json
@@ -204,6 +205,7 @@ class CodexCredentialSource:
         else:
             self._file.invalidate()
             log.info("refreshed the ChatGPT login in %s", self.path)
+        REFRESHES.labels("ok").inc()
         return self._credential_from(updated)
 
     async def _post_refresh(self, refresh_token: str) -> dict[str, Any]:
@@ -232,6 +234,7 @@ class CodexCredentialSource:
         payload = _json_or_empty(response.content)
         if response.status_code != 200:
             code = _error_code(payload)
+            REFRESHES.labels("failed").inc()
             if response.status_code in (400, 401, 403) or code in _DEAD_REFRESH_CODES:
                 log.warning("ChatGPT login refresh refused (%s, code=%s)", response.status_code, code)
                 raise AuthenticationFailed(
