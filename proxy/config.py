@@ -150,6 +150,8 @@ def check_bind_is_safe(settings: Settings) -> None:
             f"SUBRELAY_API_KEYS has a key of {len(short[0])} characters; client keys must have at least "
             f"{MIN_CLIENT_KEY_LENGTH} (try: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')."
         )
+    if settings.admin_key is not None and len(settings.admin_key) < MIN_CLIENT_KEY_LENGTH:
+        raise ConfigError(f"SUBRELAY_ADMIN_KEY must have at least {MIN_CLIENT_KEY_LENGTH} characters.")
     if is_loopback(settings.host) or settings.api_keys:
         return
     raise ConfigError(
