@@ -90,15 +90,16 @@ class RequestRecord:
         latency = now - self.started
         ttfb = (self.first_byte or now) - self.started
         endpoint = ENDPOINTS.get(self.path, "other")
-        fields = {"request_id": self.request_id, "method": self.method, "endpoint": self.path, "model": self.model,
-                  "route": self.route, "status": self.status, "latency_ms": round(latency * 1000, 2),
-                  "ttfb_ms": round(ttfb * 1000, 2)}
-        if self.usage is not None:
-            fields.update(tokens_in=self.usage.prompt_tokens, tokens_out=self.usage.completion_tokens,
-                          tokens_cached=self.usage.cached_tokens or 0)
-        if self.notes:
-            fields["notes"] = "; ".join(self.notes)
-        log.info("request %s", _text(fields), extra={"fields": fields})
+        if log.isEnabledFor(logging.INFO):  # the line is built only when someone will read it
+            fields = {"request_id": self.request_id, "method": self.method, "endpoint": self.path, "model": self.model,
+                      "route": self.route, "status": self.status, "latency_ms": round(latency * 1000, 2),
+                      "ttfb_ms": round(ttfb * 1000, 2)}
+            if self.usage is not None:
+                fields.update(tokens_in=self.usage.prompt_tokens, tokens_out=self.usage.completion_tokens,
+                              tokens_cached=self.usage.cached_tokens or 0)
+            if self.notes:
+                fields["notes"] = "; ".join(self.notes)
+            log.info("request %s", _text(fields), extra={"fields": fields})
         if endpoint != "other" or self.path.startswith("/v1/"):
             model = self.model if self.known_model else "other"
             REQUESTS.labels(endpoint, self.provider, model, str(self.status)).inc()

@@ -19,7 +19,7 @@ from proxy.credentials.codex import CodexCredentialSource
 from proxy.credentials.files import atomic_write_json
 from proxy.errors import AuthenticationFailed, UpstreamFailure
 from tests.conftest import write_auth_file
-from tests.mock_upstream.server import ACCOUNT_ID, MockState, make_jwt
+from tests.mock_upstream.server import ACCOUNT_ID, make_jwt
 
 TOKEN_URL = "https://auth.test/oauth/token"
 

@@ -3,7 +3,6 @@ login being used by an already-running proxy without a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
