@@ -11,9 +11,9 @@ knows (anything else is ``other``).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import orjson
@@ -43,6 +43,17 @@ COOLDOWNS = Gauge("subrelay_cooldowns_active", "Cooldowns in force", multiproces
 REFRESHES = Counter("subrelay_credential_refreshes_total", "Login refreshes", ["result"])
 OPEN_STREAMS = Gauge("subrelay_open_streams", "Streams being sent", multiprocess_mode="livesum")
 TOKENS = Counter("subrelay_tokens_total", "Tokens the upstreams reported", ["provider", "model", "kind"])
+
+
+_children: dict[tuple, object] = {}  # label values → metric child (labels() is the slow part of an update)
+
+
+def _child(metric, *values: str):
+    key = (metric, *values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def metrics_text(multiprocess_dir: str | None) -> bytes:
@@ -75,7 +86,7 @@ class RequestRecord:
     @classmethod
     def start(cls, scope, incoming_id: bytes | None) -> "RequestRecord":
         candidate = incoming_id.decode("latin-1") if incoming_id else ""
-        request_id = candidate if _REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
+        request_id = candidate if candidate and _REQUEST_ID.fullmatch(candidate) else os.urandom(16).hex()
         return cls(request_id, scope["method"], scope["path"])
 
     def routed(self, model: str, route_label: str, provider: str, known: bool) -> None:
@@ -102,15 +113,15 @@ class RequestRecord:
             log.info("request %s", _text(fields), extra={"fields": fields})
         if endpoint != "other" or self.path.startswith("/v1/"):
             model = self.model if self.known_model else "other"
-            REQUESTS.labels(endpoint, self.provider, model, str(self.status)).inc()
-            LATENCY.labels(endpoint).observe(latency)
-            TTFB.labels(endpoint).observe(ttfb)
+            _child(REQUESTS, endpoint, self.provider, model, str(self.status)).inc()
+            _child(LATENCY, endpoint).observe(latency)
+            _child(TTFB, endpoint).observe(ttfb)
             if self.usage is not None:
                 for kind, value in (("input", self.usage.prompt_tokens), ("output", self.usage.completion_tokens),
                                     ("cached", self.usage.cached_tokens or 0),
                                     ("reasoning", self.usage.reasoning_tokens or 0)):
                     if value:
-                        TOKENS.labels(self.provider, model, kind).inc(value)
+                        _child(TOKENS, self.provider, model, kind).inc(value)
 
 
 def _text(fields: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from typing import Mapping
@@ -34,10 +35,11 @@ def shipped_default_instructions() -> str:
     return resources.files(__package__).joinpath("default_instructions.md").read_text("utf-8").strip()
 
 
-def catalog() -> list[str]:
-    """The Codex model slugs offered on ChatGPT plans, kept as data in ``models.json``."""
+@functools.cache
+def catalog() -> tuple[str, ...]:
+    """The Codex model slugs offered on ChatGPT plans, kept as data in ``models.json`` (read once)."""
     data = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
-    return list(data["models"])
+    return tuple(data["models"])
 
 
 def is_codex_model(model: str) -> bool:
