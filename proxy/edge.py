@@ -81,18 +81,8 @@ class EdgeMiddleware:
         headers = _header_map(scope["headers"])
         record = RequestRecord.start(scope, headers.get(b"x-request-id"))
         scope["subrelay.record"] = record
-        request_id = record.request_id.encode()
-
-        async def recorded_send(message) -> None:
-            if message["type"] == "http.response.start":
-                record.status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id)]}
-            elif record.first_byte is None and message.get("body"):
-                record.first_byte = time.perf_counter()
-            await send(message)
-
         try:
-            await self._checked(scope, receive, recorded_send, headers)
+            await self._checked(scope, receive, send, headers)
         finally:
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
@@ -101,7 +91,7 @@ class EdgeMiddleware:
         path = scope["path"]
         refusal = self._refusal(scope, headers)
         if refusal is not None:
-            await self._send_error(send, path, refusal, close=True)
+            await self._send_error(send, path, refusal, close=True, record=scope["subrelay.record"])
             return
         origin = headers.get(b"origin")
         cors = origin if origin is not None and self._origin_listed(origin) else None
@@ -113,12 +103,13 @@ class EdgeMiddleware:
                 "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
                 "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
             error.headers["WWW-Authenticate"] = "Bearer"
-            await self._send_error(send, path, error, cors=cors)
+            await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
             problem = self._body_problem(headers)
             if problem is not None:
-                await self._send_error(send, path, problem, close=isinstance(problem, PayloadTooLarge), cors=cors)
+                await self._send_error(send, path, problem, close=isinstance(problem, PayloadTooLarge), cors=cors,
+                                       record=scope["subrelay.record"])
                 return
         await self._run(scope, receive, send, cors)
 
@@ -215,7 +206,8 @@ class EdgeMiddleware:
             asyncio.current_task().uncancel()
             if run.body_timed_out:
                 await self._send_error(send, scope["path"], RequestTimeout(
-                    f"The request body did not arrive within {self.limits.body_read_seconds:g} s."), close=True, cors=cors)
+                    f"The request body did not arrive within {self.limits.body_read_seconds:g} s."), close=True, cors=cors,
+                    record=scope["subrelay.record"])
             else:
                 log.info("client went away before the answer started; upstream work cancelled (%s)", scope["path"])
         except Exception as exc:  # the last boundary: the server must never see an exception
@@ -224,7 +216,7 @@ class EdgeMiddleware:
                     f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
                 if not isinstance(exc, ProxyError):
                     log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
-                await self._send_error(send, scope["path"], error, cors=cors)
+                await self._send_error(send, scope["path"], error, cors=cors, record=scope["subrelay.record"])
             elif not run.finished:
                 log.debug("error after the response started (%s): %s", scope["path"], type(exc).__name__)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -248,9 +240,12 @@ class EdgeMiddleware:
         await send({"type": "http.response.body", "body": b""})
 
     async def _send_error(self, send, path: str, error: ProxyError, *, close: bool = False,
-                          cors: bytes | None = None) -> None:
+                          cors: bytes | None = None, record: RequestRecord | None = None) -> None:
         body = self.render_error(path, error)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if record is not None:
+            record.status = error.status_code
+            headers.append((b"x-request-id", record.request_id.encode()))
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
         if close:
             headers.append((b"connection", b"close"))
@@ -270,12 +265,13 @@ class _Guarded:
     """
 
     __slots__ = ("edge", "scope", "_receive", "_send", "cors", "task", "received", "body_done", "gone",
-                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm")
+                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm", "record")
 
     WATCH_AFTER = 0.05
 
     def __init__(self, edge: EdgeMiddleware, scope, receive, send, cors: bytes | None) -> None:
         self.edge, self.scope, self._receive, self._send, self.cors = edge, scope, receive, send, cors
+        self.record: RequestRecord = scope["subrelay.record"]
         self.task = asyncio.current_task()
         self.received = 0
         self.body_done = scope["method"] in ("GET", "HEAD")
@@ -328,17 +324,24 @@ class _Guarded:
                 return
 
     async def send(self, message) -> None:
+        """The one wrapper around the server's send: response state, the request id, CORS, and the
+        timings of the request's log line (one layer, since it runs for every streamed chunk)."""
         if message["type"] == "http.response.start":
             self.started = True
-            extra = []
+            record = self.record
+            record.status = message["status"]
+            extra = [(b"x-request-id", record.request_id.encode())]
             if self.cors is not None:
                 extra += _cors_headers(self.cors)
             if self.received and not self.body_done:  # answered before reading the whole body: close after
                 extra.append((b"connection", b"close"))
             if extra:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.finished = True
+        else:
+            if self.record.first_byte is None and message.get("body"):
+                self.record.first_byte = time.perf_counter()
+            if not message.get("more_body", False):
+                self.finished = True
         await self._send(message)
 
     def close(self) -> None:
