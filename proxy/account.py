@@ -22,11 +22,15 @@ from .providers import build_inventory
 
 async def account_status(settings: Settings, http: httpx.AsyncClient | None = None,
                          source: CodexCredentialSource | None = None) -> dict[str, Any]:
-    inventory = build_inventory(settings)
-    providers = [{"name": s.name, "source": s.source, "state": s.state, "detail": s.detail, "expiry": s.expiry}
-                 for s in inventory.statuses]
+    providers = provider_states(settings)
     chatgpt = await chatgpt_status(settings, http, source)
     return {"usable": any(p["state"] == "ok" for p in providers), "providers": providers, "chatgpt": chatgpt}
+
+
+def provider_states(settings: Settings) -> list[dict[str, str]]:
+    """Every provider's row of the inventory (name, source, state, detail, expiry); never a secret."""
+    return [{"name": s.name, "source": s.source, "state": s.state, "detail": s.detail, "expiry": s.expiry}
+            for s in build_inventory(settings).statuses]
 
 
 async def chatgpt_status(settings: Settings, http: httpx.AsyncClient | None = None,

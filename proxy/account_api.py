@@ -21,7 +21,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .account import chatgpt_status, fetch_usage
+from .account import chatgpt_status, fetch_usage, provider_states
 from .chat import decode_json_object
 from .config import Settings, is_loopback
 from .errors import NotFound, PermissionDenied, RateLimited, ServiceUnavailable
@@ -29,7 +29,6 @@ from .json_response import json_response
 from .login.oauth import DeviceCode, LoginPending, poll_device_login, start_device_login
 from .login.store import remove_login, save_login
 from .observe import COOLDOWNS, metrics_text
-from .providers import build_inventory
 
 PREFIX = "/api/llm/subscription/openai"
 MAX_PENDING = 8
@@ -173,10 +172,7 @@ async def usage(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     """Every provider's state, as ``subrelay status`` shows it (no secrets)."""
-    state = _state(request)
-    inventory = build_inventory(state.settings)
-    return json_response({"providers": [{"name": s.name, "source": s.source, "state": s.state, "detail": s.detail,
-                                         "expiry": s.expiry} for s in inventory.statuses]})
+    return json_response({"providers": provider_states(_state(request).settings)})
 
 
 async def account_page(request: Request) -> Response:

@@ -10,23 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
 
-from .errors import ProxyError
+from .answer_encoder import AnswerEncoder
 from .event_stream import EventStreamResponse
 from .events import ChatEvent
 from .priming import prime
 from .upstream import first_failure
-
-
-class Encoder(Protocol):
-    ended: bool
-    failure: ProxyError | None
-
-    def start(self) -> bytes: ...
-    def encode(self, events: list[ChatEvent]) -> bytes: ...
-    def finish(self) -> bytes: ...
-    def fail(self, error: ProxyError) -> bytes: ...
 
 
 async def drain(batches: AsyncIterator[list[ChatEvent]], add: Callable[[list[ChatEvent]], object]) -> None:
@@ -38,7 +27,7 @@ async def drain(batches: AsyncIterator[list[ChatEvent]], add: Callable[[list[Cha
         await batches.aclose()
 
 
-async def stream_encoded(batches: AsyncIterator[list[ChatEvent]], encoder: Encoder, headers: dict[str, str], *,
+async def stream_encoded(batches: AsyncIterator[list[ChatEvent]], encoder: AnswerEncoder, headers: dict[str, str], *,
                          ping: bytes | None = None, ping_seconds: float = 10.0,
                          on_complete: Callable[[], None] | None = None) -> EventStreamResponse:
     """Prime (a failure before the first event is still an HTTP error), then stream; ``ping`` is sent

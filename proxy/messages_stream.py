@@ -16,17 +16,8 @@ from typing import Any
 import orjson
 
 from .errors import ProxyError
-from .events import (
-    ChatEvent,
-    Finish,
-    ReasoningDelta,
-    ReasoningDone,
-    StreamFailure,
-    TextDelta,
-    ToolCallArguments,
-    ToolCallStart,
-    Usage,
-)
+from .answer_encoder import AnswerEncoder
+from .events import ChatEvent, ReasoningDelta, ReasoningDone, TextDelta, ToolCallArguments, ToolCallStart
 from .messages_request import SIGNATURE_PREFIX
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
@@ -51,23 +42,18 @@ def error_event(error: ProxyError) -> bytes:
     return b"event: error\ndata: " + anthropic_error_body(error) + b"\n\n"
 
 
-class MessagesEncoder:
-    """Encodes one answer; ``emit=False`` builds only the final Message (non-streaming clients)."""
+class MessagesEncoder(AnswerEncoder):
+    """Encodes one answer as Anthropic Messages frames; ``emit=False`` builds only the final Message."""
 
     def __init__(self, model: str, *, emit: bool = True) -> None:
+        super().__init__(emit=emit)
         self.id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
-        self._emit = emit
-        self._parts: list[bytes] = []
         self.content: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the block being streamed
         self._open_call: int | None = None  # its tool call index, when it is a tool_use block
         self._calls: dict[int, dict[str, Any]] = {}
         self._arguments: dict[int, list[str]] = {}
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.failure: ProxyError | None = None
-        self.ended = False
 
     def start(self) -> bytes:
         message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
@@ -77,49 +63,35 @@ class MessagesEncoder:
         self._event("message_start", {"message": message})
         return self._flush()
 
-    def encode(self, events: list[ChatEvent]) -> bytes:
-        if self.ended:
-            return b""
-        for event in events:
-            kind = type(event)
-            if kind is TextDelta:
-                block = self._block("text", {"type": "text", "text": ""})
-                block["text"] += event.text
-                self._delta({"type": "text_delta", "text": event.text})
-            elif kind is ReasoningDelta:
-                block = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                block["thinking"] += event.text
-                self._delta({"type": "thinking_delta", "thinking": event.text})
-            elif kind is ReasoningDone:
-                block = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                if event.encrypted:
-                    block["signature"] = SIGNATURE_PREFIX + event.encrypted
-                    self._delta({"type": "signature_delta", "signature": block["signature"]})
-                self._close()
-            elif kind is ToolCallStart:
-                self._close()
-                block = {"type": "tool_use", "id": event.call_id, "name": event.name, "input": {}}
-                self._calls[event.index] = block
-                self._arguments[event.index] = []
-                self._open_block(block)
-                self._open_call = event.index
-            elif kind is ToolCallArguments:
-                self._arguments.setdefault(event.index, []).append(event.fragment)
-                if self._open_call == event.index:  # (arguments for a call already closed are kept, not streamed)
-                    self._delta({"type": "input_json_delta", "partial_json": event.fragment})
-            elif kind is Finish:
-                self.finish_reason = event.reason
-            elif kind is Usage:
-                self.usage = event
-            elif kind is StreamFailure:
-                self._failed(event.error)
-                break
-        return self._flush()
+    def _content(self, event: ChatEvent) -> None:
+        kind = type(event)
+        if kind is TextDelta:
+            block = self._block("text", {"type": "text", "text": ""})
+            block["text"] += event.text
+            self._delta({"type": "text_delta", "text": event.text})
+        elif kind is ReasoningDelta:
+            block = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            block["thinking"] += event.text
+            self._delta({"type": "thinking_delta", "thinking": event.text})
+        elif kind is ReasoningDone:
+            block = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            if event.encrypted:
+                block["signature"] = SIGNATURE_PREFIX + event.encrypted
+                self._delta({"type": "signature_delta", "signature": block["signature"]})
+            self._close()
+        elif kind is ToolCallStart:
+            self._close()
+            block = {"type": "tool_use", "id": event.call_id, "name": event.name, "input": {}}
+            self._calls[event.index] = block
+            self._arguments[event.index] = []
+            self._open_block(block)
+            self._open_call = event.index
+        elif kind is ToolCallArguments:
+            self._arguments.setdefault(event.index, []).append(event.fragment)
+            if self._open_call == event.index:  # (arguments for a call already closed are kept, not streamed)
+                self._delta({"type": "input_json_delta", "partial_json": event.fragment})
 
-    def finish(self) -> bytes:
-        if self.ended:
-            return b""
-        self.ended = True
+    def _finished(self) -> None:
         self._close()
         for index, block in self._calls.items():
             try:
@@ -130,17 +102,8 @@ class MessagesEncoder:
         self._event("message_delta", {"delta": {"stop_reason": self.stop_reason(), "stop_sequence": None},
                                       "usage": self._usage()})
         self._event("message_stop", {})
-        return self._flush()
 
-    def fail(self, error: ProxyError) -> bytes:
-        self._failed(error)
-        return self._flush()
-
-    def _failed(self, error: ProxyError) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self.failure = error
+    def _failure(self, error: ProxyError) -> None:
         self._close()
         if self._emit:
             self._parts.append(error_event(error))
@@ -196,8 +159,3 @@ class MessagesEncoder:
     def _event(self, kind: str, fields: dict[str, Any]) -> None:
         if self._emit:
             self._parts.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **fields}) + b"\n\n")
-
-    def _flush(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data

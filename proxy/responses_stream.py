@@ -16,17 +16,8 @@ from typing import Any
 import orjson
 
 from .errors import ProxyError
-from .events import (
-    ChatEvent,
-    Finish,
-    ReasoningDelta,
-    ReasoningDone,
-    StreamFailure,
-    TextDelta,
-    ToolCallArguments,
-    ToolCallStart,
-    Usage,
-)
+from .answer_encoder import AnswerEncoder
+from .events import ChatEvent, ReasoningDelta, ReasoningDone, TextDelta, ToolCallArguments, ToolCallStart, Usage
 from .hub import ModelRequest
 
 
@@ -34,24 +25,19 @@ def new_response_id() -> str:
     return "resp_" + uuid.uuid4().hex
 
 
-class ResponsesEncoder:
+class ResponsesEncoder(AnswerEncoder):
     """Encodes one answer; ``emit=False`` builds only the final object (non-streaming clients)."""
 
     def __init__(self, request: ModelRequest, response_id: str | None = None, *, emit: bool = True) -> None:
+        super().__init__(emit=emit)
         self.id = response_id or new_response_id()
-        self._emit = emit
         self._sequence = 0
-        self._parts: list[bytes] = []
         self._suffix = self.id[5:21]
         self.output: list[dict[str, Any]] = []
         self._text_item: dict[str, Any] | None = None
         self._reasoning_item: dict[str, Any] | None = None
         self._calls: dict[int, dict[str, Any]] = {}  # event tool index → open function_call item
         self._open_calls: list[int] = []
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.failure: ProxyError | None = None
-        self.ended = False
         body = request.body
         self.response: dict[str, Any] = {
             "id": self.id, "object": "response", "created_at": int(time.time()), "status": "in_progress",
@@ -73,38 +59,24 @@ class ResponsesEncoder:
         self._event("response.in_progress", response=self._snapshot())
         return self._flush()
 
-    def encode(self, events: list[ChatEvent]) -> bytes:
-        if self.ended:
-            return b""
-        for event in events:
-            kind = type(event)
-            if kind is TextDelta:
-                self._text(event.text)
-            elif kind is ReasoningDelta:
-                self._reasoning(event.text)
-            elif kind is ReasoningDone:
-                if self._reasoning_item is None:
-                    self._reasoning("")
-                self._reasoning_item["encrypted_content"] = event.encrypted
-                self._close_reasoning()
-            elif kind is ToolCallStart:
-                self._start_call(event)
-            elif kind is ToolCallArguments:
-                self._arguments(event)
-            elif kind is Finish:
-                self.finish_reason = event.reason
-            elif kind is Usage:
-                self.usage = event
-            elif kind is StreamFailure:
-                self._failed(event.error)
-                break
-        return self._flush()
+    def _content(self, event: ChatEvent) -> None:
+        kind = type(event)
+        if kind is TextDelta:
+            self._text(event.text)
+        elif kind is ReasoningDelta:
+            self._reasoning(event.text)
+        elif kind is ReasoningDone:
+            if self._reasoning_item is None:
+                self._reasoning("")
+            self._reasoning_item["encrypted_content"] = event.encrypted
+            self._close_reasoning()
+        elif kind is ToolCallStart:
+            self._start_call(event)
+        elif kind is ToolCallArguments:
+            self._arguments(event)
 
-    def finish(self) -> bytes:
+    def _finished(self) -> None:
         """The terminal event: ``response.completed``, or ``response.incomplete`` for a cut answer."""
-        if self.ended:
-            return b""
-        self.ended = True
         self._close_all()
         if self.usage is not None:
             self.response["usage"] = _usage(self.usage)
@@ -116,18 +88,9 @@ class ResponsesEncoder:
         else:
             self.response["status"] = "completed"
             self._event("response.completed", response=self._snapshot())
-        return self._flush()
 
-    def fail(self, error: ProxyError) -> bytes:
-        """End with ``response.failed`` carrying the error (after the stream had started)."""
-        self._failed(error)
-        return self._flush()
-
-    def _failed(self, error: ProxyError) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self.failure = error
+    def _failure(self, error: ProxyError) -> None:
+        """``response.failed`` carrying the error."""
         self._close_all()
         detail = error.to_dict()["error"]
         self.response["status"] = "failed"
@@ -239,11 +202,6 @@ class ResponsesEncoder:
         payload = {"type": kind, "sequence_number": self._sequence, **fields}
         self._sequence += 1
         self._parts.append(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n")
-
-    def _flush(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:
