@@ -68,12 +68,12 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 # Sources that refresh over HTTP (the Codex login) share the pooled client.
                 if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
-            catalogs = [CodexCatalog(provider, http, refresh_seconds=settings.codex_catalog_seconds)
+            catalogs = [CodexCatalog(provider, http, refresh_seconds=settings.codex_catalog_seconds,
+                                     shared_path=_shared_file(settings, f"catalog-{provider.name}.json"))
                         for provider in router.providers.values() if isinstance(provider.adapter, CodexAdapter)]
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
                                           cooldowns=_cooldowns(settings),
-                                          responses=ResponseStore(settings.limits.response_store_bytes,
-                                                                  settings.limits.response_store_seconds),
+                                          responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
                                           pending_logins=PendingLogins())
             for catalog in catalogs:
@@ -83,6 +83,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             finally:
                 for catalog in catalogs:
                     await catalog.stop()
+                app.state.subrelay.responses.close()
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -116,14 +117,34 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     )
 
 
-def _cooldowns(settings: Settings) -> Cooldowns:
-    """In memory for one process; through a shared file when several workers serve one port."""
+def _shared_file(settings: Settings, name: str) -> str | None:
+    """A file in the directory the workers share, or None for a single process (state in memory)."""
     state_dir = settings.env.get("SUBRELAY_STATE_DIR")
     if settings.workers > 1 and state_dir:
+        return os.path.join(state_dir, name)
+    return None
+
+
+def _cooldowns(settings: Settings) -> Cooldowns:
+    """In memory for one process; through a shared file when several workers serve one port."""
+    path = _shared_file(settings, "cooldowns.json")
+    if path is not None:
         from .shared_cooldowns import SharedCooldowns
 
-        return SharedCooldowns(os.path.join(state_dir, "cooldowns.json"))
+        return SharedCooldowns(path)
     return Cooldowns()
+
+
+def _response_store(settings: Settings) -> ResponseStore:
+    """In memory for one process; one SQLite file for all workers, so a conversation's next turn
+    may land on any of them."""
+    limits = settings.limits
+    path = _shared_file(settings, "responses.sqlite3")
+    if path is not None:
+        from .shared_response_store import SharedResponseStore
+
+        return SharedResponseStore(path, limits.response_store_bytes, limits.response_store_seconds)
+    return ResponseStore(limits.response_store_bytes, limits.response_store_seconds)
 
 
 class SubrelayApp(Starlette):

@@ -4,12 +4,20 @@ Slugs on ChatGPT plans change every few months, so a shipped list goes stale. Th
 from the backend's models endpoint with the login's own credential, cached, refreshed in the
 background (ETag-aware: an unchanged catalogue costs a 304), and dropped back to the shipped list
 whenever it cannot be read. Every slug it lists routes to Codex, and ``/v1/models`` lists them.
+
+With ``--workers N`` the workers agree on one catalogue through a small file in their state
+directory: whoever reads the backend writes what it got (atomically), the others apply the file
+within ``poll_seconds``, and a non-blocking ``flock`` elects one worker per round to read it, so N
+workers cost the backend one request per interval, not N.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
+import time
 from typing import Any
 
 import httpx
@@ -18,6 +26,7 @@ import orjson
 from adapters.codex import USER_AGENT
 from adapters.codex.model_catalog import listed_slugs, routable_slugs
 
+from .credentials.files import atomic_write_json
 from .redact import get_logger
 from .routing import Provider
 
@@ -28,7 +37,8 @@ DEFAULT_CLIENT_VERSION = "0.169.0"  # the models endpoint filters by the feature
 
 class CodexCatalog:
     def __init__(self, provider: Provider, http: httpx.AsyncClient, *, refresh_seconds: float = 900.0,
-                 client_version: str = DEFAULT_CLIENT_VERSION, timeout: float = 15.0) -> None:
+                 client_version: str = DEFAULT_CLIENT_VERSION, timeout: float = 15.0,
+                 shared_path: str | None = None, poll_seconds: float = 5.0) -> None:
         self.provider = provider
         self.http = http
         self.refresh_seconds = refresh_seconds
@@ -38,6 +48,9 @@ class CodexCatalog:
         self.etag: str | None = None
         self._task: asyncio.Task | None = None
         self._account: str | None = None
+        self.shared_path = shared_path
+        self.poll_seconds = poll_seconds
+        self._shared_stamp: tuple[int, int] | None = None
 
     @property
     def url(self) -> str:
@@ -69,21 +82,79 @@ class CodexCatalog:
         except httpx.HTTPError as exc:
             log.info("could not read the Codex model catalogue (%s); keeping %s", type(exc).__name__,
                      "the last one" if self.payload else "the shipped list")
-            return self.payload
+            return self._publish()
         if response.status_code == 304:
-            return self.payload
+            return self._publish()
         if response.status_code != 200:
             log.info("the Codex model catalogue answered %s; keeping %s", response.status_code,
                      "the last one" if self.payload else "the shipped list")
-            return self.payload
+            return self._publish()
         try:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            return self.payload
+            return self._publish()
         if listed_slugs(payload) is None:
-            return self.payload
+            return self._publish()
         self._apply(payload, response.headers.get("etag"))
-        return payload
+        return self._publish()
+
+    # -- sharing between workers ---------------------------------------------------------------------
+
+    def _publish(self) -> dict[str, Any] | None:
+        """Write what this worker now holds for the others (also after a failed read, so they
+        agree on the fallback and do not all retry at once); returns the payload."""
+        if self.shared_path is not None:
+            record = {"account": self._account, "etag": self.etag, "payload": self.payload, "read_at": time.time()}
+            try:
+                atomic_write_json(self.shared_path, record)
+                self._shared_stamp = _stamp(self.shared_path)
+            except OSError as exc:
+                log.info("could not share the Codex model catalogue: %s", exc)
+        return self.payload
+
+    def _read_shared(self) -> dict[str, Any] | None:
+        try:
+            with open(self.shared_path, "rb") as handle:
+                record = orjson.loads(handle.read())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("read_at"), (int, float)):
+            return None
+        payload = record.get("payload")
+        if payload is not None and listed_slugs(payload) is None:
+            return None
+        return record
+
+    async def follow_shared(self) -> None:
+        """One round for a worker: apply the shared catalogue when another worker changed it; read
+        the backend when the shared one is stale or belongs to another login, if elected."""
+        if self.provider.problem() is not None:
+            self._apply(None, None)
+            return
+        try:
+            account = (await self.provider.credentials.current()).account_id
+        except Exception as exc:
+            log.debug("no catalogue: %s", type(exc).__name__)
+            return
+        record = self._read_shared()
+        fresh = record is not None and record.get("account") == account and \
+            time.time() - record["read_at"] < self.refresh_seconds
+        if fresh:
+            stamp = _stamp(self.shared_path)
+            if stamp != self._shared_stamp:
+                self._shared_stamp = stamp
+                self._account = account
+                self._apply(record.get("payload"), record.get("etag") if isinstance(record.get("etag"), str) else None)
+            return
+        lock = _try_lock(self.shared_path + ".lock")
+        if lock is None:
+            return  # another worker is reading it; its file arrives next round
+        try:
+            record = self._read_shared()  # it may have been written while this worker waited
+            if record is None or record.get("account") != account or time.time() - record["read_at"] >= self.refresh_seconds:
+                await self.refresh()
+        finally:
+            os.close(lock)
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
         self.payload, self.etag = payload, etag
@@ -103,7 +174,29 @@ class CodexCatalog:
     async def _run(self) -> None:
         while True:
             try:
-                await self.refresh()
+                await (self.follow_shared() if self.shared_path else self.refresh())
             except Exception:  # never let the refresher die; the next round tries again
                 log.exception("refreshing the Codex model catalogue failed")
-            await asyncio.sleep(self.refresh_seconds)
+            await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared_path else self.refresh_seconds)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def _try_lock(path: str) -> int | None:
+    """An exclusive ``flock`` on ``path`` if nobody holds it, else None (never waits)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

@@ -3,7 +3,8 @@
 The Codex backend runs with ``store: false`` and cannot resolve an earlier response, and other
 upstreams do not share ids with each other; so subrelay keeps, per response, the full input it was
 given and the output items it returned, and expands ``previous_response_id`` into that history
-before routing. Bounded by total bytes and by age (oldest dropped first); in memory.
+before routing. Bounded by total bytes and by age (oldest dropped first); in memory for one
+process, in a file the workers share with ``--workers N`` (:mod:`proxy.shared_response_store`).
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ class ResponseStore:
         self._evict()
         entry = self._entries.get(response_id)
         if entry is None:
-            raise BadRequest(
-                f"Previous response with id '{response_id[:80]}' not found (subrelay keeps responses for "
-                f"{self.max_age / 3600:g} h, up to {self.max_bytes // (1024 * 1024)} MiB; see SUBRELAY_RESPONSE_STORE_*).",
-                param="previous_response_id", code="previous_response_not_found")
+            raise not_found(response_id, self)
         return list(entry.items)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def close(self) -> None:
+        """Nothing to release in memory (the shared store closes its file)."""
 
     def _drop(self, response_id: str) -> None:
         old = self._entries.pop(response_id, None)
@@ -71,6 +72,13 @@ class ResponseStore:
             if self._bytes <= self.max_bytes and entry.stored_at >= oldest_allowed:
                 break
             self._drop(response_id)
+
+
+def not_found(response_id: str, store: ResponseStore) -> BadRequest:
+    return BadRequest(
+        f"Previous response with id '{response_id[:80]}' not found (subrelay keeps responses for "
+        f"{store.max_age / 3600:g} h, up to {store.max_bytes // (1024 * 1024)} MiB; see SUBRELAY_RESPONSE_STORE_*).",
+        param="previous_response_id", code="previous_response_not_found")
 
 
 def replayable(item: dict[str, Any]) -> dict[str, Any]:

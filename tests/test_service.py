@@ -79,6 +79,31 @@ def test_two_workers_share_the_port_one_refresh_and_every_login_change(workers, 
     assert accounts == {"acc-other-login"}
 
 
+def test_a_conversation_and_the_catalogue_are_one_across_workers(workers, mock_codex):
+    """Each turn of a ``previous_response_id`` chain may land on either worker (a new connection per
+    turn); every turn must still carry the whole conversation upstream. And both workers list the
+    account's live catalogue after one backend read between them."""
+    url, _ = workers
+    previous = None
+    for turn in range(8):
+        body = {"model": "gpt-5.5", "input": f"turn {turn}", **({"previous_response_id": previous} if previous else {})}
+        answer = httpx.post(f"{url}/v1/responses", json=body, headers={"connection": "close"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        previous = answer.json()["id"]
+    sent = mock_codex.state.requests[-1]["body"]["input"]
+    said = [item["content"][0]["text"] for item in sent if item.get("role") == "user"]
+    assert said == [f"turn {n}" for n in range(8)]
+    deadline = time.monotonic() + 15
+    while True:
+        listings = [[m["id"] for m in httpx.get(f"{url}/v1/models", headers={"connection": "close"}).json()["data"]]
+                    for _ in range(6)]
+        if all("nova-1" in ids for ids in listings) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all("nova-1" in ids for ids in listings)  # the account's own model, listed by both workers
+    assert mock_codex.state.catalog_calls == 1
+
+
 def test_metrics_count_a_scripted_mix_and_logs_carry_request_ids_without_secrets(workers, mock_codex, auth_path):
     url, log_path = workers
     mock_codex.state.script = [{"status": 429, "body": {"error": {"type": "usage_limit_reached", "message": "limit",
