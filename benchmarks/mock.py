@@ -17,10 +17,17 @@ import asyncio
 import orjson
 
 
+def delta_texts(deltas: int, size: int) -> list[str]:
+    """``deltas`` distinct pieces of ``size`` characters (``t0000000``, ``t0000001``, …). Distinct
+    because a real model does not repeat itself, and LiteLLM cuts a stream after 100 identical
+    chunks ("The model is repeating the same chunk")."""
+    return ["t" + str(i).zfill(max(size - 1, 1)) for i in range(deltas)]
+
+
 def openai_json(deltas: int, size: int) -> bytes:
     return orjson.dumps({
         "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-model",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x" * (deltas * size)}}],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "".join(delta_texts(deltas, size))}}],
         "usage": {"prompt_tokens": 10, "completion_tokens": deltas, "total_tokens": 10 + deltas},
     })
 
@@ -28,7 +35,7 @@ def openai_json(deltas: int, size: int) -> bytes:
 def openai_sse(deltas: int, size: int) -> list[bytes]:
     head = b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"bench-model","choices":[{"index":0,"delta":'
     frames = [head + b'{"role":"assistant","content":""},"finish_reason":null}]}\n\n']
-    frames += [head + b'{"content":' + orjson.dumps("x" * size) + b'},"finish_reason":null}]}\n\n'] * deltas
+    frames += [head + b'{"content":' + orjson.dumps(piece) + b'},"finish_reason":null}]}\n\n' for piece in delta_texts(deltas, size)]
     frames.append(head + b'{},"finish_reason":"stop"}]}\n\n')
     frames.append(b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"bench-model",'
                   b'"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":' + str(deltas).encode() + b',"total_tokens":'
@@ -41,15 +48,16 @@ def codex_sse(deltas: int, size: int, full_output: bool) -> list[bytes]:
     def frame(kind: str, payload: dict) -> bytes:
         return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
-    text = "x" * (deltas * size)
+    pieces = delta_texts(deltas, size)
+    text = "".join(pieces)
     item = {"type": "message", "id": "msg_b", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": []}]}
     frames = [frame("response.created", {"response": {"id": "resp_b", "status": "in_progress", "output": []}}),
               frame("response.output_item.added", {"output_index": 0, "item": {**item, "content": [], "status": "in_progress"}}),
               frame("response.content_part.added", {"item_id": "msg_b", "output_index": 0, "content_index": 0,
                                                     "part": {"type": "output_text", "text": ""}})]
-    delta = frame("response.output_text.delta", {"item_id": "msg_b", "output_index": 0, "content_index": 0, "delta": "x" * size})
-    frames += [delta] * deltas
+    frames += [frame("response.output_text.delta", {"item_id": "msg_b", "output_index": 0, "content_index": 0, "delta": piece})
+               for piece in pieces]
     frames += [frame("response.output_text.done", {"item_id": "msg_b", "output_index": 0, "content_index": 0, "text": text}),
                frame("response.output_item.done", {"output_index": 0, "item": item}),
                frame("response.completed", {"response": {"id": "resp_b", "status": "completed",
@@ -68,7 +76,8 @@ def anthropic_sse(deltas: int, size: int) -> list[bytes]:
                     "model": "bench", "content": [], "stop_reason": None, "stop_sequence": None,
                     "usage": {"input_tokens": 10, "output_tokens": 1}}}),
               frame("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
-    frames += [frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "x" * size}})] * deltas
+    frames += [frame("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
+               for piece in delta_texts(deltas, size)]
     frames += [frame("content_block_stop", {"index": 0}),
                frame("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
                                        "usage": {"output_tokens": deltas}}),
@@ -114,6 +123,9 @@ class BenchUpstream:
             if not message.get("more_body"):
                 break
         path = scope["path"]
+        if scope["method"] == "GET":
+            await self._get(path, send)
+            return
         json_body, json_headers, openai_frames, codex_frames = self.answers(body)
         if path.endswith("/responses"):
             frames = codex_frames
@@ -136,6 +148,31 @@ class BenchUpstream:
                 await asyncio.sleep(delay)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+    async def _get(self, path: str, send) -> None:
+        """The account reads a Codex-account proxy makes besides answering: the plan's usage
+        windows and the model catalogue (the bench slugs; peers such as codex-lb route by it)."""
+        if path.endswith("/wham/usage"):
+            body = USAGE
+        elif path.endswith("/codex/models"):
+            body = CATALOGUE
+        else:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+USAGE = orjson.dumps({"plan_type": "pro", "rate_limit": {
+    "allowed": True, "limit_reached": False,
+    "primary_window": {"used_percent": 1, "limit_window_seconds": 18000, "reset_after_seconds": 18000, "reset_at": 4102444800},
+    "secondary_window": {"used_percent": 1, "limit_window_seconds": 604800, "reset_after_seconds": 604800, "reset_at": 4102444800}},
+    "credits": {"has_credits": False, "unlimited": False, "balance": "0"}})
+CATALOGUE = orjson.dumps({"models": [
+    {"slug": slug, "display_name": slug, "visibility": "list", "priority": n, "supported_in_api": True}
+    for n, slug in enumerate(("bench-d1", "bench-d50", "bench-d200", "gpt-5.5"))]})
 
 
 def main() -> None:

@@ -157,13 +157,14 @@ def ensure_litellm() -> Path:
     return binary
 
 
-def start_litellm(workdir: Path, mock: Server, slow: Server, models: list[str]) -> Server:
+def start_litellm(workdir: Path, mock: Server, slow: Server, models: list[str],
+                  codex_models: tuple[str, ...] = ("bench-d200",)) -> Server:
     entries = [{"model_name": m, "litellm_params": {"model": f"openai/{m}", "api_base": f"{mock.base}/v1", "api_key": "sk-bench"}}
                for m in models]
     entries.append({"model_name": "slow-d100", "litellm_params": {"model": "openai/slow-d100", "api_base": f"{slow.base}/v1",
                                                                    "api_key": "sk-bench"}})
-    entries.append({"model_name": "codex-bench-d200", "litellm_params": {"model": "chatgpt/bench-d200",
-                                                                          "api_base": f"{mock.base}/backend-api/codex"}})
+    entries += [{"model_name": f"codex-{m}", "litellm_params": {"model": f"chatgpt/{m}", "api_base": f"{mock.base}/backend-api/codex"}}
+                for m in codex_models]
     config = workdir / "litellm.json"  # YAML is a superset of JSON
     config.write_text(json.dumps({"model_list": entries, "litellm_settings": {"drop_params": True, "telemetry": False}}))
     token_dir = workdir / "chatgpt"
@@ -191,10 +192,12 @@ def _jwt() -> str:
 
 # -- driving ---------------------------------------------------------------------------------------
 
-def drive(url: str, body: dict, concurrency: int, requests: int, seconds: float = 60.0) -> dict:
+def drive(url: str, body: dict, concurrency: int, requests: int, seconds: float = 60.0,
+          headers: dict[str, str] | None = None) -> dict:
     raw = orjson.dumps(body).decode()
+    extra = [part for name, value in (headers or {}).items() for part in ("-H", f"{name}: {value}")]
     output = subprocess.run([sys.executable, "-m", "benchmarks.load", "--url", url, "--body", raw, "-c", str(concurrency),
-                             "-n", str(requests), "--seconds", str(seconds), "-H", "Authorization: Bearer sk-bench"],
+                             "-n", str(requests), "--seconds", str(seconds), "-H", "Authorization: Bearer sk-bench", *extra],
                             capture_output=True, cwd=ROOT, timeout=seconds + 120)
     if output.returncode != 0:
         raise RuntimeError(f"load driver failed: {output.stderr.decode()[-800:]}")

@@ -35,3 +35,18 @@ def test_the_load_driver_only_targets_loopback():
     result = subprocess.run([sys.executable, "-m", "benchmarks.load", "--url", "http://10.0.0.1:80/x", "--body", "{}",
                              "-n", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "loopback" in result.stderr
+
+
+def test_the_peer_harness_measures_every_scenario_with_complete_answers(tmp_path):
+    """``benchmarks.peers`` with the peers left out (installing them stays out of CI): every scenario
+    is probed for a complete answer (each distinct delta and the terminal event) before it is measured."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--smoke", "--no-litellm", "--no-codex-lb",
+                             "--no-portkey", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "peers-latest-smoke.json").read_text())
+    assert len(data["scenarios"]) == 8
+    for scenario, rows in data["scenarios"].items():
+        for target in ("direct", "subrelay"):
+            assert "n/a" not in rows[target], (scenario, target, rows[target])
+            assert rows[target]["errors"] == 0 and rows[target]["requests"] > 0, (scenario, target)
+    assert "responses_stream50_c10" in result.stdout
