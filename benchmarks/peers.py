@@ -252,8 +252,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-codex-lb", action="store_true")
     parser.add_argument("--no-portkey", action="store_true")
     parser.add_argument("--python313")
+    parser.add_argument("--markdown", metavar="RESULTS", help="print a saved run as the Markdown table in README.md")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
+    if args.markdown:
+        saved = orjson.loads(Path(args.markdown).read_bytes())
+        print(markdown(saved))
+        return saved
     # Request counts per run; a run also stops starting requests after "seconds" (slow peers).
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {"smoke": {"runs": 1, "c1": 10, "stream": 5, "sweep": 60, "sweep_stream": 20, "seconds": 3},
@@ -386,6 +391,34 @@ def report(results: dict) -> str:
                          f"{'' if peak is None else f'{peak:8.0f}':>8s} {row['errors']:4d}")
     lines.append("")
     lines.append(f"RSS at start (MB): { {k: round(v) for k, v in results['rss_start_mb'].items()} }")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    """One row per scenario, one column per target: p50 / TTFB p50 ms at c=1, req/s for throughput
+    scenarios, with CPU seconds per 1k requests; n/a where a target cannot do the scenario."""
+    names = ["direct", "subrelay", *[n for n in ("litellm", "codex-lb", "portkey") if n in results["versions"]]]
+    lines = ["| scenario | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for rows in results["scenarios"].values():
+        cells = []
+        for name in names:
+            row = rows.get(name)
+            if row is None or "n/a" in row:
+                cells.append("n/a")
+                continue
+            cpu = f" · {row['cpu_s_per_1k']:.1f} s" if row.get("cpu_s_per_1k") else ""
+            throughput = "throughput" in rows["title"]
+            main = f"{row['req_per_s']:.0f}/s" if throughput else f"{row['p50_ms']:.2f} / {row['ttfb_p50_ms']:.2f} ms"
+            cells.append(main + cpu + (f" ({row['errors']} err)" if row["errors"] else ""))
+        lines.append(f"| {rows['title']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| RSS | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    lines.append("| at start, MB | " + " | ".join(
+        "" if n == "direct" else f"{results['rss_start_mb'].get(n, 0):.0f}" for n in names) + " |")
+    peaks = {n: max((rows[n].get("rss_peak_mb", 0) for rows in results["scenarios"].values()
+                     if n in rows and "n/a" not in rows[n]), default=0) for n in names}
+    lines.append("| peak during the run, MB | " + " | ".join("" if n == "direct" else f"{peaks[n]:.0f}" for n in names) + " |")
     return "\n".join(lines)
 
 
