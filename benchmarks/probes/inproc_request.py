@@ -1,0 +1,88 @@
+"""One subrelay request path driven in-process, many times, to count its cost without a server or a
+driver in the way. Used by ``instructions_ab.sh`` under callgrind, whose instruction counts repeat
+exactly run after run, unlike CPU seconds on a shared 2-core machine.
+
+    .venv/bin/python benchmarks/probes/inproc_request.py --root . --port 8911 --requests 2000 [--stream]
+
+``--root`` is the checkout whose ``proxy`` package is measured (a git worktree for older commits);
+the upstream is ``benchmarks/mock.py`` on ``--port`` (loopback), which must already run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--stream", action="store_true", help="50-delta streams instead of small non-stream answers")
+    args = parser.parse_args()
+    sys.path.insert(0, args.root)
+    import tomllib
+
+    import uvloop
+
+    from proxy.app import create_app
+    from proxy.config import Settings
+    from proxy.config_file import parse_config
+
+    config = parse_config(tomllib.loads(f'[providers.bench]\nkind = "custom"\n'
+                                        f'base_url = "http://127.0.0.1:{args.port}/v1"\napi_key = "sk-bench"\n'))
+    app = create_app(Settings(file=config, codex_auth_path="/nonexistent/auth.json"))
+    model = "bench/bench-d50" if args.stream else "bench/bench-d1"
+    body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'
+            + (b',"stream":true}' if args.stream else b',"max_tokens":16}'))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer sk-bench")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8787)}
+
+    async def one() -> None:
+        delivered = False
+        statuses: list[int] = []
+
+        async def receive() -> dict:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)  # the client stays; the request ends before this matters
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app({**scope, "state": {}}, receive, send)
+        if statuses != [200]:
+            raise SystemExit(f"the request failed: {statuses}")
+
+    async def run() -> None:
+        inbox: asyncio.Queue = asyncio.Queue()
+        outbox: asyncio.Queue = asyncio.Queue()
+        await inbox.put({"type": "lifespan.startup"})
+        lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
+        await outbox.get()
+        for _ in range(100):  # warm-up: connections, caches
+            await one()
+        started = time.process_time()
+        for _ in range(args.requests):
+            await one()
+        print(f"cpu_us_per_request={(time.process_time() - started) / args.requests * 1e6:.1f}")
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+
+    uvloop.install()
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
