@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from adapters.codex.model_catalog import listed_slugs, routable_slugs
 from .credentials.files import atomic_write_json
 from .redact import get_logger
 from .routing import Provider
+from .shared_files import file_stamp, lock
 
 log = get_logger("subrelay.catalog")
 
@@ -50,7 +50,7 @@ class CodexCatalog:
         self._account: str | None = None
         self.shared_path = shared_path
         self.poll_seconds = poll_seconds
-        self._shared_stamp: tuple[int, int] | None = None
+        self._shared_stamp: tuple[int, int, int] | None = None
 
     @property
     def url(self) -> str:
@@ -107,7 +107,7 @@ class CodexCatalog:
             record = {"account": self._account, "etag": self.etag, "payload": self.payload, "read_at": time.time()}
             try:
                 atomic_write_json(self.shared_path, record)
-                self._shared_stamp = _stamp(self.shared_path)
+                self._shared_stamp = file_stamp(self.shared_path)
             except OSError as exc:
                 log.info("could not share the Codex model catalogue: %s", exc)
         return self.payload
@@ -140,21 +140,21 @@ class CodexCatalog:
         fresh = record is not None and record.get("account") == account and \
             time.time() - record["read_at"] < self.refresh_seconds
         if fresh:
-            stamp = _stamp(self.shared_path)
+            stamp = file_stamp(self.shared_path)
             if stamp != self._shared_stamp:
                 self._shared_stamp = stamp
                 self._account = account
                 self._apply(record.get("payload"), record.get("etag") if isinstance(record.get("etag"), str) else None)
             return
-        lock = _try_lock(self.shared_path + ".lock")
-        if lock is None:
+        held = lock(self.shared_path + ".lock", wait=False)
+        if held is None:
             return  # another worker is reading it; its file arrives next round
         try:
             record = self._read_shared()  # it may have been written while this worker waited
             if record is None or record.get("account") != account or time.time() - record["read_at"] >= self.refresh_seconds:
                 await self.refresh()
         finally:
-            os.close(lock)
+            os.close(held)
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
         self.payload, self.etag = payload, etag
@@ -179,24 +179,3 @@ class CodexCatalog:
                 log.exception("refreshing the Codex model catalogue failed")
             await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared_path else self.refresh_seconds)
 
-
-def _stamp(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_ino
-
-
-def _try_lock(path: str) -> int | None:
-    """An exclusive ``flock`` on ``path`` if nobody holds it, else None (never waits)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd

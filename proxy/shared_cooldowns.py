@@ -8,7 +8,6 @@ the file only when the file changed. Redis takes this job when replicas span hos
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 
@@ -16,6 +15,7 @@ import orjson
 
 from .credentials.files import atomic_write_json
 from .routing import CooldownKey, Cooldowns
+from .shared_files import file_stamp, lock
 
 _SEP = "\x1f"
 
@@ -24,7 +24,7 @@ class SharedCooldowns(Cooldowns):
     def __init__(self, path: str) -> None:
         super().__init__(clock=time.time)
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     def note(self, key: CooldownKey, seconds: float | None) -> None:
         super().note(key, seconds)
@@ -39,12 +39,8 @@ class SharedCooldowns(Cooldowns):
         return super().active()
 
     def _sync(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
+        stamp = file_stamp(self.path)
+        if stamp is None or stamp == self._stamp:
             return
         self._stamp = stamp
         self._merge(self._read())
@@ -67,13 +63,10 @@ class SharedCooldowns(Cooldowns):
                 self._until[key] = until
 
     def _publish(self) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(self.path + ".lock", flags, 0o600)
-        except OSError:
+        fd = lock(self.path + ".lock", wait=True)
+        if fd is None:
             return  # sharing is best effort: this worker still honours its own cooldowns
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             self._merge(self._read())
             now = time.time()
             atomic_write_json(self.path, {_SEP.join(key): until for key, until in self._until.items() if until > now})
