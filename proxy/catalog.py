@@ -50,7 +50,8 @@ class CodexCatalog:
         self._account: str | None = None
         self.shared_path = shared_path
         self.poll_seconds = poll_seconds
-        self._shared_stamp: tuple[int, int, int] | None = None
+        self._shared_stamp: tuple[int, int, int] | None = None  # of the shared file as last read
+        self._shared_record: dict[str, Any] | None = None
 
     @property
     def url(self) -> str:
@@ -107,7 +108,7 @@ class CodexCatalog:
             record = {"account": self._account, "etag": self.etag, "payload": self.payload, "read_at": time.time()}
             try:
                 atomic_write_json(self.shared_path, record)
-                self._shared_stamp = file_stamp(self.shared_path)
+                self._shared_stamp, self._shared_record = file_stamp(self.shared_path), record
             except OSError as exc:
                 log.info("could not share the Codex model catalogue: %s", exc)
         return self.payload
@@ -126,8 +127,8 @@ class CodexCatalog:
         return record
 
     async def follow_shared(self) -> None:
-        """One round for a worker: apply the shared catalogue when another worker changed it; read
-        the backend when the shared one is stale or belongs to another login, if elected."""
+        """One round for a worker: apply the shared catalogue when another worker changed it (one
+        stat when it did not); read the backend when it is stale or another login's, if elected."""
         if self.provider.problem() is not None:
             self._apply(None, None)
             return
@@ -136,25 +137,32 @@ class CodexCatalog:
         except Exception as exc:
             log.debug("no catalogue: %s", type(exc).__name__)
             return
-        record = self._read_shared()
-        fresh = record is not None and record.get("account") == account and \
-            time.time() - record["read_at"] < self.refresh_seconds
-        if fresh:
-            stamp = file_stamp(self.shared_path)
-            if stamp != self._shared_stamp:
-                self._shared_stamp = stamp
-                self._account = account
-                self._apply(record.get("payload"), record.get("etag") if isinstance(record.get("etag"), str) else None)
+        if self._take_shared(account):
             return
         held = lock(self.shared_path + ".lock", wait=False)
         if held is None:
             return  # another worker is reading it; its file arrives next round
         try:
-            record = self._read_shared()  # it may have been written while this worker waited
-            if record is None or record.get("account") != account or time.time() - record["read_at"] >= self.refresh_seconds:
+            if not self._take_shared(account):  # nobody wrote it since the look above
                 await self.refresh()
         finally:
             os.close(held)
+
+    def _take_shared(self, account: str | None) -> bool:
+        """Apply the shared file if it changed; whether it is fresh for ``account``."""
+        stamp = file_stamp(self.shared_path)
+        if stamp != self._shared_stamp:
+            self._shared_stamp, self._shared_record = stamp, self._read_shared()
+            if self._fresh(account):
+                self._account = account
+                record = self._shared_record
+                self._apply(record.get("payload"), record.get("etag") if isinstance(record.get("etag"), str) else None)
+        return self._fresh(account)
+
+    def _fresh(self, account: str | None) -> bool:
+        record = self._shared_record
+        return record is not None and record.get("account") == account and \
+            time.time() - record["read_at"] < self.refresh_seconds
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
         self.payload, self.etag = payload, etag
