@@ -113,3 +113,41 @@ def test_workers_read_the_catalogue_once_and_agree_on_it(tmp_path):
             assert workers[1].provider.adapter.live_models is not None and "nova-1" in workers[1].provider.adapter.live_models
 
     asyncio.run(scenario())
+
+
+def test_a_new_login_and_a_failed_read_reach_every_worker(tmp_path):
+    """A login to another account makes the shared catalogue stale at once (its models, not the old
+    account's); when the backend cannot be read, every worker falls back to the shipped list together."""
+    answers = [httpx.Response(200, json=CATALOGUE), httpx.Response(503, json={"detail": "down"})]
+    seen_accounts = []
+
+    def backend(request: httpx.Request) -> httpx.Response:
+        seen_accounts.append(request.headers.get("chatgpt-account-id"))
+        return answers.pop(0)
+
+    class _Switchable(_Source):
+        account = "acc-1"
+
+        async def current(self):
+            credential = _Credential()
+            credential.account_id = _Switchable.account
+            return credential
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as http:
+            path = str(tmp_path / "catalog-codex.json")
+            workers = []
+            for _ in range(2):
+                provider = _Provider()
+                provider.adapter, provider.credentials = _Adapter(), _Switchable()
+                workers.append(CodexCatalog(provider, http, refresh_seconds=600, shared_path=path))
+            for worker in workers:
+                await worker.follow_shared()
+            assert all(worker.payload == CATALOGUE for worker in workers) and seen_accounts == ["acc-1"]
+            _Switchable.account = "acc-2"  # `subrelay login` to another account, seen by both workers
+            for worker in workers:
+                await worker.follow_shared()
+            assert seen_accounts == ["acc-1", "acc-2"]  # read once more, for the new account
+            assert all(worker.payload is None and worker.provider.adapter.live_models is None for worker in workers)
+
+    asyncio.run(scenario())
