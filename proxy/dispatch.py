@@ -72,7 +72,7 @@ async def open_with_fallbacks(
         try:
             async with asyncio.timeout_at(clock.started + clock.total):
                 response = await upstream.open(route, request)
-            if record is not None:
+            if record is not None and position:  # a fallback answered: the record names it instead
                 _routed(record, request, route)
             return Opened(route, response, clock, record)
         except TimeoutError:
