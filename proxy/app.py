@@ -14,11 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import __version__
+from adapters.anthropic import AnthropicAdapter
 from adapters.codex import CodexAdapter
 
 from . import account_api
 from .account_api import AdminGuard, PendingLogins
-from .catalog import CodexCatalog
+from .catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
 from .credentials.codex import CodexCredentialSource
 from .completions import create_chat_completion
 from .response_store import ResponseStore
@@ -45,7 +46,7 @@ class AppState:
     upstream: UpstreamClient
     cooldowns: Cooldowns
     responses: ResponseStore
-    catalogs: list[CodexCatalog]
+    catalogs: list[LiveCatalog]
     admin: AdminGuard
     pending_logins: PendingLogins
 
@@ -68,9 +69,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 # Sources that refresh over HTTP (the Codex login) share the pooled client.
                 if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
-            catalogs = [CodexCatalog(provider, http, refresh_seconds=settings.codex_catalog_seconds,
-                                     shared_path=_shared_file(settings, f"catalog-{provider.name}.json"))
-                        for provider in router.providers.values() if isinstance(provider.adapter, CodexAdapter)]
+            catalogs = [kind(provider, http, refresh_seconds=settings.codex_catalog_seconds,
+                             shared_path=_shared_file(settings, f"catalog-{provider.name}.json"))
+                        for provider in router.providers.values()
+                        for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
@@ -115,6 +117,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+_CATALOGS = {CodexAdapter: CodexCatalog, AnthropicAdapter: AnthropicCatalog}  # vendors whose model list is live
 
 
 def _shared_file(settings: Settings, name: str) -> str | None:
@@ -180,6 +185,8 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
     """What the Codex CLI asks its provider for (``GET …/models?client_version=``): the logged-in
     account's own catalogue from the backend, or the shipped slugs in the same shape."""
     for catalog in state.catalogs:
+        if not isinstance(catalog, CodexCatalog):
+            continue
         payload = await catalog.refresh(client_version[:32])
         if payload is not None:
             return payload

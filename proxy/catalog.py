@@ -1,9 +1,10 @@
-"""Keeping the Codex model catalogue current for the account that is logged in.
+"""Keeping model catalogues current for the login or key in use: Codex's and Anthropic's.
 
-Slugs on ChatGPT plans change every few months, so a shipped list goes stale. The catalogue is read
-from the backend's models endpoint with the login's own credential, cached, refreshed in the
-background (ETag-aware: an unchanged catalogue costs a 304), and dropped back to the shipped list
-whenever it cannot be read. Every slug it lists routes to Codex, and ``/v1/models`` lists them.
+Slugs on ChatGPT plans and Claude model ids change every few months, so a shipped list goes stale.
+Each catalogue is read from the vendor's models endpoint with the user's own credential, cached,
+refreshed in the background, and dropped back to the shipped list whenever it cannot be read. Every
+slug the Codex catalogue lists routes to Codex (ETag-aware: an unchanged one costs a 304); the
+Claude ids the key can use are what ``/v1/models`` lists for Anthropic.
 
 With ``--workers N`` the workers agree on one catalogue through a small file in their state
 directory: whoever reads the backend writes what it got (atomically), the others apply the file
@@ -22,12 +23,15 @@ from typing import Any
 import httpx
 import orjson
 
+from adapters.anthropic import ANTHROPIC_VERSION
+from adapters.anthropic import USER_AGENT as ANTHROPIC_USER_AGENT
 from adapters.codex import USER_AGENT
 from adapters.codex.model_catalog import listed_slugs, routable_slugs
 
+from .credentials.base import Credential
 from .credentials.files import atomic_write_json
 from .redact import get_logger
-from .routing import Provider
+from .routing import Provider, credential_identity
 from .shared_files import file_stamp, lock
 
 log = get_logger("subrelay.catalog")
@@ -35,69 +39,41 @@ log = get_logger("subrelay.catalog")
 DEFAULT_CLIENT_VERSION = "0.169.0"  # the models endpoint filters by the features a client supports
 
 
-class CodexCatalog:
+class LiveCatalog:
+    """What both catalogues share: the background loop, and agreeing with the other workers through
+    a shared file. Subclasses read the vendor (:meth:`refresh`) and apply what they read."""
+
+    what = "model catalogue"
+
     def __init__(self, provider: Provider, http: httpx.AsyncClient, *, refresh_seconds: float = 900.0,
-                 client_version: str = DEFAULT_CLIENT_VERSION, timeout: float = 15.0,
-                 shared_path: str | None = None, poll_seconds: float = 5.0) -> None:
+                 timeout: float = 15.0, shared_path: str | None = None, poll_seconds: float = 5.0) -> None:
         self.provider = provider
         self.http = http
         self.refresh_seconds = refresh_seconds
-        self.client_version = client_version
         self.timeout = timeout
         self.payload: dict[str, Any] | None = None
         self.etag: str | None = None
         self._task: asyncio.Task | None = None
-        self._account: str | None = None
+        self._account: str | None = None  # whose catalogue this is (an account id, or a key's hash)
         self.shared_path = shared_path
         self.poll_seconds = poll_seconds
         self._shared_stamp: tuple[int, int, int] | None = None  # of the shared file as last read
         self._shared_record: dict[str, Any] | None = None
 
-    @property
-    def url(self) -> str:
-        return self.provider.adapter.url.rsplit("/responses", 1)[0] + "/models"
+    async def refresh(self) -> dict[str, Any] | None:
+        raise NotImplementedError
 
-    async def refresh(self, client_version: str | None = None) -> dict[str, Any] | None:
-        """Read the catalogue now (a 304 keeps the cached one); None when there is none to be had."""
-        source = self.provider.credentials
-        if self.provider.problem() is not None:
-            self._apply(None, None)
-            return None
-        try:
-            credential = await source.current()
-        except Exception as exc:  # a login problem is reported where requests are made, not here
-            log.debug("no catalogue: %s", type(exc).__name__)
-            return self.payload
-        if credential.account_id != self._account:  # another login: its catalogue, not the last one
-            self._apply(None, None)
-            self._account = credential.account_id
-        headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
-                   "User-Agent": USER_AGENT, "Accept": "application/json"}
-        if credential.account_id:
-            headers["chatgpt-account-id"] = credential.account_id
-        if self.etag and self.payload is not None:
-            headers["If-None-Match"] = self.etag
-        try:
-            response = await self.http.get(self.url, params={"client_version": client_version or self.client_version},
-                                           headers=headers, timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            log.info("could not read the Codex model catalogue (%s); keeping %s", type(exc).__name__,
-                     "the last one" if self.payload else "the shipped list")
-            return self._publish()
-        if response.status_code == 304:
-            return self._publish()
-        if response.status_code != 200:
-            log.info("the Codex model catalogue answered %s; keeping %s", response.status_code,
-                     "the last one" if self.payload else "the shipped list")
-            return self._publish()
-        try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            return self._publish()
-        if listed_slugs(payload) is None:
-            return self._publish()
-        self._apply(payload, response.headers.get("etag"))
-        return self._publish()
+    def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
+        raise NotImplementedError
+
+    def _valid(self, payload: Any) -> bool:
+        raise NotImplementedError
+
+    def _identity(self, credential: Credential) -> str | None:
+        raise NotImplementedError
+
+    def _keeping(self) -> str:
+        return "the last one" if self.payload else "the shipped list"
 
     # -- sharing between workers ---------------------------------------------------------------------
 
@@ -110,7 +86,7 @@ class CodexCatalog:
                 atomic_write_json(self.shared_path, record)
                 self._shared_stamp, self._shared_record = file_stamp(self.shared_path), record
             except OSError as exc:
-                log.info("could not share the Codex model catalogue: %s", exc)
+                log.info("could not share the %s: %s", self.what, exc)
         return self.payload
 
     def _read_shared(self) -> dict[str, Any] | None:
@@ -122,7 +98,7 @@ class CodexCatalog:
         if not isinstance(record, dict) or not isinstance(record.get("read_at"), (int, float)):
             return None
         payload = record.get("payload")
-        if payload is not None and listed_slugs(payload) is None:
+        if payload is not None and not self._valid(payload):
             return None
         return record
 
@@ -133,7 +109,7 @@ class CodexCatalog:
             self._apply(None, None)
             return
         try:
-            account = (await self.provider.credentials.current()).account_id
+            account = self._identity(await self.provider.credentials.current())
         except Exception as exc:
             log.debug("no catalogue: %s", type(exc).__name__)
             return
@@ -164,12 +140,6 @@ class CodexCatalog:
         return record is not None and record.get("account") == account and \
             time.time() - record["read_at"] < self.refresh_seconds
 
-    def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
-        self.payload, self.etag = payload, etag
-        adapter = self.provider.adapter
-        adapter.live_models = listed_slugs(payload) if payload is not None else None
-        adapter.live_routable = routable_slugs(payload) if payload is not None else set()
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
@@ -184,6 +154,140 @@ class CodexCatalog:
             try:
                 await (self.follow_shared() if self.shared_path else self.refresh())
             except Exception:  # never let the refresher die; the next round tries again
-                log.exception("refreshing the Codex model catalogue failed")
+                log.exception("refreshing the %s failed", self.what)
             await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared_path else self.refresh_seconds)
 
+
+class CodexCatalog(LiveCatalog):
+    """The Codex backend's ``…/codex/models`` for the logged-in ChatGPT account."""
+
+    what = "Codex model catalogue"
+
+    def __init__(self, provider: Provider, http: httpx.AsyncClient, *, client_version: str = DEFAULT_CLIENT_VERSION,
+                 **kwargs: Any) -> None:
+        super().__init__(provider, http, **kwargs)
+        self.client_version = client_version
+
+    @property
+    def url(self) -> str:
+        return self.provider.adapter.url.rsplit("/responses", 1)[0] + "/models"
+
+    async def refresh(self, client_version: str | None = None) -> dict[str, Any] | None:  # type: ignore[override]
+        """Read the catalogue now (a 304 keeps the cached one); None when there is none to be had."""
+        source = self.provider.credentials
+        if self.provider.problem() is not None:
+            self._apply(None, None)
+            return None
+        try:
+            credential = await source.current()
+        except Exception as exc:  # a login problem is reported where requests are made, not here
+            log.debug("no catalogue: %s", type(exc).__name__)
+            return self.payload
+        if self._identity(credential) != self._account:  # another login: its catalogue, not the last one
+            self._apply(None, None)
+            self._account = credential.account_id
+        headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
+                   "User-Agent": USER_AGENT, "Accept": "application/json"}
+        if credential.account_id:
+            headers["chatgpt-account-id"] = credential.account_id
+        if self.etag and self.payload is not None:
+            headers["If-None-Match"] = self.etag
+        try:
+            response = await self.http.get(self.url, params={"client_version": client_version or self.client_version},
+                                           headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            log.info("could not read the %s (%s); keeping %s", self.what, type(exc).__name__, self._keeping())
+            return self._publish()
+        if response.status_code == 304:
+            return self._publish()
+        if response.status_code != 200:
+            log.info("the %s answered %s; keeping %s", self.what, response.status_code, self._keeping())
+            return self._publish()
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return self._publish()
+        if listed_slugs(payload) is None:
+            return self._publish()
+        self._apply(payload, response.headers.get("etag"))
+        return self._publish()
+
+    def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
+        self.payload, self.etag = payload, etag
+        adapter = self.provider.adapter
+        adapter.live_models = listed_slugs(payload) if payload is not None else None
+        adapter.live_routable = routable_slugs(payload) if payload is not None else set()
+
+    def _valid(self, payload: Any) -> bool:
+        return listed_slugs(payload) is not None
+
+    def _identity(self, credential: Credential) -> str | None:
+        return credential.account_id
+
+
+class AnthropicCatalog(LiveCatalog):
+    """The Claude models an Anthropic key can use, from ``GET /v1/models`` (paged, newest first)."""
+
+    what = "Anthropic model list"
+    MAX_PAGES = 10
+
+    @property
+    def url(self) -> str:
+        return self.provider.adapter.url.rsplit("/messages", 1)[0] + "/models"
+
+    async def refresh(self) -> dict[str, Any] | None:
+        if self.provider.problem() is not None:
+            self._apply(None, None)
+            return None
+        try:
+            credential = await self.provider.credentials.current()
+        except Exception as exc:  # a key problem is reported where requests are made, not here
+            log.debug("no model list: %s", type(exc).__name__)
+            return self.payload
+        if self._identity(credential) != self._account:  # another key: its models, not the last one's
+            self._apply(None, None)
+            self._account = self._identity(credential)
+        headers = {"x-api-key": credential.access_token, "anthropic-version": ANTHROPIC_VERSION,
+                   "user-agent": ANTHROPIC_USER_AGENT, "accept": "application/json"}
+        ids: list[str] = []
+        params = {"limit": "1000"}
+        for _ in range(self.MAX_PAGES):
+            try:
+                response = await self.http.get(self.url, params=params, headers=headers, timeout=self.timeout)
+            except httpx.HTTPError as exc:
+                log.info("could not read the %s (%s); keeping %s", self.what, type(exc).__name__, self._keeping())
+                return self._publish()
+            if response.status_code != 200:
+                log.info("the %s answered %s; keeping %s", self.what, response.status_code, self._keeping())
+                return self._publish()
+            try:
+                page = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                return self._publish()
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                return self._publish()
+            ids += [entry["id"] for entry in data if isinstance(entry, dict) and _model_id(entry.get("id"))]
+            last = page.get("last_id")
+            if page.get("has_more") is not True or not isinstance(last, str):
+                break
+            params = {"limit": "1000", "after_id": last}
+        if ids:
+            self._apply({"models": list(dict.fromkeys(ids))}, None)
+        return self._publish()
+
+    def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
+        self.payload, self.etag = payload, etag
+        self.provider.adapter.live_models = list(payload["models"]) if payload is not None else None
+
+    def _valid(self, payload: Any) -> bool:
+        return isinstance(payload, dict) and isinstance(payload.get("models"), list) and \
+            all(_model_id(model) for model in payload["models"])
+
+    def _identity(self, credential: Credential) -> str | None:
+        return credential_identity(credential)  # a hash of the key, never the key
+
+
+def _model_id(value: Any) -> bool:
+    """A model id fit to list and to route: printable ASCII without spaces, of a sane length."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and value.isascii() and value.isprintable() and " " not in value

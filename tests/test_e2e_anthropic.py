@@ -148,3 +148,45 @@ def test_models_list_claude_and_claude_code_login_is_explained_not_used(tmp_path
 def test_models_include_claude_when_a_key_is_set(proxy):
     listed = {m.id: m.owned_by for m in sdk(proxy).models.list()}
     assert listed["claude-sonnet-4-5"] == "anthropic"
+
+
+def _listed_claude(url: str, wanted: str, seconds: float = 10) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        ids = [m.id for m in sdk(url).models.list().data if m.owned_by == "anthropic"]
+        if wanted in ids or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.05)
+
+
+def test_models_lists_what_the_key_can_use_read_page_by_page(_anthropic_server, anthropic, tmp_path):
+    """``/v1/models`` lists the Claude models the key's own model list names (all pages of it),
+    not a shipped list that goes stale; and such a model answers."""
+    anthropic.state.models_page_size = 2  # five models: three pages
+    settings = Settings(codex_auth_path=str(tmp_path / "none.json"), anthropic_base_url=_anthropic_server[1].url,
+                        env={"ANTHROPIC_API_KEY": anthropic.state.api_key, "CLAUDE_CONFIG_DIR": str(tmp_path)})
+    with ServerThread(create_app(settings)) as thread:
+        ids = _listed_claude(f"{thread.url}/v1", "claude-lumen-9")
+        answer = sdk(f"{thread.url}/v1").chat.completions.create(
+            model="claude-lumen-9", messages=[{"role": "user", "content": "hi"}])
+    assert ids == ["claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-sonnet-4-5", "claude-lumen-9"]
+    assert answer.choices[0].message.content
+    assert anthropic.state.model_list_calls == 3
+    assert all(r["path"] != "/v1/models" for r in anthropic.state.requests)  # listing is not a model call
+
+
+def test_models_falls_back_to_the_shipped_list_when_the_key_list_cannot_be_read(_anthropic_server, anthropic, tmp_path):
+    anthropic.state.models_down = True
+    settings = Settings(codex_auth_path=str(tmp_path / "none.json"), anthropic_base_url=_anthropic_server[1].url,
+                        env={"ANTHROPIC_API_KEY": anthropic.state.api_key, "CLAUDE_CONFIG_DIR": str(tmp_path)})
+    with ServerThread(create_app(settings)) as thread:
+        import time
+
+        deadline = time.monotonic() + 10
+        while anthropic.state.model_list_calls < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ids = _listed_claude(f"{thread.url}/v1", "claude-lumen-9", seconds=0.5)
+    assert "claude-lumen-9" not in ids
+    assert "claude-sonnet-4-6" in ids and "claude-haiku-4-5" in ids  # the shipped list, current as of 2026

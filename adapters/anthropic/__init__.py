@@ -47,8 +47,11 @@ class AnthropicAdapter:
         self._key_origin = key_origin
         self._catalog = catalog()
         self._max_output = {entry["id"]: entry["max_output"] for entry in self._catalog}
+        self.live_models: list[str] | None = None  # what the key's own model list says (proxy.catalog)
 
     def models(self) -> list[ModelInfo]:
+        if self.live_models is not None:
+            return [ModelInfo(model_id, self.name) for model_id in self.live_models]
         return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
 
     def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:

@@ -18,6 +18,14 @@ class AnthropicMockState:
     api_key: str = "sk-ant-api03-" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
     requests: list[dict[str, Any]] = field(default_factory=list)
     script: list[dict[str, Any]] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: list(MODELS))  # what GET /v1/models lists, newest first
+    models_page_size: int = 1000  # the API's own maximum; tests lower it to exercise paging
+    models_down: bool = False
+    model_list_calls: int = 0
+
+
+MODELS = ("claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-sonnet-4-5",
+          "claude-lumen-9")  # the last: no shipped list knows it
 
 
 _MARKERS = re.compile(r"\[\[[^\]]*\]\]")
@@ -120,6 +128,9 @@ class MockAnthropicServer:
         raw = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         s = self.state
+        if scope["method"] == "GET" and scope["path"] == "/v1/models":
+            await self._models(scope, headers, send)
+            return
         body = orjson.loads(raw) if raw else {}
         s.requests.append({"headers": headers, "body": body, "path": scope["path"]})
         if headers.get("x-api-key") != s.api_key:
@@ -142,3 +153,22 @@ class MockAnthropicServer:
             await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    async def _models(self, scope, headers: dict[str, str], send) -> None:
+        """``GET /v1/models``: the key's models, newest first, paged by ``limit`` and ``after_id``."""
+        s = self.state
+        s.model_list_calls += 1
+        if headers.get("x-api-key") != s.api_key:
+            await send_json(send, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+            return
+        if s.models_down:
+            await send_json(send, 529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            return
+        query = dict(part.split("=", 1) for part in scope.get("query_string", b"").decode().split("&") if "=" in part)
+        limit = min(int(query.get("limit", "20")), s.models_page_size)
+        start = s.models.index(query["after_id"]) + 1 if query.get("after_id") in s.models else 0
+        page = s.models[start:start + limit]
+        await send_json(send, 200, {
+            "data": [{"type": "model", "id": model, "display_name": model, "created_at": "2026-01-01T00:00:00Z"}
+                     for model in page],
+            "has_more": start + limit < len(s.models), "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None})
