@@ -28,7 +28,7 @@ from .messages_stream import anthropic_error_body
 from .responses import compact_response, create_response
 from .config import Settings
 from .edge import EdgeMiddleware
-from .errors import InternalError, ProxyError
+from .errors import BadRequest, InternalError, ProxyError
 from .json_response import json_response
 from .providers import build_router
 from .redact import get_logger, install_server_log_redaction, secrets
@@ -178,7 +178,35 @@ async def list_models(request: Request) -> Response:
     client_version = request.query_params.get("client_version")
     if client_version is not None:
         return json_response(await codex_cli_models(state, client_version))
+    if "anthropic-version" in request.headers:  # the Anthropic SDK or Claude Code: its list shape and paging
+        return json_response(anthropic_model_page(state.router.models(), request.query_params))
     return json_response({"object": "list", "data": state.router.models()})
+
+
+def anthropic_model_page(entries: list[dict], query) -> dict:
+    """One page of Anthropic's ``GET /v1/models``: ``limit`` (1–1000, default 20) after ``after_id``
+    or before ``before_id``, with ``has_more`` and the page's first and last ids."""
+    ids = [entry["id"] for entry in entries]
+    try:
+        limit = min(max(int(query.get("limit", "20")), 1), 1000)
+    except ValueError:
+        raise BadRequest("'limit' must be an integer from 1 to 1000.", param="limit", code="invalid_value") from None
+    before, after = query.get("before_id"), query.get("after_id")
+    if before in ids:
+        end = ids.index(before)
+        start = max(end - limit, 0)
+        more = start > 0
+    else:
+        start = ids.index(after) + 1 if after in ids else 0
+        end = start + limit
+        more = end < len(ids)
+    page = ids[start:end]
+    return {"data": [anthropic_model(model_id) for model_id in page], "has_more": more,
+            "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
+
+
+def anthropic_model(model_id: str) -> dict:
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "1970-01-01T00:00:00Z"}
 
 
 async def codex_cli_models(state: AppState, client_version: str) -> dict:
@@ -198,10 +226,13 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
 async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     router: Router = request.app.state.subrelay.router
+    anthropic_client = "anthropic-version" in request.headers
     for entry in router.models():
         if entry["id"] == model_id:
-            return json_response(entry)
+            return json_response(anthropic_model(model_id) if anthropic_client else entry)
     route = router.resolve(model_id)  # routable though not listed (e.g. codex/<new slug>); else 404
+    if anthropic_client:
+        return json_response(anthropic_model(model_id))
     return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": route.provider.name})
 
 

@@ -190,3 +190,21 @@ def test_models_falls_back_to_the_shipped_list_when_the_key_list_cannot_be_read(
         ids = _listed_claude(f"{thread.url}/v1", "claude-lumen-9", seconds=0.5)
     assert "claude-lumen-9" not in ids
     assert "claude-sonnet-4-6" in ids and "claude-haiku-4-5" in ids  # the shipped list, current as of 2026
+
+
+def test_the_anthropic_sdk_lists_and_retrieves_models_in_its_own_shape_and_pages(proxy, anthropic):
+    """Claude Code and the Anthropic SDK read ``/v1/models`` as Anthropic's list: typed entries, ``has_more``,
+    paging by ``after_id``. Every routable model is there, in the same order as the OpenAI listing."""
+    import anthropic as anthropic_sdk
+
+    root = proxy.removesuffix("/v1")
+    _listed_claude(proxy, "claude-lumen-9")  # the key's own model list has been read
+    openai_ids = [m.id for m in sdk(proxy).models.list().data]
+    client = anthropic_sdk.Anthropic(base_url=root, api_key="unused", max_retries=0)
+    first = client.models.list(limit=2)
+    assert len(first.data) == 2 and first.has_more is True
+    assert first.data[0].type == "model" and first.data[0].display_name == first.data[0].id
+    assert [model.id for model in client.models.list(limit=2)] == openai_ids  # auto-paging: every page
+    assert client.models.retrieve("claude-lumen-9").id == "claude-lumen-9"
+    bad = httpx.get(f"{root}/v1/models", params={"limit": "many"}, headers={"anthropic-version": "2023-06-01"})
+    assert bad.status_code == 400
