@@ -289,7 +289,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--markdown", metavar="RESULTS", help="print a saved run as the README's tables")
     args = parser.parse_args(argv)
+    if args.markdown:
+        saved = orjson.loads(Path(args.markdown).read_bytes())
+        print(markdown(saved))
+        return saved
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {
         "smoke": dict(runs=1, c1=20, stream=10, sweep_runs=1, sweep_n=40, sweep_s=3, levels=(1, 10), stream_levels=(1, 10), memory=100,
@@ -478,6 +483,41 @@ def report(results: dict) -> str:
                          f"{row['req_per_s']:9.1f} {'' if cpu is None else f'{cpu:9.2f}':>9s} {row['errors']:4d}")
     lines.append("")
     lines.append(json.dumps(results["figures"], indent=2))
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    """The README's two tables for a saved run: every scenario and target, then the headline figures."""
+    m = results["machine"]
+    lines = [f"{m['time']}, {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, kernel {m['kernel']}, one worker per "
+             f"proxy, LiteLLM {m['litellm']}, mode {results['mode']}.", "",
+             "| scenario | target | p50 ms | p99 ms | TTFB p50 ms | req/s | CPU s / 1k req |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for scenario, rows in results["scenarios"].items():
+        for target, row in rows.items():
+            cpu = row.get("cpu_s_per_1k")
+            lines.append(f"| {scenario} | {target} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['ttfb_p50_ms']:.2f} | "
+                         f"{row['req_per_s']:.0f} | {'' if cpu is None else f'{cpu:.2f}'} |")
+    f = results["figures"]
+    sub, lit = f.get("subrelay", {}), f.get("litellm", {})
+
+    def pair(key: str, fmt: str = "{:.2f}") -> tuple[str, str]:
+        return (fmt.format(sub[key]) if key in sub else "", fmt.format(lit[key]) if key in lit else "")
+
+    lines += ["", "| figure | subrelay | LiteLLM |", "|---|---:|---:|"]
+    for label, key, fmt in (("added latency p50 at c=1 (non-stream), ms", "added_p50_ms_c1", "{:.2f}"),
+                            ("added latency p99 at c=1, ms", "added_p99_ms_c1", "{:.2f}"),
+                            ("non-stream req/s at saturation", "nonstream_req_per_s_saturation", "{:.0f}"),
+                            ("50-delta streams/s at saturation", "stream50_per_s_saturation", "{:.1f}"),
+                            ("streaming TTFB overhead p50 (200 deltas), ms", "stream_ttfb_overhead_p50_ms", "{:.2f}"),
+                            ("200-delta stream, added p50, ms", "stream200_added_p50_ms", "{:.2f}"),
+                            ("Codex translation, 200-delta stream p50, ms", "codex_stream200_p50_ms", "{:.2f}"),
+                            ("CPU seconds per 1k non-stream requests (c=50)", "cpu_s_per_1k_nonstream", "{:.2f}"),
+                            ("RSS at start, MB", "rss_start_mb", "{:.1f}"),
+                            ("RSS growth over the memory run, %", "rss_growth_pct", "{:+.1f}"),
+                            ("RSS per open stream, KB", "rss_per_open_stream_kb", "{:.0f}")):
+        a, b = pair(key, fmt)
+        lines.append(f"| {label} | {a} | {b} |")
     return "\n".join(lines)
 
 
