@@ -35,7 +35,8 @@ import httpx
 import orjson
 
 from .mock import delta_texts
-from .run import HERE, MESSAGES, Server, drive, peak_rss_during, start, start_litellm, start_mock, start_subrelay, summarise
+from .run import (HERE, MESSAGES, Server, drive, peak_rss_during, start, start_litellm, start_mock, start_subrelay,
+                  summarise, write)
 
 CODEX_LB_VERSION = "1.24.0"
 PORTKEY_VERSION = "1.15.2"
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         for server in (locals().get("slow"), locals().get("mock")):
             if server is not None:
                 server.stop()
-    write(results, Path(args.out))
+    write(results, Path(args.out), prefix="peers-")
     print(report(results))
     return results
 
@@ -361,13 +362,6 @@ def versions(servers: dict[str, Server]) -> dict[str, str]:
     if "portkey" in servers:
         found["portkey"] = PORTKEY_VERSION
     return found
-
-
-def write(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    payload = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-    (out / f"peers-{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_bytes(payload)
-    (out / f"peers-latest-{results['mode']}.json").write_bytes(payload)
 
 
 def report(results: dict) -> str:

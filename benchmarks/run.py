@@ -464,11 +464,12 @@ def machine() -> dict:
             "litellm": LITELLM_VERSION, "workers": 1, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def write(results: dict, out: Path) -> None:
+def write(results: dict, out: Path, prefix: str = "") -> None:
+    """``<prefix><mode>-<time>.json`` and ``<prefix>latest-<mode>.json`` in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    payload = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    (out / f"{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_bytes(payload)
-    (out / f"latest-{results['mode']}.json").write_bytes(payload)
+    payload = orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    (out / f"{prefix}{results['mode']}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_bytes(payload)
+    (out / f"{prefix}latest-{results['mode']}.json").write_bytes(payload)
 
 
 def report(results: dict) -> str:

@@ -75,6 +75,39 @@ class LiveCatalog:
     def _keeping(self) -> str:
         return "the last one" if self.payload else "the shipped list"
 
+    async def _credential(self) -> Credential | None:
+        """The credential to read with, switching to that login's or key's own catalogue when it
+        changed; None when there is none to use (the shipped list applies)."""
+        if self.provider.problem() is not None:
+            self._apply(None, None)
+            return None
+        try:
+            credential = await self.provider.credentials.current()
+        except Exception as exc:  # a login or key problem is reported where requests are made, not here
+            log.debug("no %s: %s", self.what, type(exc).__name__)
+            return None
+        if self._identity(credential) != self._account:  # another login or key: its catalogue, not the last one
+            self._apply(None, None)
+            self._account = self._identity(credential)
+        return credential
+
+    async def _get_json(self, params: dict[str, str], headers: dict[str, str]) -> tuple[int, Any, httpx.Headers] | None:
+        """``(200, body, headers)`` or ``(304, None, headers)``; None (logged) when the vendor cannot be read."""
+        try:
+            response = await self.http.get(self.url, params=params, headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            log.info("could not read the %s (%s); keeping %s", self.what, type(exc).__name__, self._keeping())
+            return None
+        if response.status_code == 304:
+            return 304, None, response.headers
+        if response.status_code != 200:
+            log.info("the %s answered %s; keeping %s", self.what, response.status_code, self._keeping())
+            return None
+        try:
+            return 200, orjson.loads(response.content), response.headers
+        except orjson.JSONDecodeError:
+            return None
+
     # -- sharing between workers ---------------------------------------------------------------------
 
     def _publish(self) -> dict[str, Any] | None:
@@ -174,42 +207,18 @@ class CodexCatalog(LiveCatalog):
 
     async def refresh(self, client_version: str | None = None) -> dict[str, Any] | None:  # type: ignore[override]
         """Read the catalogue now (a 304 keeps the cached one); None when there is none to be had."""
-        source = self.provider.credentials
-        if self.provider.problem() is not None:
-            self._apply(None, None)
-            return None
-        try:
-            credential = await source.current()
-        except Exception as exc:  # a login problem is reported where requests are made, not here
-            log.debug("no catalogue: %s", type(exc).__name__)
+        credential = await self._credential()
+        if credential is None:
             return self.payload
-        if self._identity(credential) != self._account:  # another login: its catalogue, not the last one
-            self._apply(None, None)
-            self._account = credential.account_id
         headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
                    "User-Agent": USER_AGENT, "Accept": "application/json"}
         if credential.account_id:
             headers["chatgpt-account-id"] = credential.account_id
         if self.etag and self.payload is not None:
             headers["If-None-Match"] = self.etag
-        try:
-            response = await self.http.get(self.url, params={"client_version": client_version or self.client_version},
-                                           headers=headers, timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            log.info("could not read the %s (%s); keeping %s", self.what, type(exc).__name__, self._keeping())
-            return self._publish()
-        if response.status_code == 304:
-            return self._publish()
-        if response.status_code != 200:
-            log.info("the %s answered %s; keeping %s", self.what, response.status_code, self._keeping())
-            return self._publish()
-        try:
-            payload = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            return self._publish()
-        if listed_slugs(payload) is None:
-            return self._publish()
-        self._apply(payload, response.headers.get("etag"))
+        got = await self._get_json({"client_version": client_version or self.client_version}, headers)
+        if got is not None and got[0] == 200 and listed_slugs(got[1]) is not None:
+            self._apply(got[1], got[2].get("etag"))
         return self._publish()
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
@@ -236,34 +245,16 @@ class AnthropicCatalog(LiveCatalog):
         return self.provider.adapter.url.rsplit("/messages", 1)[0] + "/models"
 
     async def refresh(self) -> dict[str, Any] | None:
-        if self.provider.problem() is not None:
-            self._apply(None, None)
-            return None
-        try:
-            credential = await self.provider.credentials.current()
-        except Exception as exc:  # a key problem is reported where requests are made, not here
-            log.debug("no model list: %s", type(exc).__name__)
+        credential = await self._credential()
+        if credential is None:
             return self.payload
-        if self._identity(credential) != self._account:  # another key: its models, not the last one's
-            self._apply(None, None)
-            self._account = self._identity(credential)
         headers = {"x-api-key": credential.access_token, "anthropic-version": ANTHROPIC_VERSION,
                    "user-agent": ANTHROPIC_USER_AGENT, "accept": "application/json"}
         ids: list[str] = []
         params = {"limit": "1000"}
         for _ in range(self.MAX_PAGES):
-            try:
-                response = await self.http.get(self.url, params=params, headers=headers, timeout=self.timeout)
-            except httpx.HTTPError as exc:
-                log.info("could not read the %s (%s); keeping %s", self.what, type(exc).__name__, self._keeping())
-                return self._publish()
-            if response.status_code != 200:
-                log.info("the %s answered %s; keeping %s", self.what, response.status_code, self._keeping())
-                return self._publish()
-            try:
-                page = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                return self._publish()
+            got = await self._get_json(params, headers)
+            page = got[1] if got is not None and got[0] == 200 else None
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 return self._publish()

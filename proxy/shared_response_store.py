@@ -64,7 +64,7 @@ class SharedResponseStore(ResponseStore):
         if len(blob) > self.max_bytes:
             return
         try:
-            with self._transaction():
+            with _Immediate(self._db):
                 self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                                  (response_id, blob, len(blob), self._clock()))
                 self._evict_rows()
@@ -88,9 +88,6 @@ class SharedResponseStore(ResponseStore):
 
     def close(self) -> None:
         self._db.close()
-
-    def _transaction(self):
-        return _Immediate(self._db)
 
     def _evict_rows(self) -> None:
         self._db.execute("DELETE FROM responses WHERE stored_at < ?", (self._clock() - self.max_age,))
