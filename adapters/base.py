@@ -1,8 +1,8 @@
 """The adapter interface: what every vendor module provides to the proxy.
 
-Adapters are pure translators. Given the hub's :class:`proxy.hub.ModelRequest` (decoded from any
+Adapters are pure translators. Given the hub's :class:`proxy.hub.model.ModelRequest` (decoded from any
 client format) and a credential they describe the upstream request (:class:`UpstreamRequest`); given the upstream's SSE events they emit
-:mod:`proxy.events`; given an upstream error response they return a :class:`proxy.errors.ProxyError`.
+:mod:`proxy.hub.events`; given an upstream error response they return a :class:`proxy.errors.ProxyError`.
 They never open sockets or files, so each one is tested with fixture transcripts alone.
 """
 
@@ -13,8 +13,8 @@ from typing import Mapping, Protocol
 
 from proxy.credentials.base import Credential
 from proxy.errors import ProxyError
-from proxy.events import StreamTranslator
-from proxy.hub import ModelRequest
+from proxy.hub.events import StreamTranslator
+from proxy.hub.model import ModelRequest
 
 
 @dataclass(slots=True)
@@ -48,17 +48,17 @@ class Adapter(Protocol):
     name: str
     passthrough_format: str | None
 
-    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
-        """Translate ``chat`` for the upstream (raises BadRequest for what it cannot express)."""
+    def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        """Translate ``model_request`` for the upstream (raises BadRequest for what it cannot express)."""
 
-    def new_translator(self, chat: ModelRequest) -> StreamTranslator:
-        """A fresh translator for one response to ``chat``."""
+    def new_translator(self, model_request: ModelRequest) -> StreamTranslator:
+        """A fresh translator for one response to ``model_request``."""
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         """Map an upstream error response to our error hierarchy (never echo secrets)."""
 
     def retry_after_rejection(
-        self, request: UpstreamRequest, status: int, body: bytes, chat: ModelRequest, upstream_model: str,
+        self, request: UpstreamRequest, status: int, body: bytes, model_request: ModelRequest, upstream_model: str,
         credential: Credential,
     ) -> UpstreamRequest | None:
         """A different request worth one more try after this rejection, or None."""

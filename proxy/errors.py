@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from .redact import redact
+from proxy.observe.redact import redact
 
 # Longest wait the proxy believes from an upstream (a weekly window is the longest real one).
 MAX_RETRY_AFTER = 7 * 24 * 3600.0

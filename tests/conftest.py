@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from proxy.app import create_app
-from proxy.config import Settings
+from proxy.server.app import create_app
+from proxy.config.settings import Settings
 from tests.mock_upstream import MockCodexServer, MockState, ServerThread
 
 

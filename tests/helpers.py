@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proxy.aggregate import CompletionAggregator
-from proxy.events import ChatEvent
-from proxy.sse import SSEDecoder
+from proxy.doors.chat.aggregate import CompletionAggregator
+from proxy.hub.events import AnswerEvent
+from proxy.hub.sse import SSEDecoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -15,10 +15,10 @@ def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def replay(raw: bytes, translator, chunk_size: int = 7) -> list[ChatEvent]:
+def replay(raw: bytes, translator, chunk_size: int = 7) -> list[AnswerEvent]:
     """Feed ``raw`` to a translator as an upstream would, ``chunk_size`` bytes at a time."""
     decoder = SSEDecoder()
-    events: list[ChatEvent] = []
+    events: list[AnswerEvent] = []
     for start in range(0, len(raw), chunk_size):
         for sse in decoder.feed(raw[start:start + chunk_size]):
             events += translator.feed(sse)
@@ -29,7 +29,7 @@ def replay(raw: bytes, translator, chunk_size: int = 7) -> list[ChatEvent]:
     return events + translator.close()
 
 
-def aggregate(events: list[ChatEvent]) -> dict:
+def aggregate(events: list[AnswerEvent]) -> dict:
     aggregator = CompletionAggregator()
     aggregator.add(events)
     return aggregator.result("chatcmpl-test", "m", created=1)

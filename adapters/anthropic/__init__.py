@@ -10,7 +10,6 @@ import orjson
 
 from proxy import __version__
 from proxy.credentials.base import Credential
-from proxy.hub import ModelRequest
 from proxy.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -23,7 +22,8 @@ from proxy.errors import (
     UpstreamRejected,
     retry_after_seconds,
 )
-from proxy.redact import redact
+from proxy.hub.model import ModelRequest
+from proxy.observe.redact import redact
 
 from ..base import ModelInfo, UpstreamRequest
 from .request import DEFAULT_MAX_TOKENS, JSON_TOOL, to_messages_body
@@ -47,19 +47,19 @@ class AnthropicAdapter:
         self._key_origin = key_origin
         self._catalog = catalog()
         self._max_output = {entry["id"]: entry["max_output"] for entry in self._catalog}
-        self.live_models: list[str] | None = None  # what the key's own model list says (proxy.catalog)
+        self.live_models: list[str] | None = None  # what the key's own model list says (proxy.upstream.catalog)
 
     def models(self) -> list[ModelInfo]:
         if self.live_models is not None:
             return [ModelInfo(model_id, self.name) for model_id in self.live_models]
         return [ModelInfo(entry["id"], self.name) for entry in self._catalog]
 
-    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
-        if chat.inbound.format in ("messages", "messages.count_tokens"):
-            return self._passthrough(chat, upstream_model, credential)
-        chat.require_translatable("Claude")
+    def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        if model_request.inbound.format in ("messages", "messages.count_tokens"):
+            return self._passthrough(model_request, upstream_model, credential)
+        model_request.require_translatable("Claude")
         default_max = min(self._max_output.get(upstream_model, DEFAULT_MAX_TOKENS), DEFAULT_MAX_TOKENS)
-        body = to_messages_body(chat, upstream_model, default_max)
+        body = to_messages_body(model_request, upstream_model, default_max)
         headers = {
             "x-api-key": credential.access_token,
             "anthropic-version": ANTHROPIC_VERSION,
@@ -88,8 +88,8 @@ class AnthropicAdapter:
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None
 
-    def new_translator(self, chat: ModelRequest) -> AnthropicStreamTranslator:
-        json_mode = chat.output_format is not None and chat.output_format.kind != "text"
+    def new_translator(self, model_request: ModelRequest) -> AnthropicStreamTranslator:
+        json_mode = model_request.output_format is not None and model_request.output_format.kind != "text"
         return AnthropicStreamTranslator(JSON_TOOL if json_mode else None)
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:

@@ -13,7 +13,18 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest
-from proxy.hub import Image, Item, ModelRequest, Part, Reasoning, Text, Tool, ToolCall, ToolResult, text_of_parts
+from proxy.hub.model import (
+    Image,
+    Item,
+    ModelRequest,
+    Part,
+    Reasoning,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+    text_of_parts,
+)
 
 JSON_TOOL = "json_response"  # the forced tool that carries response_format json_schema output
 THINKING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}

@@ -1,4 +1,4 @@
-"""Anthropic Messages SSE → :mod:`proxy.events`, incrementally (pure; vendors.md §A.6).
+"""Anthropic Messages SSE → :mod:`proxy.hub.events`, incrementally (pure; vendors.md §A.6).
 
 Tool calls are numbered 0, 1, 2… in the order they begin (as OpenAI does), not by Anthropic's block
 index, which counts text and thinking blocks too. In structured-output mode the forced
@@ -11,9 +11,15 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import BadRequest, ProxyError, RateLimited, UpstreamFailure, UpstreamOverloaded
-from proxy.events import (
-    ChatEvent,
+from proxy.errors import (
+    BadRequest,
+    ProxyError,
+    RateLimited,
+    UpstreamFailure,
+    UpstreamOverloaded,
+)
+from proxy.hub.events import (
+    AnswerEvent,
     Finish,
     ReasoningDelta,
     StreamFailure,
@@ -22,7 +28,7 @@ from proxy.events import (
     ToolCallStart,
     Usage,
 )
-from proxy.sse import SSEEvent
+from proxy.hub.sse import SSEEvent
 
 STOP_REASONS = {
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
@@ -40,7 +46,7 @@ class AnthropicStreamTranslator:
         self._usage: dict[str, int] = {}
         self.finished = False
 
-    def feed(self, event: SSEEvent) -> list[ChatEvent]:
+    def feed(self, event: SSEEvent) -> list[AnswerEvent]:
         if self.finished:
             return []
         try:
@@ -69,13 +75,13 @@ class AnthropicStreamTranslator:
             return [StreamFailure(stream_error(error.get("type"), error.get("message")))]
         return []  # ping and anything new
 
-    def close(self) -> list[ChatEvent]:
+    def close(self) -> list[AnswerEvent]:
         if self.finished:
             return []
         self.finished = True
         return [StreamFailure(UpstreamFailure("The Anthropic stream ended before the message was complete."))]
 
-    def _start(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _start(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         block = payload.get("content_block") or {}
         index = payload.get("index", 0)
         kind = block.get("type")
@@ -92,7 +98,7 @@ class AnthropicStreamTranslator:
             return [TextDelta(block["text"])]
         return []
 
-    def _delta(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _delta(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         delta = payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
@@ -112,13 +118,13 @@ class AnthropicStreamTranslator:
             return [ToolCallArguments(call, fragment)]
         return []  # signature_delta and future kinds: nothing for OpenAI clients
 
-    def _stop(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _stop(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         block_kind, call = self._blocks.get(payload.get("index", 0), ("text", None))
         if block_kind == "tool" and call is not None and call not in self._arguments_seen:
             return [ToolCallArguments(call, "{}")]  # a call with no arguments still needs valid JSON
         return []
 
-    def _finish(self) -> list[ChatEvent]:
+    def _finish(self) -> list[AnswerEvent]:
         self.finished = True
         reason = STOP_REASONS.get(self._stop_reason or "end_turn", "stop")
         if self._json_tool and reason == "tool_calls" and not self._tool_count:

@@ -12,7 +12,7 @@ import orjson
 from proxy import __version__
 from proxy.credentials.base import Credential
 from proxy.errors import ProxyError
-from proxy.hub import ModelRequest
+from proxy.hub.model import ModelRequest
 
 from ..base import ModelInfo, UpstreamRequest
 from .errors import error_from_response, is_instructions_rejection
@@ -58,7 +58,7 @@ class CodexAdapter:
         self.url = base_url.rstrip("/") + "/responses"
         self.default_instructions = default_instructions or shipped_default_instructions()
         self._needs_default_instructions: set[str] = set()
-        # The logged-in account's live catalogue (set by proxy.catalog); None: use the shipped list.
+        # The logged-in account's live catalogue (set by proxy.upstream.catalog); None: use the shipped list.
         self.live_models: list[str] | None = None
         self.live_routable: set[str] = set()
 
@@ -70,16 +70,16 @@ class CodexAdapter:
         """Whether the account's live catalogue lists ``model`` (so it routes here by name)."""
         return model in self.live_routable or split_effort_suffix(model)[0] in self.live_routable
 
-    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+    def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         mode = INSTRUCTIONS_DEFAULT if upstream_model in self._needs_default_instructions else INSTRUCTIONS_CLIENT
-        return self._request(chat, upstream_model, credential, mode)
+        return self._request(model_request, upstream_model, credential, mode)
 
     def retry_after_rejection(
         self,
         request: UpstreamRequest,
         status: int,
         body: bytes,
-        chat: ModelRequest,
+        model_request: ModelRequest,
         upstream_model: str,
         credential: Credential,
     ) -> UpstreamRequest | None:
@@ -90,26 +90,26 @@ class CodexAdapter:
         if not is_instructions_rejection(status, body):
             return None
         self._needs_default_instructions.add(upstream_model)
-        return self._request(chat, upstream_model, credential, INSTRUCTIONS_DEFAULT)
+        return self._request(model_request, upstream_model, credential, INSTRUCTIONS_DEFAULT)
 
-    def new_translator(self, chat: ModelRequest) -> CodexStreamTranslator:
-        return CodexStreamTranslator(name_map(chat.tools))
+    def new_translator(self, model_request: ModelRequest) -> CodexStreamTranslator:
+        return CodexStreamTranslator(name_map(model_request.tools))
 
     def error_from_response(self, status: int, headers: Mapping[str, str], body: bytes) -> ProxyError:
         return error_from_response(status, headers, body)
 
-    def _request(self, chat: ModelRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
-        if chat.inbound.format == "responses.compact":  # remote compaction: the body as sent, our model
-            body = {**chat.body, "model": split_effort_suffix(upstream_model)[0]}
-            request = self._signed(self.url + "/compact", body, credential, mode, bool(chat.system))
+    def _request(self, model_request: ModelRequest, upstream_model: str, credential: Credential, mode: str) -> UpstreamRequest:
+        if model_request.inbound.format == "responses.compact":  # remote compaction: the body as sent, our model
+            body = {**model_request.body, "model": split_effort_suffix(upstream_model)[0]}
+            request = self._signed(self.url + "/compact", body, credential, mode, bool(model_request.system))
             request.headers["Accept"] = "application/json"
             return request
-        if chat.inbound.format == "responses":
-            body = fix_responses_body(chat.body, upstream_model, self.default_instructions, mode)
+        if model_request.inbound.format == "responses":
+            body = fix_responses_body(model_request.body, upstream_model, self.default_instructions, mode)
         else:
-            chat.require_translatable(self.name)
-            body = to_responses_body(chat, upstream_model, self.default_instructions, mode)
-        return self._signed(self.url, body, credential, mode, bool(chat.system))
+            model_request.require_translatable(self.name)
+            body = to_responses_body(model_request, upstream_model, self.default_instructions, mode)
+        return self._signed(self.url, body, credential, mode, bool(model_request.system))
 
     def _signed(self, url: str, body: dict, credential: Credential, mode: str, had_system: bool) -> UpstreamRequest:
         headers = {

@@ -20,7 +20,7 @@ from proxy.errors import (
     retry_after_seconds,
     sane_wait,
 )
-from proxy.redact import redact
+from proxy.observe.redact import redact
 
 INSTRUCTIONS_REJECTED = "Instructions are not valid"
 

@@ -11,9 +11,14 @@ from typing import Any
 import orjson
 
 from proxy.errors import ProxyError, UpstreamFailure
-from proxy.sse import SSEEvent
+from proxy.hub.sse import SSEEvent
 
-from .request import INSTRUCTIONS_CLIENT, conversation_key, header_safe_key, split_effort_suffix
+from .request import (
+    INSTRUCTIONS_CLIENT,
+    conversation_key,
+    header_safe_key,
+    split_effort_suffix,
+)
 from .response import stream_error
 
 # Refused by the backend (or meaningless with store=false): dropped from the client's body.

@@ -12,9 +12,9 @@ import hashlib
 import re
 from typing import Any
 
-from proxy.chat import REASONING_EFFORTS
 from proxy.errors import BadRequest
-from proxy.hub import (
+from proxy.hub.checks import REASONING_EFFORTS
+from proxy.hub.model import (
     Image,
     Item,
     Message,

@@ -1,4 +1,4 @@
-"""Codex Responses SSE → :mod:`proxy.events`, incrementally (pure).
+"""Codex Responses SSE → :mod:`proxy.hub.events`, incrementally (pure).
 
 The stream is translated event by event so the first token reaches the client while the upstream is
 still writing. Two upstream habits shape the bookkeeping (fact sheet §5): ``response.completed`` often
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest, ProxyError, RateLimited, UpstreamFailure
-from proxy.events import (
-    ChatEvent,
+from proxy.hub.events import (
+    AnswerEvent,
     Finish,
     ReasoningDelta,
     ReasoningDone,
@@ -25,11 +25,11 @@ from proxy.events import (
     ToolCallStart,
     Usage,
 )
-from proxy.sse import SSEEvent
+from proxy.hub.sse import SSEEvent
 
 
 class CodexStreamTranslator:
-    """Translates one Codex response; see :class:`proxy.events.StreamTranslator`."""
+    """Translates one Codex response; see :class:`proxy.hub.events.StreamTranslator`."""
 
     def __init__(self, tool_names: dict[str, str] | None = None) -> None:
         self._tool_names = tool_names or {}  # shortened tool name → the client's own
@@ -45,7 +45,7 @@ class CodexStreamTranslator:
 
     # -- entry points ----------------------------------------------------------------------------
 
-    def feed(self, event: SSEEvent) -> list[ChatEvent]:
+    def feed(self, event: SSEEvent) -> list[AnswerEvent]:
         if self.finished:
             return []
         try:
@@ -58,7 +58,7 @@ class CodexStreamTranslator:
         handler = _HANDLERS.get(kind)
         return handler(self, payload) if handler is not None else []
 
-    def close(self) -> list[ChatEvent]:
+    def close(self) -> list[AnswerEvent]:
         if self.finished:
             return []
         self.finished = True
@@ -66,7 +66,7 @@ class CodexStreamTranslator:
 
     # -- deltas ----------------------------------------------------------------------------------
 
-    def _on_text_delta(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_text_delta(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         delta = payload.get("delta")
         if not delta:
             return []
@@ -74,10 +74,10 @@ class CodexStreamTranslator:
         self._emitted_text = True
         return [TextDelta(delta)]
 
-    def _on_text_done(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_text_done(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         return self._text_remainder(_key(payload), payload.get("text") or "")
 
-    def _on_reasoning_delta(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_reasoning_delta(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         delta = payload.get("delta")
         if not delta:
             return []
@@ -85,14 +85,14 @@ class CodexStreamTranslator:
         self._emitted_reasoning = True
         return [ReasoningDelta(delta)]
 
-    def _on_summary_part(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_summary_part(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         # Separate consecutive summary parts the way ChatGPT shows them: as paragraphs.
         if self._emitted_reasoning and payload.get("summary_index", 0):
             self._reasoning.setdefault(_key(payload), []).append("\n\n")
             return [ReasoningDelta("\n\n")]
         return []
 
-    def _on_item_added(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_item_added(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         item = payload.get("item") or {}
         if item.get("type") != "function_call":
             return []
@@ -102,7 +102,7 @@ class CodexStreamTranslator:
             events += self._arguments_remainder(_item_key(item, payload), arguments)
         return events
 
-    def _on_arguments_delta(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_arguments_delta(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         index = self._calls.get(_key(payload))
         delta = payload.get("delta")
         if index is None or not delta:
@@ -110,16 +110,16 @@ class CodexStreamTranslator:
         self._arguments[index].append(delta)
         return [ToolCallArguments(index, delta)]
 
-    def _on_arguments_done(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_arguments_done(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         return self._arguments_remainder(_key(payload), payload.get("arguments") or "")
 
-    def _on_item_done(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_item_done(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         item = payload.get("item") or {}
         return self._reconcile(_item_key(item, payload), item)
 
     # -- terminal events -------------------------------------------------------------------------
 
-    def _on_completed(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_completed(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         response = payload.get("response") or {}
         events = self._reconcile_output(response.get("output") or [])
         events.append(Finish("tool_calls" if self._calls else "stop"))
@@ -127,7 +127,7 @@ class CodexStreamTranslator:
         self.finished = True
         return events
 
-    def _on_incomplete(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_incomplete(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         response = payload.get("response") or {}
         reason = (response.get("incomplete_details") or {}).get("reason")
         self.finished = True
@@ -137,19 +137,19 @@ class CodexStreamTranslator:
             return events + self._usage(response)
         return [StreamFailure(UpstreamFailure(f"The Codex response is incomplete ({reason or 'no reason given'})."))]
 
-    def _on_failed(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_failed(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         error = (payload.get("response") or {}).get("error") or {}
         self.finished = True
         return [StreamFailure(stream_error(error.get("code"), error.get("message")))]
 
-    def _on_error(self, payload: dict[str, Any]) -> list[ChatEvent]:
+    def _on_error(self, payload: dict[str, Any]) -> list[AnswerEvent]:
         error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
         self.finished = True
         return [StreamFailure(stream_error(error.get("code") or error.get("type"), error.get("message")))]
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
-    def _start_call(self, key: str, item: dict[str, Any]) -> list[ChatEvent]:
+    def _start_call(self, key: str, item: dict[str, Any]) -> list[AnswerEvent]:
         call_id = item.get("call_id") or item.get("id") or key
         if key in self._calls or call_id in self._call_ids:
             return []
@@ -160,7 +160,7 @@ class CodexStreamTranslator:
         name = item.get("name") or ""
         return [ToolCallStart(index, call_id, self._tool_names.get(name, name))]
 
-    def _arguments_remainder(self, key: str, final: str) -> list[ChatEvent]:
+    def _arguments_remainder(self, key: str, final: str) -> list[AnswerEvent]:
         index = self._calls.get(key)
         if index is None or not final:
             return []
@@ -171,7 +171,7 @@ class CodexStreamTranslator:
         self._arguments[index].append(rest)
         return [ToolCallArguments(index, rest)]
 
-    def _text_remainder(self, key: str, final: str) -> list[ChatEvent]:
+    def _text_remainder(self, key: str, final: str) -> list[AnswerEvent]:
         sent = "".join(self._text.get(key, ()))
         if not final or final == sent or not final.startswith(sent):
             return []
@@ -180,7 +180,7 @@ class CodexStreamTranslator:
         self._emitted_text = True
         return [TextDelta(rest)]
 
-    def _reconcile(self, key: str, item: dict[str, Any]) -> list[ChatEvent]:
+    def _reconcile(self, key: str, item: dict[str, Any]) -> list[AnswerEvent]:
         """Emit whatever part of a finished item its deltas did not already deliver."""
         kind = item.get("type")
         if kind == "message":
@@ -196,7 +196,7 @@ class CodexStreamTranslator:
                 events += self._arguments_remainder(key, item.get("arguments") or "")
             return events
         if kind == "reasoning":
-            events: list[ChatEvent] = []
+            events: list[AnswerEvent] = []
             if key not in self._reasoning and not self._emitted_text:
                 summary = "\n\n".join(part.get("text", "") for part in item.get("summary") or () if part.get("text"))
                 if summary:
@@ -210,9 +210,9 @@ class CodexStreamTranslator:
             return events
         return []
 
-    def _reconcile_output(self, output: list[dict[str, Any]]) -> list[ChatEvent]:
+    def _reconcile_output(self, output: list[dict[str, Any]]) -> list[AnswerEvent]:
         """``response.completed.output`` is a fallback: used only for items the events missed."""
-        events: list[ChatEvent] = []
+        events: list[AnswerEvent] = []
         for position, item in enumerate(output):
             if not isinstance(item, dict):
                 continue
@@ -237,7 +237,7 @@ class CodexStreamTranslator:
         return item_id or by_position
 
     @staticmethod
-    def _usage(response: dict[str, Any]) -> list[ChatEvent]:
+    def _usage(response: dict[str, Any]) -> list[AnswerEvent]:
         usage = response.get("usage")
         if not isinstance(usage, dict):
             return []

@@ -15,7 +15,6 @@ import orjson
 
 from proxy import __version__
 from proxy.credentials.base import Credential
-from proxy.hub import ModelRequest
 from proxy.errors import (
     AuthenticationFailed,
     NotFound,
@@ -27,7 +26,8 @@ from proxy.errors import (
     UpstreamRejected,
     retry_after_seconds,
 )
-from proxy.redact import redact
+from proxy.hub.model import ModelRequest
+from proxy.observe.redact import redact
 
 from ..base import ModelInfo, UpstreamRequest
 from .request import to_chat_body
@@ -66,17 +66,17 @@ class OpenAICompatAdapter:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(model, self.name) for model in self._models]
 
-    def build_request(self, chat: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
-        if chat.inbound.format != "chat":
-            chat.require_translatable(self.name)
-            payload = to_chat_body(chat, upstream_model)
+    def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
+        if model_request.inbound.format != "chat":
+            model_request.require_translatable(self.name)
+            payload = to_chat_body(model_request, upstream_model)
             if self._merge_roles:
                 payload["messages"] = merge_consecutive_roles(payload["messages"])
             body = orjson.dumps(payload)
-        elif upstream_model == chat.model and not self._merge_roles:
-            body = chat.raw  # unchanged: forward the client's bytes as they came
+        elif upstream_model == model_request.model and not self._merge_roles:
+            body = model_request.raw  # unchanged: forward the client's bytes as they came
         else:
-            payload = dict(chat.body)
+            payload = dict(model_request.body)
             payload["model"] = upstream_model
             if self._merge_roles:
                 payload["messages"] = merge_consecutive_roles(payload["messages"])
@@ -84,14 +84,14 @@ class OpenAICompatAdapter:
         headers = dict(self._headers)
         if credential.access_token:
             headers["Authorization"] = f"Bearer {credential.access_token}"
-        if chat.stream or chat.inbound.format != "chat":
+        if model_request.stream or model_request.inbound.format != "chat":
             headers["Accept"] = "text/event-stream"
         return UpstreamRequest("POST", self.url, headers, body)
 
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None
 
-    def new_translator(self, chat: ModelRequest) -> ChatStreamTranslator:
+    def new_translator(self, model_request: ModelRequest) -> ChatStreamTranslator:
         """Only for clients of other formats: Chat clients get the upstream's bytes."""
         return ChatStreamTranslator()
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import BadRequest
-from proxy.hub import File, Image, ModelRequest, Part, Reasoning, Text, ToolCall, ToolResult, text_of_parts
+from proxy.hub.model import (
+    File,
+    Image,
+    ModelRequest,
+    Part,
+    Reasoning,
+    Text,
+    ToolCall,
+    ToolResult,
+    text_of_parts,
+)
 
 
 def to_chat_body(request: ModelRequest, model: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Chat Completions SSE → :mod:`proxy.events`, for clients of other formats (pure, incremental).
+"""Chat Completions SSE → :mod:`proxy.hub.events`, for clients of other formats (pure, incremental).
 
 Chat clients never use this: their answer is relayed byte for byte. A Responses or Messages client
 reaching an OpenAI-compatible upstream gets the same neutral events as from any other vendor.
@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from proxy.errors import UpstreamFailure
-from proxy.events import (
-    ChatEvent,
+from proxy.hub.events import (
+    AnswerEvent,
     Finish,
     ReasoningDelta,
     StreamFailure,
@@ -21,7 +21,7 @@ from proxy.events import (
     ToolCallStart,
     Usage,
 )
-from proxy.sse import SSEEvent
+from proxy.hub.sse import SSEEvent
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
            "content_filter": "content_filter"}
@@ -33,7 +33,7 @@ class ChatStreamTranslator:
         self._finish: str | None = None
         self._calls: dict[int, int] = {}  # upstream tool call index → our index
 
-    def feed(self, event: SSEEvent) -> list[ChatEvent]:
+    def feed(self, event: SSEEvent) -> list[AnswerEvent]:
         if self.finished:
             return []
         if event.data == b"[DONE]":
@@ -48,7 +48,7 @@ class ChatStreamTranslator:
             self.finished = True
             message = chunk["error"].get("message")
             return [StreamFailure(UpstreamFailure(f"Upstream: {message if isinstance(message, str) else 'error'}"))]
-        events: list[ChatEvent] = []
+        events: list[AnswerEvent] = []
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 events += self._choice(choice)
@@ -57,7 +57,7 @@ class ChatStreamTranslator:
             events.append(_usage(usage))
         return events
 
-    def close(self) -> list[ChatEvent]:
+    def close(self) -> list[AnswerEvent]:
         if self.finished:
             return []
         if self._finish is not None:
@@ -65,14 +65,14 @@ class ChatStreamTranslator:
         self.finished = True
         return [StreamFailure(UpstreamFailure("The upstream stream ended before the answer was complete."))]
 
-    def _end(self) -> list[ChatEvent]:
+    def _end(self) -> list[AnswerEvent]:
         self.finished = True
         if self._finish is None:
             return [StreamFailure(UpstreamFailure("The upstream stream ended without a finish reason."))]
         return []
 
-    def _choice(self, choice: dict[str, Any]) -> list[ChatEvent]:
-        events: list[ChatEvent] = []
+    def _choice(self, choice: dict[str, Any]) -> list[AnswerEvent]:
+        events: list[AnswerEvent] = []
         delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:

@@ -1,9 +1,9 @@
 """25 non-streaming clients abandon slow Codex answers; does the proxy cancel the upstream calls?"""
-import os, sys, tempfile, time, threading
+import sys, tempfile, time, threading
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 import httpx
-from proxy.app import create_app
-from proxy.config import Settings
+from proxy.server.app import create_app
+from proxy.config.settings import Settings
 from tests.conftest import write_auth_file
 from tests.mock_upstream import MockCodexServer, ServerThread
 mock = MockCodexServer()

@@ -28,9 +28,14 @@ def main() -> None:
 
     import uvloop
 
-    from proxy.app import create_app
-    from proxy.config import Settings
-    from proxy.config_file import parse_config
+    try:
+        from proxy.server.app import create_app
+        from proxy.config.settings import Settings
+        from proxy.config.file import parse_config
+    except ImportError:  # a checkout from before the packages (2026-12-01)
+        from proxy.app import create_app
+        from proxy.config import Settings
+        from proxy.config_file import parse_config
 
     config = parse_config(tomllib.loads(f'[providers.bench]\nkind = "custom"\n'
                                         f'base_url = "http://127.0.0.1:{args.port}/v1"\napi_key = "sk-bench"\n'))

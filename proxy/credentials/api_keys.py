@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import AuthenticationFailed
-from ..redact import secrets
-from .base import Credential
+from proxy.credentials.base import Credential
+from proxy.errors import AuthenticationFailed
+from proxy.observe.redact import secrets
 
 MIN_KEY_LENGTH = 24
 

@@ -11,13 +11,22 @@ from typing import Any
 import httpx
 import orjson
 
-from ..errors import AuthenticationFailed, ServiceUnavailable, UpstreamFailure, UpstreamTimeout
-from ..observe import REFRESHES
-from ..redact import get_logger, secrets
-from .base import Credential
-from .files import CachedJsonFile, CredentialFileError, atomic_write_json
-from .jwt import jwt_claims, jwt_expiry
-from .locks import LockUnavailable, RefreshLock
+from proxy.credentials.base import Credential
+from proxy.credentials.files import (
+    CachedJsonFile,
+    CredentialFileError,
+    atomic_write_json,
+)
+from proxy.credentials.jwt import jwt_claims, jwt_expiry
+from proxy.credentials.locks import LockUnavailable, RefreshLock
+from proxy.errors import (
+    AuthenticationFailed,
+    ServiceUnavailable,
+    UpstreamFailure,
+    UpstreamTimeout,
+)
+from proxy.observe.metrics import REFRESHES
+from proxy.observe.redact import get_logger, secrets
 
 log = get_logger("subrelay.credentials.codex")
 

@@ -10,11 +10,18 @@ from urllib.parse import urlparse
 
 import httpx
 
-from ..config import Settings
-from ..errors import ProxyError
-from .oauth import BrowserLogin, LoginPending, browser_login, code_from_redirect, exchange_code, poll_device_login, \
-    start_device_login
-from .store import Account, remove_login, save_login
+from proxy.config.settings import Settings
+from proxy.errors import ProxyError
+from proxy.login.oauth import (
+    BrowserLogin,
+    LoginPending,
+    browser_login,
+    code_from_redirect,
+    exchange_code,
+    poll_device_login,
+    start_device_login,
+)
+from proxy.login.store import Account, remove_login, save_login
 
 LOGIN_TIMEOUT = 600.0  # a login not completed in ten minutes is abandoned
 

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx
 import orjson
 
-from ..credentials.codex import CODEX_CLIENT_ID
-from ..errors import AuthenticationFailed, BadRequest, UpstreamFailure
+from proxy.credentials.codex import CODEX_CLIENT_ID
+from proxy.errors import AuthenticationFailed, BadRequest, UpstreamFailure
 
 SCOPE = "openid profile email offline_access"
 

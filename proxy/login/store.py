@@ -9,10 +9,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..credentials.files import CredentialFileError, atomic_write_json, read_json_object
-from ..credentials.jwt import jwt_claims
-from ..errors import ProxyError
-from ..redact import secrets
+from proxy.credentials.files import (
+    CredentialFileError,
+    atomic_write_json,
+    read_json_object,
+)
+from proxy.credentials.jwt import jwt_claims
+from proxy.errors import ProxyError
+from proxy.observe.redact import secrets
 
 _AUTH_CLAIM = "https://api.openai.com/auth"
 

@@ -73,7 +73,7 @@ class MockAuth:
         elif path == "/api/accounts/deviceauth/token" and method == "POST":
             await self._device_poll(orjson.loads(body or b"{}"), send)
         elif path == "/codex/device" and method == "GET":
-            await _page(send, 200, "Connect a device", f'''<form method="post" action="/codex/device/decision">
+            await _page(send, 200, "Connect a device", '''<form method="post" action="/codex/device/decision">
 <label>Code <input id="user-code" name="user_code" autocomplete="off"></label>
 <button id="approve" name="decision" value="approve">Continue</button>
 <button id="deny" name="decision" value="deny">Cancel</button></form>''')

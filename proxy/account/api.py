@@ -1,0 +1,209 @@
+"""The account API on the running server, in the shape of the seed's endpoints (login.md §5), plus
+the usage endpoints the Codex CLI's ``/status`` reads.
+
+Under ``/api/llm/subscription/openai/``: ``status``, ``device/start`` → an opaque handle (OpenAI's
+device id and the code exchange stay here), ``device/poll``, ``logout``, ``models`` and ``usage``.
+Pending logins are few (:data:`MAX_PENDING`), expire with their code, and their handles are 256-bit
+random; ``logout`` cancels them; an unknown handle is a 404. No response ever carries a token.
+Protection: ``SUBRELAY_ADMIN_KEY`` (``Authorization: Bearer`` or ``x-admin-key``) whenever it is set,
+and always when listening beyond loopback (:class:`AdminGuard`); the edge's Host/Origin rules apply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.account.status import chatgpt_status, fetch_usage, provider_states
+from proxy.config.settings import Settings, is_loopback
+from proxy.errors import NotFound, PermissionDenied, RateLimited, ServiceUnavailable
+from proxy.hub.checks import decode_json_object
+from proxy.hub.json_response import json_response
+from proxy.login.oauth import (
+    DeviceCode,
+    LoginPending,
+    poll_device_login,
+    start_device_login,
+)
+from proxy.login.store import remove_login, save_login
+from proxy.observe.metrics import COOLDOWNS, metrics_text
+
+PREFIX = "/api/llm/subscription/openai"
+MAX_PENDING = 8
+
+
+@dataclass(slots=True)
+class PendingLogin:
+    device: DeviceCode
+    next_poll: float
+
+
+class PendingLogins:
+    """Device logins started through the API, by opaque handle."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, PendingLogin] = {}
+
+    def add(self, device: DeviceCode) -> str:
+        self._expire()
+        if len(self._pending) >= MAX_PENDING:
+            raise RateLimited(f"Too many logins in progress (at most {MAX_PENDING}); finish or wait for one.",
+                                  code="too_many_pending_logins")
+        handle = secrets.token_urlsafe(32)
+        self._pending[handle] = PendingLogin(device, time.time())
+        return handle
+
+    def get(self, handle: str) -> PendingLogin:
+        self._expire()
+        pending = self._pending.get(handle) if isinstance(handle, str) else None
+        if pending is None:
+            raise NotFound("No login in progress has that handle (it is unknown, finished or expired).",
+                           code="login_not_found")
+        return pending
+
+    def drop(self, handle: str) -> None:
+        self._pending.pop(handle, None)
+
+    def clear(self) -> int:
+        count = len(self._pending)
+        self._pending.clear()
+        return count
+
+    def _expire(self) -> None:
+        now = time.time()
+        for handle in [h for h, p in self._pending.items() if p.device.expires_at < now]:
+            del self._pending[handle]
+
+
+class AdminGuard:
+    """The admin key check for account endpoints: required when set, and set it must be beyond loopback."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.key = settings.admin_key.encode() if settings.admin_key else None
+        self.public = not is_loopback(settings.host)
+
+    def check(self, request: Request) -> None:
+        if self.key is None:
+            if self.public:
+                raise PermissionDenied("The account API is off on a public address until SUBRELAY_ADMIN_KEY is set.",
+                                       code="admin_key_required")
+            return
+        presented = request.headers.get("x-admin-key", "")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not presented and scheme.lower() == "bearer":
+            presented = token.strip()
+        if not presented or not hmac.compare_digest(presented.encode(), self.key):
+            raise PermissionDenied("This needs the admin key (SUBRELAY_ADMIN_KEY) in 'x-admin-key' or "
+                                   "'Authorization: Bearer'.", code="admin_key_required")
+
+
+def _state(request: Request):
+    state = request.app.state.subrelay
+    state.admin.check(request)
+    return state
+
+
+async def status(request: Request) -> Response:
+    state = _state(request)
+    return json_response(await _status(state))
+
+
+async def _status(state) -> dict:
+    source = state.codex_source()
+    result = await chatgpt_status(state.settings, state.upstream.http, source)
+    return result
+
+
+async def device_start(request: Request) -> Response:
+    state = _state(request)
+    device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
+    handle = state.pending_logins.add(device)
+    return json_response({"device_code": handle, "user_code": device.user_code,
+                          "verification_uri": device.verification_uri, "verification_uri_complete": None,
+                          "expires_at": int(device.expires_at * 1000), "interval_seconds": int(device.interval)})
+
+
+async def device_poll(request: Request) -> Response:
+    state = _state(request)
+    body = decode_json_object(await request.body())
+    handle = body.get("device_code")
+    pending = state.pending_logins.get(handle)
+    if time.time() < pending.next_poll:  # the client polls faster than the server allows: answer pending
+        return json_response({**(await _status(state)), "connected": False, "pending": True})
+    try:
+        tokens = await poll_device_login(state.upstream.http, state.settings.auth_base_url,
+                                         state.settings.codex_token_url, pending.device)
+    except LoginPending as waiting:
+        if waiting.slow_down:
+            pending.device.interval += 5
+        pending.next_poll = time.time() + pending.device.interval
+        return json_response({"vendor": "openai", "connected": False, "pending": True})
+    except Exception:
+        state.pending_logins.drop(handle)
+        raise
+    state.pending_logins.drop(handle)
+    save_login(state.settings.codex_auth_path, tokens)
+    return json_response({**(await _status(state)), "pending": False})
+
+
+async def logout(request: Request) -> Response:
+    state = _state(request)
+    state.pending_logins.clear()
+    remove_login(state.settings.codex_auth_path)
+    return json_response({"vendor": "openai", "connected": False})
+
+
+async def models(request: Request) -> Response:
+    state = _state(request)
+    listed = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
+    return json_response({"vendor": "openai", "models": listed})
+
+
+async def usage(request: Request) -> Response:
+    state = _state(request)
+    report = await _status(state)
+    if not report["connected"]:
+        raise NotFound("Nobody is logged in to ChatGPT here; run `subrelay login`.", code="not_logged_in")
+    return json_response({"vendor": "openai", "plan": report["plan"], "usage": report["usage"],
+                          "usage_error": report["usage_error"]})
+
+
+async def providers(request: Request) -> Response:
+    """Every provider's state, as ``subrelay status`` shows it (no secrets)."""
+    return json_response({"providers": provider_states(_state(request).settings)})
+
+
+async def account_page(request: Request) -> Response:
+    """The account page: static HTML and a little JS (no build step, no CDN); its data comes from the
+    guarded API above, so the page itself holds nothing."""
+    return Response(resources.files("proxy.account").joinpath("static/account.html").read_bytes(), media_type="text/html",
+                    headers={"content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                             "style-src 'unsafe-inline'; frame-ancestors 'none'", "x-frame-options": "DENY"})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (all workers merged), behind the admin key like the account API."""
+    state = _state(request)
+    COOLDOWNS.set(state.cooldowns.active())
+    return Response(metrics_text(state.settings.metrics_dir), media_type="text/plain; version=0.0.4")
+
+
+async def codex_cli_usage(request: Request) -> Response:
+    """``GET /backend-api/wham/usage`` and ``/api/codex/usage``: the backend's own usage answer for the
+    login, so a Codex CLI pointed at subrelay shows its limits in ``/status``. Behind the client key."""
+    state = request.app.state.subrelay
+    source = state.codex_source()
+    if source is None or source.problem() is not None:
+        raise NotFound("Nobody is logged in to ChatGPT here; run `subrelay login`.", code="not_logged_in")
+    credential = await source.current()
+    try:
+        return json_response(await fetch_usage(state.upstream.http, state.settings, credential))
+    except httpx.HTTPError:
+        raise ServiceUnavailable("The usage endpoint could not be reached.") from None

@@ -1,0 +1,157 @@
+"""The optional ``subrelay.toml``: providers, aliases, routes and fallback chains.
+
+Parsed with the stdlib ``tomllib`` and checked completely before the server starts: any unknown
+key, wrong type or dangling reference stops start-up with a message naming the exact key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.errors import ConfigError
+
+PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
+_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks"}
+_PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
+                  "merge_consecutive_roles"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None
+    auth_path: str | None = None
+    merge_consecutive_roles: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    pattern: str
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileConfig:
+    path: str = ""
+    default_instructions: str | None = None
+    providers: tuple[ProviderConfig, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+    routes: tuple[RouteConfig, ...] = ()
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def load_config_file(path: str) -> FileConfig:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: the config file does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfig:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {problem}")
+
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise fail(sorted(unknown)[0], f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+
+    instructions = data.get("default_instructions")
+    if instructions is not None and (not isinstance(instructions, str) or not instructions.strip()):
+        raise fail("default_instructions", "must be a non-empty string")
+
+    providers = []
+    raw_providers = data.get("providers", {})
+    if not isinstance(raw_providers, dict):
+        raise fail("providers", "must be a table of [providers.<name>] sections")
+    for name, spec in raw_providers.items():
+        providers.append(_provider(name, spec, fail))
+
+    aliases = _string_table(data.get("aliases", {}), "aliases", fail)
+    for alias, target in aliases.items():
+        if "/" in alias:
+            raise fail(f"aliases.{alias}", "an alias cannot contain '/' (that is how providers are named)")
+
+    routes = []
+    raw_routes = data.get("routes", [])
+    if not isinstance(raw_routes, list):
+        raise fail("routes", "must be an array of tables: [[routes]] prefix = \"llama-*\" provider = \"local\"")
+    for index, route in enumerate(raw_routes):
+        where = f"routes[{index}]"
+        if not isinstance(route, dict) or set(route) - {"prefix", "pattern", "provider"}:
+            raise fail(where, "needs exactly 'prefix' (or 'pattern') and 'provider'")
+        pattern = route.get("pattern") or route.get("prefix")
+        if not isinstance(pattern, str) or not pattern:
+            raise fail(f"{where}.prefix", "must be a non-empty string")
+        if "pattern" not in route and not pattern.endswith("*"):
+            pattern += "*"
+        provider = route.get("provider")
+        if not isinstance(provider, str) or not provider:
+            raise fail(f"{where}.provider", "must name a provider")
+        routes.append(RouteConfig(pattern, provider))
+
+    fallbacks: dict[str, tuple[str, ...]] = {}
+    raw_fallbacks = data.get("fallbacks", {})
+    if not isinstance(raw_fallbacks, dict):
+        raise fail("fallbacks", 'must be a table: "codex/gpt-5.4" = ["codex/gpt-5.4-mini", …]')
+    for model, chain in raw_fallbacks.items():
+        if not isinstance(chain, list) or not chain or not all(isinstance(m, str) and m for m in chain):
+            raise fail(f"fallbacks.{model}", "must be a non-empty array of model names")
+        fallbacks[model] = tuple(chain)
+
+    return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
+                      tuple(routes), fallbacks)
+
+
+def _provider(name: str, spec: Any, fail) -> ProviderConfig:
+    where = f"providers.{name}"
+    if "/" in name or not name:
+        raise fail(where, "a provider name cannot be empty or contain '/'")
+    if not isinstance(spec, dict):
+        raise fail(where, "must be a table")
+    unknown = set(spec) - _PROVIDER_KEYS
+    if unknown:
+        raise fail(f"{where}.{sorted(unknown)[0]}", f"unknown key (expected {', '.join(sorted(_PROVIDER_KEYS))})")
+    kind = spec.get("kind", name if name in PROVIDER_KINDS else None)
+    if kind not in PROVIDER_KINDS:
+        raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)} (got {kind!r})")
+    for key in ("base_url", "api_key", "api_key_env", "auth_path"):
+        if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+            raise fail(f"{where}.{key}", "must be a non-empty string")
+    if kind == "custom" and not spec.get("base_url"):
+        raise fail(f"{where}.base_url", "is required for kind 'custom'")
+    base_url = spec.get("base_url")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise fail(f"{where}.base_url", "must start with http:// or https://")
+    if "api_key" in spec and "api_key_env" in spec:
+        raise fail(where, "give either api_key or api_key_env, not both")
+    models = spec.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+        raise fail(f"{where}.models", "must be an array of model names")
+    merge = spec.get("merge_consecutive_roles")
+    if merge is not None and not isinstance(merge, bool):
+        raise fail(f"{where}.merge_consecutive_roles", "must be true or false")
+    return ProviderConfig(
+        name=name, kind=kind, base_url=base_url, api_key=spec.get("api_key"), api_key_env=spec.get("api_key_env"),
+        headers=_string_table(spec.get("headers", {}), f"{where}.headers", fail),
+        models=tuple(models) if models is not None else None, auth_path=spec.get("auth_path"),
+        merge_consecutive_roles=merge,
+    )
+
+
+def _string_table(value: Any, where: str, fail) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+        raise fail(where, "must be a table of string values")
+    return dict(value)

@@ -1,0 +1,1 @@
+"""The Chat Completions door: ``POST /v1/chat/completions``."""

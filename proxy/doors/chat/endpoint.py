@@ -1,0 +1,111 @@
+"""``POST /v1/chat/completions``: validate, route, open upstream (with fallbacks), stream or aggregate.
+
+Fallbacks and cooldowns are :mod:`proxy.upstream.dispatch`'s; once the response has started, the client sees
+exactly one answer.
+
+Translated streams are primed: the proxy waits (briefly) for the first translated event before it
+sends the response head, so an upstream that fails right away still yields a proper HTTP status (or
+a fallback) instead of an error buried in a 200 stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.doors.chat.aggregate import CompletionAggregator
+from proxy.doors.chat.request import parse_chat_request
+from proxy.doors.chat.stream import ChunkEncoder, new_completion_id
+from proxy.hub.event_stream import EventStreamResponse
+from proxy.hub.events import AnswerEvent, first_failure
+from proxy.hub.json_response import json_response
+from proxy.hub.model import ModelRequest
+from proxy.hub.priming import prime
+from proxy.observe.redact import get_logger
+from proxy.upstream.client import (
+    MAX_UPSTREAM_BODY,
+    StreamClock,
+    passthrough_chunks,
+    read_whole,
+    translated_batches,
+)
+from proxy.upstream.dispatch import Opened, open_with_fallbacks
+
+log = get_logger("subrelay.completions")
+
+
+
+async def create_chat_completion(request: Request) -> Response:
+    state = request.app.state.subrelay
+    chat = parse_chat_request(await request.body())
+    routes = state.router.candidates(chat.model)
+    limits = state.settings.limits
+    clock = StreamClock(limits.request_seconds, limits.stall_seconds)
+    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock, request.scope.get("subrelay.record"))
+    headers = opened.client_headers()
+    adapter = opened.route.provider.adapter
+    if getattr(adapter, "passthrough_format", None) == "chat":
+        return await _relay(opened, chat, headers)
+    batches = translated_batches(opened.response, adapter.new_translator(chat), clock, request.scope.get("subrelay.record"))
+    if chat.stream:
+        return await _stream(chat, batches, headers)
+    return await _aggregate(chat, batches, headers)
+
+
+async def _relay(opened: Opened, chat: ModelRequest, headers: dict[str, str]) -> Response:
+    """The upstream speaks Chat Completions already: hand its bytes to the client unchanged."""
+    if chat.stream:
+        return EventStreamResponse(passthrough_chunks(opened.response, opened.clock),
+                                   on_close=opened.response.aclose, headers=headers)
+    body = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY)
+    return Response(body, status_code=200, headers=headers, media_type="application/json")
+
+
+async def _aggregate(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
+    aggregator = CompletionAggregator()
+    try:
+        async for batch in batches:
+            aggregator.add(batch)
+    finally:
+        await batches.aclose()
+    if aggregator.failure is not None:
+        raise aggregator.failure.error
+    return json_response(aggregator.result(new_completion_id(), chat.model), headers=headers)
+
+
+async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
+    first, pending = await prime(batches)
+    error = first_failure(first)
+    if error is not None:
+        await batches.aclose()  # nothing is pending: a failure is an event, so priming ended on it
+        raise error
+    encoder = ChunkEncoder(new_completion_id(), chat.model, chat.include_usage)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield encoder.start() + encoder.encode(first)
+        if pending is not None:
+            later = await pending
+            if later is None:
+                yield encoder.done()
+                return
+            yield encoder.encode(later)
+        async for batch in batches:
+            data = encoder.encode(batch)
+            if data:
+                yield data
+            if encoder.ended:
+                return
+        yield encoder.done()
+
+    async def close() -> None:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        await batches.aclose()
+
+    return EventStreamResponse(body(), on_close=close, headers=headers)

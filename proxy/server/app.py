@@ -1,0 +1,266 @@
+"""The Starlette application: routes, client authentication, lifespan, and the one error boundary."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.anthropic import AnthropicAdapter
+from adapters.codex import CodexAdapter
+from proxy import __version__
+from proxy.account import api as account_api
+from proxy.account.api import AdminGuard, PendingLogins
+from proxy.config.settings import Settings
+from proxy.credentials.codex import CodexCredentialSource
+from proxy.doors.chat.endpoint import create_chat_completion
+from proxy.doors.messages.endpoint import count_tokens, create_message
+from proxy.doors.messages.stream import anthropic_error_body
+from proxy.doors.responses.endpoint import compact_response, create_response
+from proxy.errors import BadRequest, InternalError, ProxyError
+from proxy.hub.json_response import json_response
+from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
+from proxy.server.edge import EdgeMiddleware
+from proxy.state.cooldowns import Cooldowns
+from proxy.state.responses import ResponseStore
+from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
+from proxy.upstream.client import UpstreamClient
+from proxy.upstream.providers import build_router
+from proxy.upstream.routing import Router
+from proxy.upstream.transport import upstream_client
+
+log = get_logger("subrelay.app")
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    router: Router
+    upstream: UpstreamClient
+    cooldowns: Cooldowns
+    responses: ResponseStore
+    catalogs: list[LiveCatalog]
+    admin: AdminGuard
+    pending_logins: PendingLogins
+
+    def codex_source(self) -> CodexCredentialSource | None:
+        """The running server's own Codex login source (its cache and refresh lock are shared)."""
+        provider = next((p for p in self.router.providers.values() if isinstance(p.adapter, CodexAdapter)), None)
+        return provider.credentials if provider is not None else None
+
+
+def create_app(settings: Settings, router: Router | None = None) -> Starlette:
+    """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
+    router = router or build_router(settings)
+    secrets.add(*settings.api_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_server_log_redaction()  # uvicorn has configured its loggers by now
+        async with upstream_client(settings) as http:
+            for provider in router.providers.values():
+                # Sources that refresh over HTTP (the Codex login) share the pooled client.
+                if hasattr(provider.credentials, "http") and provider.credentials.http is None:
+                    provider.credentials.http = http
+            catalogs = [kind(provider, http, refresh_seconds=settings.codex_catalog_seconds,
+                             shared_path=_shared_file(settings, f"catalog-{provider.name}.json"))
+                        for provider in router.providers.values()
+                        for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
+            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
+                                          cooldowns=_cooldowns(settings),
+                                          responses=_response_store(settings),
+                                          catalogs=catalogs, admin=AdminGuard(settings),
+                                          pending_logins=PendingLogins())
+            for catalog in catalogs:
+                catalog.start()
+            try:
+                yield
+            finally:
+                for catalog in catalogs:
+                    await catalog.stop()
+                app.state.subrelay.responses.close()
+
+    routes = [
+        Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/chat/completions", create_chat_completion, methods=["POST"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/responses/compact", compact_response, methods=["POST"]),
+        Route("/v1/messages", create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
+        Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/logout", account_api.logout, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/models", account_api.models, methods=["GET"]),
+        Route(f"{account_api.PREFIX}/usage", account_api.usage, methods=["GET"]),
+        Route("/api/llm/providers", account_api.providers, methods=["GET"]),
+        Route("/account", account_api.account_page, methods=["GET"]),
+        Route("/backend-api/wham/usage", account_api.codex_cli_usage, methods=["GET"]),
+        Route("/api/codex/usage", account_api.codex_cli_usage, methods=["GET"]),
+        Route("/responses", create_response, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", account_api.metrics, methods=["GET"]),
+    ]
+    return SubrelayApp(
+        settings,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
+                            Exception: unexpected_error_response},
+    )
+
+
+_CATALOGS = {CodexAdapter: CodexCatalog, AnthropicAdapter: AnthropicCatalog}  # vendors whose model list is live
+
+
+def _shared_file(settings: Settings, name: str) -> str | None:
+    """A file in the directory the workers share, or None for a single process (state in memory)."""
+    state_dir = settings.env.get("SUBRELAY_STATE_DIR")
+    if settings.workers > 1 and state_dir:
+        return os.path.join(state_dir, name)
+    return None
+
+
+def _cooldowns(settings: Settings) -> Cooldowns:
+    """In memory for one process; through a shared file when several workers serve one port."""
+    path = _shared_file(settings, "cooldowns.json")
+    if path is not None:
+        from proxy.state.local.cooldowns import SharedCooldowns
+
+        return SharedCooldowns(path)
+    return Cooldowns()
+
+
+def _response_store(settings: Settings) -> ResponseStore:
+    """In memory for one process; one SQLite file for all workers, so a conversation's next turn
+    may land on any of them."""
+    limits = settings.limits
+    path = _shared_file(settings, "responses.sqlite3")
+    if path is not None:
+        from proxy.state.local.responses import SharedResponseStore
+
+        return SharedResponseStore(path, limits.response_store_bytes, limits.response_store_seconds)
+    return ResponseStore(limits.response_store_bytes, limits.response_store_seconds)
+
+
+class SubrelayApp(Starlette):
+    """Starlette with :class:`proxy.server.edge.EdgeMiddleware` outside its own error middleware, so the
+    edge checks run first and no exception ever reaches the server (which would drop the
+    client's keep-alive connection)."""
+
+    def __init__(self, settings: Settings, **kwargs) -> None:
+        self.settings = settings
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self):
+        return EdgeMiddleware(super().build_middleware_stack(), self.settings, render_error=error_body)
+
+
+def error_body(path: str, error: ProxyError) -> bytes:
+    """An error in the shape of the API the request was for: Anthropic's for the Messages API,
+    OpenAI's for everything else."""
+    if path.startswith(("/v1/messages", "/messages")):
+        return anthropic_error_body(error)
+    return error.to_json()
+
+
+async def list_models(request: Request) -> Response:
+    state = request.app.state.subrelay
+    client_version = request.query_params.get("client_version")
+    if client_version is not None:
+        return json_response(await codex_cli_models(state, client_version))
+    if "anthropic-version" in request.headers:  # the Anthropic SDK or Claude Code: its list shape and paging
+        return json_response(anthropic_model_page(state.router.models(), request.query_params))
+    return json_response({"object": "list", "data": state.router.models()})
+
+
+def anthropic_model_page(entries: list[dict], query) -> dict:
+    """One page of Anthropic's ``GET /v1/models``: ``limit`` (1–1000, default 20) after ``after_id``
+    or before ``before_id``, with ``has_more`` and the page's first and last ids."""
+    ids = [entry["id"] for entry in entries]
+    try:
+        limit = min(max(int(query.get("limit", "20")), 1), 1000)
+    except ValueError:
+        raise BadRequest("'limit' must be an integer from 1 to 1000.", param="limit", code="invalid_value") from None
+    before, after = query.get("before_id"), query.get("after_id")
+    if before in ids:
+        end = ids.index(before)
+        start = max(end - limit, 0)
+        more = start > 0
+    else:
+        start = ids.index(after) + 1 if after in ids else 0
+        end = start + limit
+        more = end < len(ids)
+    page = ids[start:end]
+    return {"data": [anthropic_model(model_id) for model_id in page], "has_more": more,
+            "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
+
+
+def anthropic_model(model_id: str) -> dict:
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "1970-01-01T00:00:00Z"}
+
+
+async def codex_cli_models(state: AppState, client_version: str) -> dict:
+    """What the Codex CLI asks its provider for (``GET …/models?client_version=``): the logged-in
+    account's own catalogue from the backend, or the shipped slugs in the same shape."""
+    for catalog in state.catalogs:
+        if not isinstance(catalog, CodexCatalog):
+            continue
+        payload = await catalog.refresh(client_version[:32])
+        if payload is not None:
+            return payload
+    slugs = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
+    return {"models": [{"slug": slug, "display_name": slug, "visibility": "list", "priority": index,
+                        "supported_in_api": True} for index, slug in enumerate(slugs)]}
+
+
+async def retrieve_model(request: Request) -> Response:
+    model_id = request.path_params["model_id"]
+    router: Router = request.app.state.subrelay.router
+    anthropic_client = "anthropic-version" in request.headers
+    for entry in router.models():
+        if entry["id"] == model_id:
+            return json_response(anthropic_model(model_id) if anthropic_client else entry)
+    route = router.resolve(model_id)  # routable though not listed (e.g. codex/<new slug>); else 404
+    if anthropic_client:
+        return json_response(anthropic_model(model_id))
+    return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": route.provider.name})
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__, "worker": os.getpid()})
+
+
+# -- the error boundary ----------------------------------------------------------------------------
+
+
+async def proxy_error_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
+                    media_type="application/json")
+
+
+async def http_error_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = ProxyError(
+        f"{request.method} {request.url.path}: {exc.detail}", status_code=exc.status_code,
+        code="not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None,
+    )
+    error.error_type = "invalid_request_error"
+    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers,
+                    media_type="application/json")
+
+
+async def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error while handling %s %s", request.method, request.url.path)
+    error = InternalError(f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
+    return Response(error_body(request.url.path, error), status_code=500, media_type="application/json")

@@ -1,0 +1,131 @@
+"""The ``subrelay`` command: ``serve`` runs the proxy; ``status`` shows what it can reach."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from proxy import __version__
+from proxy.config.settings import Settings, check_bind_is_safe, settings_from_env
+from proxy.errors import ConfigError
+from proxy.observe.redact import install_log_redaction
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
+    parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
+    parser.add_argument("--config", help="path to subrelay.toml (env SUBRELAY_CONFIG)")
+    commands = parser.add_subparsers(dest="command")
+    serve_cmd = commands.add_parser("serve", help="run the proxy (default)")
+    serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (default 8787, env SUBRELAY_PORT)")
+    serve_cmd.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env SUBRELAY_LOG_LEVEL")
+    serve_cmd.add_argument("--log-format", choices=["text", "json"], help="env SUBRELAY_LOG_FORMAT (default text)")
+    serve_cmd.add_argument("--workers", type=int, help="worker processes on one port (env SUBRELAY_WORKERS, default 1)")
+    status_cmd = commands.add_parser("status", help="show each provider's state, the ChatGPT login and its usage")
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    login_cmd = commands.add_parser("login", help="log in to your ChatGPT plan (shared with the Codex CLI)")
+    login_cmd.add_argument("--device", action="store_true", help="device-code login, for SSH sessions and containers")
+    login_cmd.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    login_cmd.add_argument("--paste", action="store_true",
+                           help="the browser runs elsewhere: paste the address it ends on")
+    commands.add_parser("logout", help="remove the ChatGPT login")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = settings_from_env(config_path=args.config)
+        if args.command in (None, "serve"):
+            settings = settings.with_overrides(
+                host=getattr(args, "host", None), port=getattr(args, "port", None), log_level=getattr(args, "log_level", None),
+                log_format=getattr(args, "log_format", None), workers=getattr(args, "workers", None),
+            )
+            return serve(settings)
+        if args.command == "login":
+            from proxy.login.cli import login
+            return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste)
+        if args.command == "logout":
+            from proxy.login.cli import logout
+            return logout(settings)
+        return status(settings, as_json=args.json)
+    except ConfigError as exc:
+        print(f"subrelay: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def serve(settings: Settings) -> int:
+    from proxy.server.uvicorn import configure_logging, run, run_workers
+
+    check_bind_is_safe(settings)
+    if settings.workers < 1 or settings.workers > 64:
+        raise ConfigError(f"--workers must be between 1 and 64, got {settings.workers}")
+    configure_logging(settings)
+    install_log_redaction()
+    print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1"
+          f"{f' with {settings.workers} workers' if settings.workers > 1 else ''}", file=sys.stderr)
+    if settings.workers > 1:
+        _export_for_workers(settings)
+        run_workers(settings)
+        return 0
+    from proxy.server.app import create_app
+
+    run(create_app(settings), settings)
+    return 0
+
+
+def _export_for_workers(settings: Settings) -> None:
+    """Workers rebuild the settings from the environment: put the command line's choices there, and
+    give them a shared directory for metrics and cooldowns."""
+    import os
+    import tempfile
+
+    os.environ.update({"SUBRELAY_HOST": settings.host, "SUBRELAY_PORT": str(settings.port),
+                       "SUBRELAY_LOG_LEVEL": settings.log_level, "SUBRELAY_LOG_FORMAT": settings.log_format,
+                       "SUBRELAY_WORKERS": str(settings.workers)})
+    if settings.file.path:
+        os.environ["SUBRELAY_CONFIG"] = settings.file.path
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="subrelay-workers-")
+    os.environ.setdefault("SUBRELAY_STATE_DIR", os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def status(settings: Settings, *, as_json: bool = False) -> int:
+    """Print each provider's state, and the ChatGPT login with its usage windows — never a secret.
+    Exits 1 when no provider is usable."""
+    import asyncio
+
+    import orjson
+
+    from proxy.account.status import account_status
+
+    report = asyncio.run(account_status(settings))
+    if as_json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0 if report["usable"] else 1
+    rows = [("provider", "source", "state", "expiry")]
+    for entry in report["providers"]:
+        state = entry["state"] + (f": {entry['detail']}" if entry["detail"] and entry["state"] != "ok" else "")
+        rows.append((entry["name"], entry["source"], state, entry["expiry"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    login = report["chatgpt"]
+    if login["connected"]:
+        print(f"\nChatGPT: {login['account_email'] or '?'}, {str(login['plan'] or '?').capitalize()} plan, "
+              f"account {login['account_id'] or '?'}")
+        for window in login["usage"]["windows"] if login.get("usage") else ():
+            print(f"  {window['name']:<8} {_bar(window['used_percent'])} {window['used_percent']:>3.0f}% used, "
+                  f"resets {window['resets_at_text']}")
+        if login.get("usage") and login["usage"].get("credits"):
+            print(f"  credits: {login['usage']['credits']}")
+        elif login.get("usage_error"):
+            print(f"  usage: {login['usage_error']}")
+    return 0 if report["usable"] else 1
+
+
+def _bar(percent: float, width: int = 20) -> str:
+    filled = max(0, min(width, round(percent / 100 * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

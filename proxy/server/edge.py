@@ -1,0 +1,369 @@
+"""The edge: everything checked about a request before any route sees it, in one ASGI layer.
+
+It sits outside Starlette's own error middleware, so it also is the last error boundary:
+- **Where from**: the ``Host`` must name this server (loopback names unless told otherwise), and a
+  browser ``Origin`` must be on ``SUBRELAY_ALLOWED_ORIGINS`` (or be this server's own origin): a
+  page the user visits can neither spend their plan nor read answers through DNS rebinding.
+  CORS preflights are answered for allowed origins only.
+- **Who**: the client key, when keys are configured (``/healthz`` excepted).
+- **What**: ``POST`` bodies must be ``application/json`` (so no "simple" cross-site form post
+  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline.
+- **Going away**: when the client disconnects before the response has started, the handler (and
+  with it the upstream call) is cancelled; streams cancel themselves (:mod:`proxy.hub.event_stream`).
+- **Bugs**: an exception that escapes the app is still an error in the client's API shape, and it
+  never reaches the server, so the keep-alive connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable
+
+from proxy.config.settings import Settings, is_loopback
+from proxy.errors import (
+    AuthenticationFailed,
+    InternalError,
+    PayloadTooLarge,
+    PermissionDenied,
+    ProxyError,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from proxy.observe.metrics import RequestRecord
+from proxy.observe.redact import get_logger
+
+log = get_logger("subrelay.edge")
+
+# Paths any caller may reach without a client key (a load balancer's health probe).
+PUBLIC_PATHS = frozenset({"/healthz"})
+# Paths behind the admin key instead (proxy.account.api.AdminGuard): the account API and page.
+ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics")
+# Paths not worth a log line each (probes and scrapes).
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+_EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
+
+# Renders an error for the API the request is for: (path, error) -> JSON body.
+ErrorRenderer = Callable[[str, ProxyError], bytes]
+
+
+def openai_error_body(path: str, error: ProxyError) -> bytes:
+    return error.to_json()
+
+
+class _ClientWentAway(ProxyError):
+    """The client disconnected while sending its request (nobody is left to read an answer)."""
+
+    status_code = 499
+
+
+class EdgeMiddleware:
+    def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body) -> None:
+        self.app = app
+        self.render_error = render_error
+        self.limits = settings.limits
+        self.keys = [key.encode() for key in settings.api_keys]
+        self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
+        hosts = {host.lower() for host in settings.allowed_hosts}
+        if not is_loopback(settings.host) and not hosts:
+            hosts.add("*")  # listening beyond loopback (with client keys): any name may reach us
+        elif not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
+            hosts.add(settings.host.lower())
+        self.allowed_hosts = frozenset(hosts)
+        self._host_verdicts: dict[bytes, bool] = {}  # Host header → accepted? (a few distinct values)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _header_map(scope["headers"])
+        record = RequestRecord.start(scope, headers.get(b"x-request-id"))
+        scope["subrelay.record"] = record
+        try:
+            await self._checked(scope, receive, send, headers)
+        finally:
+            if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
+                record.finish()
+
+    async def _checked(self, scope, receive, send, headers: dict[bytes, bytes]) -> None:
+        path = scope["path"]
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await self._send_error(send, path, refusal, close=True, record=scope["subrelay.record"])
+            return
+        origin = headers.get(b"origin")
+        cors = origin if origin is not None and self._origin_listed(origin) else None
+        if scope["method"] == "OPTIONS" and origin is not None:
+            await self._preflight(send, origin, headers)
+            return
+        if self.keys and path not in PUBLIC_PATHS and not path.startswith(ADMIN_PREFIXES) and not self._key_ok(headers):
+            error = AuthenticationFailed(
+                "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
+                "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
+            error.headers["WWW-Authenticate"] = "Bearer"
+            await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
+            return
+        if scope["method"] == "POST":
+            problem = self._body_problem(headers)
+            if problem is not None:
+                await self._send_error(send, path, problem, close=isinstance(problem, PayloadTooLarge), cors=cors,
+                                       record=scope["subrelay.record"])
+                return
+        await self._run(scope, receive, send, cors)
+
+    # -- checks ------------------------------------------------------------------------------------
+
+    def _refusal(self, scope, headers: dict[bytes, bytes]) -> ProxyError | None:
+        host = headers.get(b"host")
+        if host is not None and not self._host_ok(host):
+            return PermissionDenied(
+                f"This subrelay proxy does not answer to the host name {host.decode('latin-1')[:100]!r}. Use "
+                "127.0.0.1 or localhost, or add the name to SUBRELAY_ALLOWED_HOSTS.", code="host_not_allowed")
+        origin = headers.get(b"origin")
+        if origin is not None and not self._origin_ok(origin, host):
+            return PermissionDenied(
+                f"Requests from the web origin {origin.decode('latin-1')[:100]!r} are refused: a web page could "
+                "otherwise spend your plan. To allow a browser app, add its origin to SUBRELAY_ALLOWED_ORIGINS.",
+                code="origin_not_allowed")
+        site = headers.get(b"sec-fetch-site")
+        if origin is None and site in (b"cross-site", b"same-site") and scope["method"] not in ("GET", "HEAD"):
+            return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
+        return None
+
+    def _host_ok(self, host: bytes) -> bool:
+        verdict = self._host_verdicts.get(host)
+        if verdict is None:
+            verdict = self._judge_host(host)
+            if len(self._host_verdicts) < 256:
+                self._host_verdicts[host] = verdict
+        return verdict
+
+    def _judge_host(self, host: bytes) -> bool:
+        if "*" in self.allowed_hosts:
+            return True
+        name = host.decode("latin-1").lower()
+        if name.startswith("["):  # [::1]:8787
+            name = name[1:name.find("]")] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        if name in _LOOPBACK_NAMES or name in self.allowed_hosts:
+            return True
+        return is_loopback(name)
+
+    def _origin_listed(self, origin: bytes) -> bool:
+        value = origin.decode("latin-1").rstrip("/").lower()
+        return "*" in self.allowed_origins or value in self.allowed_origins
+
+    def _origin_ok(self, origin: bytes, host: bytes | None) -> bool:
+        if self._origin_listed(origin):
+            return True
+        # A page this server serves itself (same origin): the Host was already checked.
+        value = origin.decode("latin-1").lower()
+        return host is not None and value in (f"http://{host.decode('latin-1').lower()}",
+                                               f"https://{host.decode('latin-1').lower()}")
+
+    def _key_ok(self, headers: dict[bytes, bytes]) -> bool:
+        presented = None
+        authorization = headers.get(b"authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                presented = token.strip()
+        if presented is None:
+            api_key = headers.get(b"x-api-key")
+            presented = api_key.strip() if api_key else None
+        if not presented:
+            return False
+        return any(hmac.compare_digest(presented, key) for key in self.keys)
+
+    def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
+        media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if media != b"application/json" and not media.endswith(b"+json"):
+            return UnsupportedMediaType(
+                "Send the request body as JSON with 'Content-Type: application/json' (got "
+                f"{media.decode('latin-1')[:80] or 'none'!r}).")
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                size = -1
+            if size > self.limits.max_body_bytes:
+                return _too_large(self.limits.max_body_bytes)
+        return None
+
+    # -- running the app -----------------------------------------------------------------------------
+
+    async def _run(self, scope, receive, send, cors: bytes | None) -> None:
+        run = _Guarded(self, scope, receive, send, cors)
+        try:
+            await self.app(scope, run.receive, run.send)
+        except asyncio.CancelledError:
+            if not run.cancelled_by_us:
+                raise
+            asyncio.current_task().uncancel()
+            if run.body_timed_out:
+                await self._send_error(send, scope["path"], RequestTimeout(
+                    f"The request body did not arrive within {self.limits.body_read_seconds:g} s."), close=True, cors=cors,
+                    record=scope["subrelay.record"])
+            else:
+                log.info("client went away before the answer started; upstream work cancelled (%s)", scope["path"])
+        except Exception as exc:  # the last boundary: the server must never see an exception
+            if not run.started:
+                error = exc if isinstance(exc, ProxyError) else InternalError(
+                    f"Internal proxy error ({type(exc).__name__}); see the subrelay log.")
+                if not isinstance(exc, ProxyError):
+                    log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
+                await self._send_error(send, scope["path"], error, cors=cors, record=scope["subrelay.record"])
+            elif not run.finished:
+                log.debug("error after the response started (%s): %s", scope["path"], type(exc).__name__)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            run.close()
+
+    async def _preflight(self, send, origin: bytes, headers: dict[bytes, bytes]) -> None:
+        if not self._origin_listed(origin):
+            await self._send_error(send, "", PermissionDenied(
+                "This origin is not in SUBRELAY_ALLOWED_ORIGINS.", code="origin_not_allowed"))
+            return
+        requested = headers.get(b"access-control-request-headers", b"")
+        response_headers = [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", requested[:2048]),
+            (b"access-control-max-age", b"600"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": response_headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_error(self, send, path: str, error: ProxyError, *, close: bool = False,
+                          cors: bytes | None = None, record: RequestRecord | None = None) -> None:
+        body = self.render_error(path, error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if record is not None:
+            record.status = error.status_code
+            headers.append((b"x-request-id", record.request_id.encode()))
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+        if close:
+            headers.append((b"connection", b"close"))
+        if cors is not None:
+            headers += _cors_headers(cors)
+        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _Guarded:
+    """One request's guarded ``receive``/``send``: counts and times the body, and once the body is in,
+    watches for the client going away (cancelling the handler if no answer has started yet).
+
+    Costs are kept per request, not per byte: one timer bounds the whole body read, and the
+    disconnect watcher starts only if the request is still running after :data:`WATCH_AFTER`
+    seconds (or when a stream asks), so a quick answer never pays for a task.
+    """
+
+    __slots__ = ("edge", "scope", "_receive", "_send", "cors", "task", "received", "body_done", "gone",
+                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm", "record")
+
+    WATCH_AFTER = 0.05
+
+    def __init__(self, edge: EdgeMiddleware, scope, receive, send, cors: bytes | None) -> None:
+        self.edge, self.scope, self._receive, self._send, self.cors = edge, scope, receive, send, cors
+        self.record: RequestRecord = scope["subrelay.record"]
+        self.task = asyncio.current_task()
+        self.received = 0
+        self.body_done = scope["method"] in ("GET", "HEAD")
+        self.gone: asyncio.Event | None = None
+        self.started = self.finished = self.cancelled_by_us = self.body_timed_out = False
+        self._watcher: asyncio.Task | None = None
+        self._arm: asyncio.TimerHandle | None = None
+        loop = asyncio.get_running_loop()
+        self._timer = None if self.body_done else loop.call_later(edge.limits.body_read_seconds, self._body_too_slow)
+
+    def _body_too_slow(self) -> None:
+        self._timer = None
+        if not self.body_done and not self.started and self.task is not None:
+            self.body_timed_out = self.cancelled_by_us = True
+            self.task.cancel()
+
+    async def receive(self):
+        if self.body_done:
+            self._start_watching()
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.edge.limits.max_body_bytes:
+                raise _too_large(self.edge.limits.max_body_bytes)
+            if not message.get("more_body", False):
+                self.body_done = True
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                self._arm = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start_watching)
+        elif message["type"] == "http.disconnect":
+            raise _ClientWentAway("The client went away while sending the request.")
+        return message
+
+    def _start_watching(self) -> None:
+        if self._watcher is None and not self.finished:
+            self.gone = asyncio.Event()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                if not self.started and self.task is not None:
+                    self.cancelled_by_us = True
+                    self.task.cancel()
+                return
+
+    async def send(self, message) -> None:
+        """The one wrapper around the server's send: response state, the request id, CORS, and the
+        timings of the request's log line (one layer, since it runs for every streamed chunk)."""
+        if message["type"] == "http.response.start":
+            self.started = True
+            record = self.record
+            record.status = message["status"]
+            extra = [(b"x-request-id", record.request_id.encode())]
+            if self.cors is not None:
+                extra += _cors_headers(self.cors)
+            if self.received and not self.body_done:  # answered before reading the whole body: close after
+                extra.append((b"connection", b"close"))
+            if extra:
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        else:
+            if self.record.first_byte is None and message.get("body"):
+                self.record.first_byte = time.perf_counter()
+            if not message.get("more_body", False):
+                self.finished = True
+        await self._send(message)
+
+    def close(self) -> None:
+        for handle in (self._timer, self._arm):
+            if handle is not None:
+                handle.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than this proxy accepts ({limit} bytes; SUBRELAY_MAX_BODY_BYTES).")
+
+
+def _cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"access-control-allow-origin", origin), (b"vary", b"origin"),
+            (b"access-control-expose-headers", _EXPOSED_HEADERS)]
+
+
+def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    headers: dict[bytes, bytes] = {}
+    for name, value in raw:
+        headers.setdefault(name, value)
+    return headers

@@ -1,0 +1,91 @@
+"""A bounded local record of responses, so ``previous_response_id`` works with any upstream.
+
+The Codex backend runs with ``store: false`` and cannot resolve an earlier response, and other
+upstreams do not share ids with each other; so subrelay keeps, per response, the full input it was
+given and the output items it returned, and expands ``previous_response_id`` into that history
+before routing. Bounded by total bytes and by age (oldest dropped first); in memory for one
+process, in a file the workers share with ``--workers N`` (:mod:`proxy.state.local.responses`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.errors import BadRequest
+
+
+@dataclass(slots=True)
+class StoredResponse:
+    items: list[dict[str, Any]]  # the conversation so far: input items, then this response's output
+    size: int
+    stored_at: float
+
+
+class ResponseStore:
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024, max_age_seconds: float = 6 * 3600,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.max_age = max_age_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._bytes = 0
+
+    def put(self, response_id: str, input_items: list[Any], output_items: list[dict[str, Any]]) -> None:
+        items = [*input_items, *(replayable(item) for item in output_items)]
+        size = len(orjson.dumps(items))
+        if size > self.max_bytes:
+            return  # a single conversation larger than the whole store is not kept
+        self._drop(response_id)
+        self._entries[response_id] = StoredResponse(items, size, self._clock())
+        self._bytes += size
+        self._evict()
+
+    def history(self, response_id: str) -> list[dict[str, Any]]:
+        """The items to put before a new turn that continues ``response_id``; a 400 if unknown."""
+        self._evict()
+        entry = self._entries.get(response_id)
+        if entry is None:
+            raise not_found(response_id, self)
+        return list(entry.items)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> None:
+        """Nothing to release in memory (the shared store closes its file)."""
+
+    def _drop(self, response_id: str) -> None:
+        old = self._entries.pop(response_id, None)
+        if old is not None:
+            self._bytes -= old.size
+
+    def _evict(self) -> None:
+        oldest_allowed = self._clock() - self.max_age
+        while self._entries:
+            response_id, entry = next(iter(self._entries.items()))
+            if self._bytes <= self.max_bytes and entry.stored_at >= oldest_allowed:
+                break
+            self._drop(response_id)
+
+
+def not_found(response_id: str, store: ResponseStore) -> BadRequest:
+    return BadRequest(
+        f"Previous response with id '{response_id[:80]}' not found (subrelay keeps responses for "
+        f"{store.max_age / 3600:g} h, up to {store.max_bytes // (1024 * 1024)} MiB; see SUBRELAY_RESPONSE_STORE_*).",
+        param="previous_response_id", code="previous_response_not_found")
+
+
+def replayable(item: dict[str, Any]) -> dict[str, Any]:
+    """An output item as it can be sent back as input with ``store: false``: no server-side ids
+    (the backend would look them up and fail), no status."""
+    cleaned = {key: value for key, value in item.items() if key not in ("id", "status")}
+    if cleaned.get("type") == "message" and isinstance(cleaned.get("content"), list):
+        cleaned["content"] = [{k: v for k, v in part.items() if k in ("type", "text", "refusal")}
+                              for part in cleaned["content"] if isinstance(part, dict)]
+    return cleaned

@@ -1,0 +1,113 @@
+"""Opening one upstream answer for a request: its route, then its fallbacks, under its deadlines.
+
+Shared by every client-facing API. A request may be tried against several routes (its fallback
+chain), but only *before* the first byte reaches the client: a 429, 5xx, timeout or connection
+failure moves on to the next route. A route whose credential or model is cooling down (after a
+Retry-After or a plan's usage limit) is skipped *only when a later route remains*: cooldowns
+choose among targets, they never invent an error. The last route is always sent, so the client
+sees the upstream's own answer (code, reset time, plan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from proxy.errors import (
+    ProxyError,
+    RateLimited,
+    UpstreamFailure,
+    UpstreamOverloaded,
+    UpstreamTimeout,
+)
+from proxy.observe.metrics import (
+    COOLDOWN_SKIPS,
+    FALLBACKS,
+    UPSTREAM_ERRORS,
+    RequestRecord,
+)
+from proxy.observe.redact import get_logger
+from proxy.state.cooldowns import Cooldowns
+from proxy.upstream.client import StreamClock, UpstreamClient
+from proxy.upstream.routing import Route, credential_identity
+
+log = get_logger("subrelay.dispatch")
+
+# Failures that mean "this target cannot answer now; another may".
+FALLBACK_ERRORS = (RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTimeout)
+# Upstream quota headers worth showing the client (Codex's 5-hour/weekly windows, API rate limits).
+QUOTA_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-", "anthropic-ratelimit-")
+
+
+@dataclass(slots=True)
+class Opened:
+    """An upstream answer that has started (status < 400), ready to stream or read."""
+
+    route: Route
+    response: httpx.Response
+    clock: StreamClock
+    record: RequestRecord | None = None
+
+    def client_headers(self) -> dict[str, str]:
+        """``x-subrelay-route`` plus the upstream's quota headers."""
+        headers = {"x-subrelay-route": self.route.label}
+        for name, value in self.response.headers.items():
+            if name.lower().startswith(QUOTA_HEADER_PREFIXES):
+                headers[name.lower()] = value
+        return headers
+
+
+async def open_with_fallbacks(
+    upstream: UpstreamClient, cooldowns: Cooldowns, routes: list[Route], request: Any, clock: StreamClock,
+    record: RequestRecord | None = None,
+) -> Opened:
+    """Try ``routes`` in order until one answers; raise the last failure when none does."""
+    last_error: ProxyError | None = None
+    if record is not None and routes:
+        _routed(record, request, routes[0])
+    for position, route in enumerate(routes):
+        source = route.provider.credentials
+        has_next = position + 1 < len(routes)
+        if has_next:
+            wait = cooldowns.remaining(route.provider.name, credential_identity(await source.current()),
+                                       route.upstream_model)
+            if wait:
+                log.info("%s is cooling down for another %d s; trying %s first", route.label, int(wait + 0.999),
+                         routes[position + 1].label)
+                COOLDOWN_SKIPS.labels(route.provider.name).inc()
+                if record is not None:
+                    record.note(f"cooldown-skip {route.label}")
+                continue
+        try:
+            async with asyncio.timeout_at(clock.started + clock.total):
+                response = await upstream.open(route, request)
+            if record is not None and position:  # a fallback answered: the record names it instead
+                _routed(record, request, route)
+            return Opened(route, response, clock, record)
+        except TimeoutError:
+            last_error = clock.timeout_error()
+        except FALLBACK_ERRORS as error:
+            retry_after = getattr(error, "retry_after", None)
+            identity = getattr(error, "credential_identity", None)
+            if retry_after and identity:
+                model = route.upstream_model if getattr(error, "per_model", True) else "*"
+                cooldowns.note((route.provider.name, identity, model), retry_after)
+            last_error = error
+        UPSTREAM_ERRORS.labels(route.provider.name, last_error.code or type(last_error).__name__).inc()
+        if has_next:
+            log.warning("%s failed before answering (%s); falling back to %s",
+                        route.label, last_error.status_code, routes[position + 1].label)
+            FALLBACKS.labels(route.provider.name, routes[position + 1].provider.name).inc()
+            if record is not None:
+                record.note(f"fallback {route.label} ({last_error.status_code}) -> {routes[position + 1].label}")
+    if last_error is None:  # unreachable: the last route is never skipped
+        raise UpstreamFailure("No route could be tried.")
+    raise last_error
+
+
+def _routed(record: RequestRecord, request: Any, route: Route) -> None:
+    known = any(info.id == route.upstream_model for info in route.provider.adapter.models())  # a label only if listed
+    record.routed(getattr(request, "model", "-"), route.label, route.provider.name, known)

@@ -1,0 +1,52 @@
+"""The benchmark harness cannot rot: a tiny run must produce well-formed figures (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def test_smoke_run_writes_well_formed_figures(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--no-litellm", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ})
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "latest-smoke.json").read_text())
+    assert "nonstream_c1" in result.stdout and "subrelay" in result.stdout
+    for scenario in ("nonstream_c1", "stream200_c1", "codex_stream200_c1", "nonstream_c10", "stream50_c10"):
+        for target in ("direct", "subrelay"):
+            row = data["scenarios"][scenario][target]
+            assert row["errors"] == 0 and row["requests"] > 0, (scenario, target, row)
+            assert all(math.isfinite(row[key]) and row[key] > 0 for key in ("p50_ms", "p99_ms", "ttfb_p50_ms", "req_per_s"))
+    figures = data["figures"]["subrelay"]
+    for key in ("added_p50_ms_c1", "stream_ttfb_overhead_p50_ms", "nonstream_req_per_s_saturation",
+                "cpu_s_per_1k_nonstream", "rss_start_mb", "rss_after_100_mb", "rss_per_open_stream_kb"):
+        assert isinstance(figures[key], (int, float)) and math.isfinite(figures[key]), key
+    assert 0 < data["figures"]["ratios"]["subrelay_over_direct_throughput"]
+    assert data["machine"]["cpus"] >= 1
+
+
+def test_the_load_driver_only_targets_loopback():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.load", "--url", "http://10.0.0.1:80/x", "--body", "{}",
+                             "-n", "1"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "loopback" in result.stderr
+
+
+def test_the_peer_harness_measures_every_scenario_with_complete_answers(tmp_path):
+    """``benchmarks.peers`` with the peers left out (installing them stays out of CI): every scenario
+    is probed for a complete answer (each distinct delta and the terminal event) before it is measured."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.peers", "--smoke", "--no-litellm", "--no-codex-lb",
+                             "--no-portkey", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads((tmp_path / "peers-latest-smoke.json").read_text())
+    assert len(data["scenarios"]) == 8
+    for scenario, rows in data["scenarios"].items():
+        for target in ("direct", "subrelay"):
+            assert "n/a" not in rows[target], (scenario, target, rows[target])
+            assert rows[target]["errors"] == 0 and rows[target]["requests"] > 0, (scenario, target)
+    assert "responses_stream50_c10" in result.stdout

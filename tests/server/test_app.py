@@ -1,0 +1,121 @@
+"""The HTTP surface: validation errors, client keys, model listing, bind safety."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from proxy.server.app import create_app
+from proxy.config.settings import Settings, check_bind_is_safe, settings_from_env
+from proxy.errors import ConfigError
+from tests.conftest import write_auth_file
+from tests.mock_upstream.server import MockState
+
+
+@asynccontextmanager
+async def client_for(settings: Settings):
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8787") as client:
+            yield client
+
+
+def settings(tmp_path, **kw) -> Settings:
+    return Settings(codex_auth_path=str(tmp_path / "auth.json"), codex_base_url="http://127.0.0.1:9/never", **kw)
+
+
+@pytest.mark.parametrize("body,param,code", [
+    (b"{not json", None, "invalid_json"),
+    (b"[]", None, "invalid_json"),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', "model", "missing_required_parameter"),
+    (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', "model", "invalid_type"),
+    (b'{"model": "gpt-5.1"}', "messages", "missing_required_parameter"),
+    (b'{"model": "gpt-5.1", "messages": []}', "messages", "invalid_type"),
+    (b'{"model": "gpt-5.1", "messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role", "invalid_value"),
+    (b'{"model": "gpt-5.1", "messages": [{"role": "user", "content": "x"}], "n": 2}', "n", "unsupported_value"),
+    (b'{"model": "gpt-5.1", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream", "invalid_type"),
+    (b'{"model": "gpt-5.1", "messages": [{"role": "tool", "content": "x"}]}', "messages[0].tool_call_id",
+     "missing_required_parameter"),
+])
+async def test_bad_requests_get_a_400_naming_the_param(tmp_path, body, param, code):
+    async with client_for(settings(tmp_path)) as client:
+        response = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_unknown_model_is_404_model_not_found(tmp_path):
+    async with client_for(settings(tmp_path)) as client:
+        response = await client.post("/v1/chat/completions", json={"model": "llama-99", "messages": [{"role": "user", "content": "x"}]})
+        retrieved = await client.get("/v1/models/llama-99")
+    assert response.status_code == retrieved.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+async def test_missing_login_is_a_401_telling_what_to_run(tmp_path):
+    async with client_for(settings(tmp_path)) as client:
+        response = await client.post("/v1/chat/completions", json={"model": "gpt-5.1-codex", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 401
+    assert "codex login" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "provider_unavailable"
+
+
+async def test_models_lists_the_codex_catalogue_and_retrieves_one(tmp_path):
+    write_auth_file(str(tmp_path / "auth.json"), MockState().auth_file())
+    async with client_for(settings(tmp_path)) as client:
+        listing = (await client.get("/v1/models")).json()
+        one = await client.get("/v1/models/gpt-5.5")
+        explicit = await client.get("/v1/models/codex/gpt-5.9-codex")
+    ids = [m["id"] for m in listing["data"]]
+    assert listing["object"] == "list" and "gpt-6-astra" in ids and "gpt-5.4-mini" in ids
+    assert "gpt-5.1-codex" not in ids  # refused by the backend since 2026-07: no longer listed
+    assert one.json() == {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "codex"}
+    assert explicit.status_code == 200 and explicit.json()["owned_by"] == "codex"
+
+
+async def test_healthz_and_unknown_paths(tmp_path):
+    async with client_for(settings(tmp_path)) as client:
+        assert (await client.get("/healthz")).json()["status"] == "ok"
+        missing = await client.get("/v1/nothing")
+        wrong_method = await client.get("/v1/chat/completions")
+    assert missing.status_code == 404 and set(missing.json()["error"]) == {"message", "type", "param", "code"}
+    assert wrong_method.status_code == 405
+
+
+async def test_configured_keys_are_required_as_bearer_or_x_api_key(tmp_path):
+    async with client_for(settings(tmp_path, api_keys=("key-one-abcdefgh", "key-two-abcdefgh"))) as client:
+        none = await client.get("/v1/models")
+        wrong = await client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        bearer = await client.get("/v1/models", headers={"Authorization": "Bearer key-two-abcdefgh"})
+        x_api_key = await client.get("/v1/models", headers={"x-api-key": "key-one-abcdefgh"})
+        health = await client.get("/healthz")
+    assert none.status_code == wrong.status_code == 401
+    assert none.json()["error"]["type"] == "authentication_error"
+    assert "key-one" not in wrong.text
+    assert bearer.status_code == x_api_key.status_code == health.status_code == 200
+
+
+def test_non_loopback_bind_requires_client_keys():
+    check_bind_is_safe(Settings(host="127.0.0.1"))
+    check_bind_is_safe(Settings(host="::1"))
+    check_bind_is_safe(Settings(host="0.0.0.0", api_keys=("k" * 24,)))
+    with pytest.raises(ConfigError, match="SUBRELAY_API_KEYS"):
+        check_bind_is_safe(Settings(host="0.0.0.0"))
+
+
+def test_settings_come_from_the_environment(tmp_path):
+    instructions = tmp_path / "instructions.md"
+    instructions.write_text("Be brief.\n")
+    s = settings_from_env({"SUBRELAY_PORT": "9000", "SUBRELAY_API_KEYS": "a-key-1234, b-key-5678",
+                           "CODEX_HOME": str(tmp_path), "SUBRELAY_DEFAULT_INSTRUCTIONS_FILE": str(instructions),
+                           "SUBRELAY_READ_TIMEOUT": "12.5"})
+    assert s.port == 9000 and s.api_keys == ("a-key-1234", "b-key-5678")
+    assert s.codex_auth_path == str(tmp_path / "auth.json")
+    assert s.default_instructions == "Be brief." and s.timeouts.read == 12.5
+    assert settings_from_env({"CODEX_AUTH_PATH": "/x/a.json", "CODEX_HOME": "/y"}).codex_auth_path == "/x/a.json"
+    with pytest.raises(ConfigError, match="SUBRELAY_PORT"):
+        settings_from_env({"SUBRELAY_PORT": "eighty"})
