@@ -17,7 +17,6 @@ It sits outside Starlette's own error middleware, so it also is the last error b
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ from proxy.errors import (
 )
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
+from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
 
@@ -64,7 +64,8 @@ class EdgeMiddleware:
         self.app = app
         self.render_error = render_error
         self.limits = settings.limits
-        self.keys = [key.encode() for key in settings.api_keys]
+        self.owners = OwnerKeys(settings.api_keys)
+        self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
         hosts = {host.lower() for host in settings.allowed_hosts}
         if not is_loopback(settings.host) and not hosts:
@@ -98,7 +99,8 @@ class EdgeMiddleware:
         if scope["method"] == "OPTIONS" and origin is not None:
             await self._preflight(send, origin, headers)
             return
-        if self.keys and path not in PUBLIC_PATHS and not path.startswith(ADMIN_PREFIXES) and not self._key_ok(headers):
+        if self.keys and path not in PUBLIC_PATHS and not path.startswith(ADMIN_PREFIXES) and \
+                self._identify(scope, headers) is None:
             error = AuthenticationFailed(
                 "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
                 "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
@@ -164,19 +166,13 @@ class EdgeMiddleware:
         return host is not None and value in (f"http://{host.decode('latin-1').lower()}",
                                                f"https://{host.decode('latin-1').lower()}")
 
-    def _key_ok(self, headers: dict[bytes, bytes]) -> bool:
-        presented = None
-        authorization = headers.get(b"authorization")
-        if authorization is not None:
-            scheme, _, token = authorization.partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                presented = token.strip()
-        if presented is None:
-            api_key = headers.get(b"x-api-key")
-            presented = api_key.strip() if api_key else None
-        if not presented:
-            return False
-        return any(hmac.compare_digest(presented, key) for key in self.keys)
+    def _identify(self, scope, headers: dict[bytes, bytes]) -> Caller | None:
+        """The caller behind the presented key (None when a key is required and none matched)."""
+        caller = self.owners.identify(presented_key(headers)) if self.keys else ANONYMOUS
+        if caller is not None:
+            scope["subrelay.caller"] = caller
+            CALLER.set(caller)
+        return caller
 
     def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
