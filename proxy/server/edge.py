@@ -32,6 +32,7 @@ from proxy.errors import (
 )
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
+from proxy.server.edge_websocket import websocket_edge
 from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
@@ -66,6 +67,7 @@ class EdgeMiddleware:
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
         self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
+        self.websockets = settings.websockets  # off: every upgrade gets 426 (proxy.server.edge_websocket)
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
         hosts = {host.lower() for host in settings.allowed_hosts}
         if not is_loopback(settings.host) and not hosts:
@@ -77,6 +79,9 @@ class EdgeMiddleware:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":  # the same checks before a socket opens
+                await websocket_edge(self, scope, receive, send, _header_map(scope["headers"]), PUBLIC_PATHS)
+                return
             await self.app(scope, receive, send)
             return
         headers = _header_map(scope["headers"])

@@ -1,0 +1,192 @@
+"""The team store's interface: people, their client keys (as hashes), their own logins (encrypted),
+their limits and their usage. One interface, two backends: :mod:`proxy.state.local.team` (one SQLite
+file, the embedded default) and :mod:`proxy.state.redis.team` (replicas on several hosts).
+
+Everything a race could break is one atomic step inside the backend: adding a user (names and key
+hashes are unique), the compare-and-set on a login's version (an older refresh never overwrites a
+newer login), the limit check together with its reservation (N concurrent requests cannot all pass a
+limit of 1) and the refresh lease (one refresh per login at a time, freed when its holder dies).
+The conformance suite (``tests/state/test_team_store.py``) runs every backend through the same tests.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StoreError(Exception):
+    """The store cannot answer (unreachable, damaged): a 503 ``state_store_unavailable`` at the door."""
+
+
+class UserExists(StoreError):
+    """A user of that name exists already."""
+
+
+@dataclass(slots=True)
+class User:
+    name: str
+    key_hash: str  # SHA-256 hex of the client key; the key itself is shown once and never stored
+    key_id: str  # the first 12 hex digits of the hash: tells keys apart in listings and logs
+    models: tuple[str, ...] = ()  # glob patterns this user may call; empty: every model
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute
+    daily_tokens: int | None = None  # tokens per UTC day
+    fallback: bool = False  # may switch to a configured fallback before the plan's limit is hit
+    disabled: bool = False
+    created_at: float = 0.0
+    generation: int = 1  # raised by every change, so caches can tell they are stale
+
+    def public(self) -> dict[str, Any]:
+        """What an admin may see: everything but the key hash."""
+        return {"name": self.name, "key_id": self.key_id, "models": list(self.models), "rpm": self.rpm,
+                "tpm": self.tpm, "daily_tokens": self.daily_tokens, "fallback": self.fallback,
+                "disabled": self.disabled, "created_at": self.created_at}
+
+
+@dataclass(slots=True)
+class StoredLogin:
+    """A person's ChatGPT login: the sealed tokens plus what may be shown about it."""
+
+    sealed: str  # AES-256-GCM ciphertext of the auth JSON (proxy.team.secretbox)
+    version: int  # compare-and-set guard: raised by every save
+    account_id: str | None = None
+    email: str | None = None
+    plan_type: str | None = None
+    needs_login: str | None = None  # why this login must be renewed (e.g. refresh_token_reused)
+    updated_at: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        return {"account_id": self.account_id, "email": self.email, "plan_type": self.plan_type,
+                "needs_login": self.needs_login, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """One limit to reserve against: ``amount`` of ``limit`` per ``window`` seconds under ``key``."""
+
+    key: str  # e.g. "alice:rpm", "alice:tpm", "alice:day:2026-12-01"
+    limit: int
+    window: float
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Granted amounts, settled later against what the request really used."""
+
+    id: str
+    parts: tuple[tuple[str, int, float], ...]  # (key, amount, expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    key: str
+    retry_after: float
+
+
+@dataclass(slots=True)
+class UsageRow:
+    user: str
+    day: str  # YYYY-MM-DD (UTC)
+    model: str
+    provider: str
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, other: "UsageRow") -> None:
+        for name in ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+USAGE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+
+
+class TeamStore(ABC):
+    """What team mode keeps. Every method is a coroutine so a network backend fits behind it."""
+
+    # -- users and keys ------------------------------------------------------------------------
+    @abstractmethod
+    async def add_user(self, user: User) -> None:
+        """Add ``user``; :class:`UserExists` if the name is taken."""
+
+    @abstractmethod
+    async def get_user(self, name: str) -> User | None: ...
+
+    @abstractmethod
+    async def list_users(self) -> list[User]: ...
+
+    @abstractmethod
+    async def save_user(self, user: User) -> None:
+        """Replace the record of an existing user (its generation raised by the caller)."""
+
+    @abstractmethod
+    async def remove_user(self, name: str) -> bool:
+        """Remove the user, their login and key; False if there was none."""
+
+    @abstractmethod
+    async def user_by_key_hash(self, key_hash: str) -> User | None:
+        """The user whose key hashes to ``key_hash`` (read fresh: a revoked key fails at once)."""
+
+    @abstractmethod
+    async def has_users(self) -> bool: ...
+
+    # -- logins --------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_login(self, name: str) -> StoredLogin | None: ...
+
+    @abstractmethod
+    async def put_login(self, name: str, login: StoredLogin, *, expected_version: int | None) -> bool:
+        """Save ``login`` if the stored version is ``expected_version`` (None: there must be none
+        stored, or any version for a new login replacing the old); False when another writer won."""
+
+    @abstractmethod
+    async def delete_login(self, name: str) -> bool: ...
+
+    @abstractmethod
+    async def acquire_lease(self, key: str, token: str, ttl: float) -> bool:
+        """Take the lease ``key`` for ``ttl`` seconds unless another token holds it."""
+
+    @abstractmethod
+    async def release_lease(self, key: str, token: str) -> None:
+        """Release the lease only if ``token`` still holds it (compare-and-delete)."""
+
+    # -- limits --------------------------------------------------------------------------------
+    @abstractmethod
+    async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
+        """Check every rule and reserve them all, or none: one atomic step."""
+
+    @abstractmethod
+    async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
+        """Replace reserved amounts by ``actual`` ones (by key; missing keys keep the reservation)."""
+
+    # -- plan windows (per login) ----------------------------------------------------------------
+    @abstractmethod
+    async def put_plan_windows(self, login_key: str, windows: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def get_plan_windows(self, login_key: str) -> dict[str, Any] | None: ...
+
+    # -- usage ---------------------------------------------------------------------------------
+    @abstractmethod
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        """Add a batch of usage (written by the accounting flusher, never per request)."""
+
+    @abstractmethod
+    async def usage(self, *, user: str | None = None, since: str | None = None,
+                    until: str | None = None) -> list[UsageRow]:
+        """Usage rows (per user, day, model, provider), days within [since, until]."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        """Whether the store answers (readiness)."""
+        return True
+
+    async def close(self) -> None:
+        """Release connections or files."""

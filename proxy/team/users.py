@@ -1,0 +1,108 @@
+"""Managing people: add, change, disable, rotate a key, remove. One place for the rules, used by the
+``subrelay users`` command and the admin API alike, so both refuse the same bad input the same way."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from proxy.errors import BadRequest, NotFound
+from proxy.state.team import TeamStore, User, UserExists
+from proxy.team.keys import hash_key, new_key, valid_name
+
+LIMIT_FIELDS = ("rpm", "tpm", "daily_tokens")
+_MAX_LIMIT = 10**12
+_MAX_PATTERNS = 64
+
+
+def check_name(name: Any) -> str:
+    if not valid_name(name):
+        raise BadRequest("'name' must be 1-63 characters: lowercase letters, digits, '.', '_' or '-', starting "
+                         "with a letter or digit.", param="name", code="invalid_name")
+    return name
+
+
+def check_limit(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_LIMIT:
+        raise BadRequest(f"'{field}' must be a positive integer (or null for no limit).", param=field,
+                         code="invalid_limit")
+    return value
+
+
+def check_models(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or len(value) > _MAX_PATTERNS or not all(
+            isinstance(item, str) and 0 < len(item) <= 200 and item.isprintable() and " " not in item for item in value):
+        raise BadRequest(f"'models' must be a list of up to {_MAX_PATTERNS} model names or glob patterns.",
+                         param="models", code="invalid_models")
+    return tuple(value)
+
+
+def check_flag(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{field}' must be true or false.", param=field, code="invalid_type")
+    return value
+
+
+async def add_user(store: TeamStore, name: Any, *, models: Any = None, rpm: Any = None, tpm: Any = None,
+                   daily_tokens: Any = None, fallback: Any = False) -> tuple[User, str]:
+    """A new user and their key (the only time the key exists outside the client)."""
+    key = new_key()
+    digest = hash_key(key)
+    user = User(name=check_name(name), key_hash=digest, key_id=digest[:12], models=check_models(models),
+                rpm=check_limit("rpm", rpm), tpm=check_limit("tpm", tpm),
+                daily_tokens=check_limit("daily_tokens", daily_tokens), fallback=check_flag("fallback", fallback),
+                created_at=time.time())
+    try:
+        await store.add_user(user)
+    except UserExists:
+        raise BadRequest(f"A user named {name!r} exists already.", param="name", code="user_exists") from None
+    return user, key
+
+
+async def get_user(store: TeamStore, name: Any) -> User:
+    user = await store.get_user(name) if valid_name(name) else None
+    if user is None:
+        raise NotFound(f"No user named {str(name)[:64]!r}.", code="user_not_found")
+    return user
+
+
+async def change_user(store: TeamStore, name: Any, changes: dict[str, Any]) -> User:
+    """Apply ``changes`` (disabled, models, rpm, tpm, daily_tokens, fallback); unknown fields are a 400."""
+    user = await get_user(store, name)
+    allowed = {"disabled", "models", "fallback", *LIMIT_FIELDS}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise BadRequest(f"Unknown field {unknown[0]!r}; fields: {', '.join(sorted(allowed))}.", param=unknown[0],
+                         code="unknown_parameter")
+    values: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field in LIMIT_FIELDS:
+            values[field] = check_limit(field, value)
+        elif field == "models":
+            values[field] = check_models(value)
+        else:
+            values[field] = check_flag(field, value)
+    updated = replace(user, **values, generation=user.generation + 1)
+    await store.save_user(updated)
+    return updated
+
+
+async def rotate_key(store: TeamStore, name: Any) -> tuple[User, str]:
+    user = await get_user(store, name)
+    key = new_key()
+    digest = hash_key(key)
+    updated = replace(user, key_hash=digest, key_id=digest[:12], generation=user.generation + 1)
+    await store.save_user(updated)
+    return updated, key
+
+
+async def remove_user(store: TeamStore, name: Any) -> None:
+    if not (valid_name(name) and await store.remove_user(name)):
+        raise NotFound(f"No user named {str(name)[:64]!r}.", code="user_not_found")

@@ -1,0 +1,128 @@
+"""The team store's conformance suite: every backend must pass the same tests.
+
+Backends come from the ``team_store`` fixture (tests/state/conftest.py): the local SQLite file always,
+Redis when a ``redis-server`` can be started. Each test reads as what a team would rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from proxy.state.team import LimitRule, Refusal, Reservation, StoredLogin, UsageRow, User, UserExists
+
+
+def _user(name: str = "alice", key_hash: str | None = None) -> User:
+    digest = key_hash or (name * 64)[:64]
+    return User(name=name, key_hash=digest, key_id=digest[:12], models=("gpt-5*",), rpm=5, created_at=1.0)
+
+
+async def test_a_user_added_is_found_by_name_and_by_key_hash(team_store):
+    await team_store.add_user(_user())
+    assert (await team_store.get_user("alice")).models == ("gpt-5*",)
+    assert (await team_store.user_by_key_hash("alice" * 12 + "alic")).name == "alice"
+    assert await team_store.user_by_key_hash("0" * 64) is None
+    assert await team_store.has_users()
+
+
+async def test_names_are_unique(team_store):
+    await team_store.add_user(_user())
+    with pytest.raises(UserExists):
+        await team_store.add_user(_user(key_hash="f" * 64))
+
+
+async def test_a_changed_key_is_found_and_the_old_one_is_not(team_store):
+    user = _user()
+    await team_store.add_user(user)
+    user.key_hash, user.generation = "b" * 64, 2
+    await team_store.save_user(user)
+    assert await team_store.user_by_key_hash("alice" * 12 + "alic") is None
+    assert (await team_store.user_by_key_hash("b" * 64)).generation == 2
+
+
+async def test_removing_a_user_removes_their_login(team_store):
+    await team_store.add_user(_user())
+    assert await team_store.put_login("alice", StoredLogin("sealed", 1), expected_version=None)
+    assert await team_store.remove_user("alice")
+    assert await team_store.get_login("alice") is None
+    assert await team_store.get_user("alice") is None
+    assert not await team_store.remove_user("alice")
+
+
+async def test_a_login_is_saved_only_over_the_version_it_was_read_at(team_store):
+    await team_store.add_user(_user())
+    assert await team_store.put_login("alice", StoredLogin("one", 1, account_id="acc"), expected_version=None)
+    assert await team_store.put_login("alice", StoredLogin("two", 2), expected_version=1)
+    assert not await team_store.put_login("alice", StoredLogin("stale", 2), expected_version=1)
+    assert (await team_store.get_login("alice")).sealed == "two"
+
+
+async def test_a_login_for_nobody_is_not_saved(team_store):
+    assert not await team_store.put_login("ghost", StoredLogin("x", 1), expected_version=None)
+
+
+async def test_one_lease_holder_at_a_time_and_only_the_holder_releases(team_store):
+    assert await team_store.acquire_lease("refresh:alice", "a", 30)
+    assert not await team_store.acquire_lease("refresh:alice", "b", 30)
+    await team_store.release_lease("refresh:alice", "b")  # not b's to release
+    assert not await team_store.acquire_lease("refresh:alice", "b", 30)
+    await team_store.release_lease("refresh:alice", "a")
+    assert await team_store.acquire_lease("refresh:alice", "b", 30)
+
+
+async def test_an_expired_lease_is_free(team_store):
+    assert await team_store.acquire_lease("refresh:bob", "dead", 0.05)
+    await asyncio.sleep(0.1)
+    assert await team_store.acquire_lease("refresh:bob", "alive", 30)
+
+
+async def test_a_limit_of_n_admits_exactly_n_of_3n_concurrent_reservations(team_store):
+    rule = [LimitRule("alice:rpm", limit=7, window=60, amount=1)]
+    results = await asyncio.gather(*(team_store.reserve(rule) for _ in range(21)))
+    assert sum(isinstance(r, Reservation) for r in results) == 7
+    refusal = next(r for r in results if isinstance(r, Refusal))
+    assert refusal.key == "alice:rpm" and 0 < refusal.retry_after <= 60
+
+
+async def test_a_reservation_takes_all_rules_or_none(team_store):
+    await team_store.reserve([LimitRule("alice:tpm", 100, 60, 90)])
+    refused = await team_store.reserve([LimitRule("alice:rpm", 5, 60, 1), LimitRule("alice:tpm", 100, 60, 20)])
+    assert isinstance(refused, Refusal) and refused.key == "alice:tpm"
+    for _ in range(5):  # the refused request took nothing from the rpm limit
+        assert isinstance(await team_store.reserve([LimitRule("alice:rpm", 5, 60, 1)]), Reservation)
+
+
+async def test_settling_below_the_estimate_frees_the_difference(team_store):
+    granted = await team_store.reserve([LimitRule("alice:tpm", 100, 60, 80)])
+    assert isinstance(await team_store.reserve([LimitRule("alice:tpm", 100, 60, 30)]), Refusal)
+    await team_store.settle(granted, {"alice:tpm": 10})
+    assert isinstance(await team_store.reserve([LimitRule("alice:tpm", 100, 60, 30)]), Reservation)
+
+
+async def test_a_window_frees_what_it_reserved_when_it_ends(team_store):
+    assert isinstance(await team_store.reserve([LimitRule("bob:rpm", 1, 0.1, 1)]), Reservation)
+    assert isinstance(await team_store.reserve([LimitRule("bob:rpm", 1, 0.1, 1)]), Refusal)
+    await asyncio.sleep(0.15)
+    assert isinstance(await team_store.reserve([LimitRule("bob:rpm", 1, 0.1, 1)]), Reservation)
+
+
+async def test_usage_adds_up_per_user_day_model_and_provider(team_store):
+    row = dict(user="alice", day="2026-12-01", model="gpt-5.5", provider="codex")
+    await team_store.add_usage([UsageRow(**row, requests=1, input_tokens=10, output_tokens=5)])
+    await team_store.add_usage([UsageRow(**row, requests=2, errors=1, input_tokens=3, cached_tokens=2),
+                                UsageRow("bob", "2026-12-02", "gpt-5.5", "codex", requests=1)])
+    alice = await team_store.usage(user="alice")
+    assert [(r.requests, r.errors, r.input_tokens, r.cached_tokens, r.output_tokens) for r in alice] == [(3, 1, 13, 2, 5)]
+    assert [r.user for r in await team_store.usage(since="2026-12-02")] == ["bob"]
+    assert [r.user for r in await team_store.usage(until="2026-12-01")] == ["alice"]
+
+
+async def test_plan_windows_are_kept_per_login(team_store):
+    await team_store.put_plan_windows("account:a", {"primary_used_percent": 96.0})
+    assert (await team_store.get_plan_windows("account:a"))["primary_used_percent"] == 96.0
+    assert await team_store.get_plan_windows("account:b") is None
+
+
+async def test_the_store_answers_readiness(team_store):
+    assert await team_store.ping()
