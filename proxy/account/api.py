@@ -11,10 +11,14 @@ and always when listening beyond loopback (:class:`AdminGuard`); the edge's Host
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 import httpx
@@ -51,11 +55,15 @@ class PendingLogins:
     def __init__(self) -> None:
         self._pending: dict[str, PendingLogin] = {}
 
-    def add(self, device: DeviceCode) -> str:
+    def check_room(self) -> None:
+        """A 429 when :data:`MAX_PENDING` logins are in progress: checked before asking the auth server."""
         self._expire()
         if len(self._pending) >= MAX_PENDING:
             raise RateLimited(f"Too many logins in progress (at most {MAX_PENDING}); finish or wait for one.",
                                   code="too_many_pending_logins")
+
+    def add(self, device: DeviceCode) -> str:
+        self.check_room()
         handle = secrets.token_urlsafe(32)
         self._pending[handle] = PendingLogin(device, time.time())
         return handle
@@ -95,11 +103,16 @@ class AdminGuard:
                 raise PermissionDenied("The account API is off on a public address until SUBRELAY_ADMIN_KEY is set.",
                                        code="admin_key_required")
             return
-        presented = request.headers.get("x-admin-key", "")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if not presented and scheme.lower() == "bearer":
-            presented = token.strip()
-        if not presented or not hmac.compare_digest(presented.encode(), self.key):
+        candidates = [request.headers.get("x-admin-key", "")]
+        if scheme.lower() == "bearer":
+            candidates.append(token.strip())
+        elif scheme.lower() == "basic":  # the account page opened in a browser: the key is the password
+            try:
+                candidates.append(base64.b64decode(token.strip(), validate=True).decode("latin-1").partition(":")[2])
+            except ValueError:
+                pass
+        if not any(c and hmac.compare_digest(c.encode("latin-1", "replace"), self.key) for c in candidates):
             raise PermissionDenied("This needs the admin key (SUBRELAY_ADMIN_KEY) in 'x-admin-key' or "
                                    "'Authorization: Bearer'.", code="admin_key_required")
 
@@ -123,6 +136,7 @@ async def _status(state) -> dict:
 
 async def device_start(request: Request) -> Response:
     state = _state(request)
+    state.pending_logins.check_room()  # a refused start costs the auth server nothing
     device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
     handle = state.pending_logins.add(device)
     return json_response({"device_code": handle, "user_code": device.user_code,
@@ -183,9 +197,21 @@ async def providers(request: Request) -> Response:
 async def account_page(request: Request) -> Response:
     """The account page: static HTML and a little JS (no build step, no CDN); its data comes from the
     guarded API above, so the page itself holds nothing."""
-    return Response(resources.files("proxy.account").joinpath("static/account.html").read_bytes(), media_type="text/html",
-                    headers={"content-security-policy": "default-src 'self'; script-src 'unsafe-inline'; "
-                             "style-src 'unsafe-inline'; frame-ancestors 'none'", "x-frame-options": "DENY"})
+    page = resources.files("proxy.account").joinpath("static/account.html").read_bytes()
+    return Response(page, media_type="text/html", headers={
+        "content-security-policy": f"default-src 'self'; script-src {_script_hashes(page)}; "
+                                   "style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "no-referrer"})
+
+
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
+@lru_cache(maxsize=4)
+def _script_hashes(page: bytes) -> str:
+    """The CSP sources for exactly the page's own inline scripts (a hash each): an injected script never runs."""
+    hashes = [base64.b64encode(hashlib.sha256(script).digest()).decode() for script in _INLINE_SCRIPT.findall(page)]
+    return " ".join(f"'sha256-{digest}'" for digest in hashes) or "'none'"
 
 
 async def metrics(request: Request) -> Response:

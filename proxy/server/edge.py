@@ -17,6 +17,9 @@ It sits outside Starlette's own error middleware, so it also is the last error b
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
+import re
 import time
 from collections.abc import Callable
 
@@ -39,8 +42,15 @@ log = get_logger("subrelay.edge")
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
 PUBLIC_PATHS = frozenset({"/healthz"})
-# Paths behind the admin key instead (proxy.account.api.AdminGuard): the account API and page.
+# The account API and page and the metrics: with client keys set they need one (or the admin key),
+# and the admin key where it is set (proxy.account.api.AdminGuard).
 ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics")
+# The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
+# (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
+MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",
+                  "/messages", "/v1/models")
+# A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
+_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/metrics"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
@@ -67,6 +77,7 @@ class EdgeMiddleware:
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
         self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
+        self.admin_key = settings.admin_key.encode() if settings.admin_key else None
         self.websockets = settings.websockets  # off: every upgrade gets 426 (proxy.server.edge_websocket)
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
         hosts = {host.lower() for host in settings.allowed_hosts}
@@ -100,16 +111,17 @@ class EdgeMiddleware:
             await self._send_error(send, path, refusal, close=True, record=scope["subrelay.record"])
             return
         origin = headers.get(b"origin")
-        cors = origin if origin is not None and self._origin_listed(origin) else None
+        model_api = path.startswith(MODEL_PREFIXES)
+        cors = origin if origin is not None and model_api and self._origin_listed(origin) else None
         if scope["method"] == "OPTIONS" and origin is not None:
-            await self._preflight(send, origin, headers)
+            await self._preflight(send, origin, headers, model_api)
             return
-        if self.keys and path not in PUBLIC_PATHS and not path.startswith(ADMIN_PREFIXES) and \
-                self._identify(scope, headers) is None:
+        if self.keys and path not in PUBLIC_PATHS and self._identify(scope, headers) is None:
             error = AuthenticationFailed(
                 "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
                 "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
-            error.headers["WWW-Authenticate"] = "Bearer"
+            # The account page in a browser: let it ask for the key (the password; any user name).
+            error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
@@ -129,13 +141,22 @@ class EdgeMiddleware:
                 f"This subrelay proxy does not answer to the host name {host.decode('latin-1')[:100]!r}. Use "
                 "127.0.0.1 or localhost, or add the name to SUBRELAY_ALLOWED_HOSTS.", code="host_not_allowed")
         origin = headers.get(b"origin")
-        if origin is not None and not self._origin_ok(origin, host):
+        model_api = scope["path"].startswith(MODEL_PREFIXES)
+        if origin is not None and not self._origin_ok(origin, host, model_api):
+            if not model_api:
+                return PermissionDenied(
+                    f"Requests from the web origin {origin.decode('latin-1')[:100]!r} are refused: the account "
+                    "surface, usage and metrics answer only the page subrelay serves itself (SUBRELAY_ALLOWED_ORIGINS "
+                    "opens the model API only).", code="origin_not_allowed")
             return PermissionDenied(
                 f"Requests from the web origin {origin.decode('latin-1')[:100]!r} are refused: a web page could "
                 "otherwise spend your plan. To allow a browser app, add its origin to SUBRELAY_ALLOWED_ORIGINS.",
                 code="origin_not_allowed")
         site = headers.get(b"sec-fetch-site")
-        if origin is None and site in (b"cross-site", b"same-site") and scope["method"] not in ("GET", "HEAD"):
+        # Another site's page (<img>, <form>, fetch without cors): never for the account surface, usage or
+        # metrics (GETs included: each status load calls the vendor); for the model API, nothing but reads.
+        if site in (b"cross-site", b"same-site") and (
+                not model_api or (origin is None and scope["method"] not in ("GET", "HEAD"))):
             return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
         return None
 
@@ -150,11 +171,10 @@ class EdgeMiddleware:
     def _judge_host(self, host: bytes) -> bool:
         if "*" in self.allowed_hosts:
             return True
-        name = host.decode("latin-1").lower()
-        if name.startswith("["):  # [::1]:8787
-            name = name[1:name.find("]")] if "]" in name else name
-        else:
-            name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        parsed = _HOST.fullmatch(host.decode("latin-1").lower())
+        if parsed is None:  # userinfo, junk after a bracket, a path: not a host name at all
+            return False
+        name = parsed.group(1) or parsed.group(2)
         if name in _LOOPBACK_NAMES or name in self.allowed_hosts:
             return True
         return is_loopback(name)
@@ -163,8 +183,8 @@ class EdgeMiddleware:
         value = origin.decode("latin-1").rstrip("/").lower()
         return "*" in self.allowed_origins or value in self.allowed_origins
 
-    def _origin_ok(self, origin: bytes, host: bytes | None) -> bool:
-        if self._origin_listed(origin):
+    def _origin_ok(self, origin: bytes, host: bytes | None, model_api: bool = True) -> bool:
+        if model_api and self._origin_listed(origin):
             return True
         # A page this server serves itself (same origin): the Host was already checked.
         value = origin.decode("latin-1").lower()
@@ -172,8 +192,22 @@ class EdgeMiddleware:
                                                f"https://{host.decode('latin-1').lower()}")
 
     def _identify(self, scope, headers: dict[bytes, bytes]) -> Caller | None:
-        """The caller behind the presented key (None when a key is required and none matched)."""
+        """The caller behind the presented key (None when a key is required and none matched).
+
+        On the account surface and ``/metrics`` the admin key counts too (its own check is
+        :class:`proxy.account.api.AdminGuard`), and so does HTTP Basic with the key as password (how a
+        browser opening ``/account`` asks for it and then sends it with the page's own calls)."""
         caller = self.owners.identify(presented_key(headers)) if self.keys else ANONYMOUS
+        if caller is None and scope["path"].startswith(ADMIN_PREFIXES):
+            for candidate in (_basic_password(headers.get(b"authorization")), headers.get(b"x-admin-key")):
+                caller = self.owners.identify(candidate)
+                if caller is not None:
+                    break
+            if caller is None and self.admin_key is not None:
+                candidates = (presented_key(headers), headers.get(b"x-admin-key"),
+                              _basic_password(headers.get(b"authorization")))
+                if any(c and hmac.compare_digest(c, self.admin_key) for c in candidates):
+                    caller = Caller("owner", key_id="admin")
         if caller is not None:
             scope["subrelay.caller"] = caller
             CALLER.set(caller)
@@ -224,8 +258,8 @@ class EdgeMiddleware:
         finally:
             run.close()
 
-    async def _preflight(self, send, origin: bytes, headers: dict[bytes, bytes]) -> None:
-        if not self._origin_listed(origin):
+    async def _preflight(self, send, origin: bytes, headers: dict[bytes, bytes], model_api: bool = True) -> None:
+        if not model_api or not self._origin_listed(origin):
             await self._send_error(send, "", PermissionDenied(
                 "This origin is not in SUBRELAY_ALLOWED_ORIGINS.", code="origin_not_allowed"))
             return
@@ -361,6 +395,16 @@ def _too_large(limit: int) -> PayloadTooLarge:
 def _cors_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"access-control-allow-origin", origin), (b"vary", b"origin"),
             (b"access-control-expose-headers", _EXPOSED_HEADERS)]
+
+
+def _basic_password(authorization: bytes | None) -> bytes | None:
+    """The password of ``Authorization: Basic`` (the key; the user name is ignored), else None."""
+    if not authorization or authorization[:6].lower() != b"basic ":
+        return None
+    try:
+        return base64.b64decode(authorization[6:].strip(), validate=True).partition(b":")[2] or None
+    except ValueError:
+        return None
 
 
 def _header_map(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

@@ -74,8 +74,9 @@ def test_expired_pending_logins_are_gone(api, mock_codex):
 def test_the_admin_key_is_enforced_when_set(proxy_settings, mock_codex):
     settings = replace(proxy_settings, auth_base_url=mock_codex.url, admin_key=ADMIN, api_keys=("c" * 20,))
     with ServerThread(create_app(settings)) as thread:
-        assert httpx.get(f"{thread.url}{PREFIX}/status").status_code == 403
-        assert httpx.get(f"{thread.url}{PREFIX}/status", headers={"x-admin-key": "wrong"}).status_code == 403
+        assert httpx.get(f"{thread.url}{PREFIX}/status").status_code == 401  # client keys set: a key first
+        assert httpx.get(f"{thread.url}{PREFIX}/status", headers={"x-admin-key": "wrong"}).status_code == 401
+        assert httpx.get(f"{thread.url}{PREFIX}/status", headers={"x-api-key": "c" * 20}).status_code == 403
         assert httpx.get(f"{thread.url}{PREFIX}/status", headers={"x-admin-key": ADMIN}).status_code == 200
         assert httpx.get(f"{thread.url}{PREFIX}/status", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 200
         assert post(f"{thread.url}{PREFIX}/logout", **{"origin": "https://evil.example", "x-admin-key": ADMIN}).status_code == 403
