@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from proxy.observe.redact import get_logger, redact
+from proxy.observe.redact import escape_controls, get_logger, redact
 
 if TYPE_CHECKING:  # a type only: observe imports nothing else of the proxy
     from proxy.hub.events import Usage
@@ -89,7 +89,7 @@ class RequestRecord:
     route: str = "-"
     provider: str = "-"
     known_model: bool = False
-    usage: Usage | None = None
+    usage: Usage | None = None  # what the upstream reported, on every path (relayed bytes included)
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -116,7 +116,8 @@ class RequestRecord:
                       "ttfb_ms": round(ttfb * 1000, 2)}
             if self.usage is not None:
                 fields.update(tokens_in=self.usage.prompt_tokens, tokens_out=self.usage.completion_tokens,
-                              tokens_cached=self.usage.cached_tokens or 0)
+                              tokens_cached=self.usage.cached_tokens or 0,
+                              tokens_reasoning=self.usage.reasoning_tokens or 0)
             if self.notes:
                 fields["notes"] = "; ".join(self.notes)
             log.info("request %s", _text(fields), extra={"fields": fields})
@@ -138,7 +139,7 @@ def _text(fields: dict) -> str:
 
 
 def _quote(value: object) -> str:
-    text = str(value)
+    text = escape_controls(str(value))
     return orjson.dumps(text).decode() if (" " in text or '"' in text or not text) else text
 
 

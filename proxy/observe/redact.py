@@ -32,6 +32,17 @@ _IDENTIFIER = re.compile(r"[a-z_.-]+")
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|auth)=)[^&\s]*")
 
 
+# Control characters (a %0a in a path, a CR in a header echoed in an error) would forge log lines.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\n``, ``\\x1b``): one value, one line."""
+    if not _CONTROLS.search(text):
+        return text
+    return _CONTROLS.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
 def _mask_unless_identifier(match: re.Match[str]) -> str:
     text = match.group(0)
     return text if _IDENTIFIER.fullmatch(text) else _MASK
@@ -76,7 +87,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = escape_controls(redact(message))
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None
@@ -93,7 +104,8 @@ class AccessLogRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                redact(_SECRET_QUERY.sub(r"\1" + _MASK, arg)) if isinstance(arg, str) else arg for arg in record.args
+                escape_controls(redact(_SECRET_QUERY.sub(r"\1" + _MASK, arg))) if isinstance(arg, str) else arg
+                for arg in record.args
             )
         return True
 

@@ -1,0 +1,33 @@
+"""A log line is one line whatever a client puts in its request (issue 17, finding 10)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from proxy.observe.metrics import RequestRecord
+from proxy.observe.redact import get_logger
+
+
+def test_a_newline_in_a_path_cannot_forge_a_request_log_line(caplog):
+    caplog.set_level(logging.INFO)
+    record = RequestRecord.start({"method": "GET", "path": "/v1/x\nrequest status=200 model=forged"}, None)
+    record.status = 404
+    record.finish()
+    lines = [r.getMessage() for r in caplog.records if r.name == "subrelay.requests"]
+    assert len(lines) == 1 and "\n" not in lines[0] and "\\n" in lines[0]
+
+
+def test_control_characters_are_escaped_in_every_logged_value(caplog):
+    caplog.set_level(logging.INFO)
+    get_logger("subrelay.test").info("unknown model %r from %s", "gpt\r\nINFO forged", "a\x1b[31mred")
+    message = caplog.records[-1].getMessage()
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+
+
+def test_a_percent_encoded_newline_reaches_no_log_raw(proxy_url, caplog):
+    caplog.set_level(logging.INFO)
+    httpx.get(proxy_url.rsplit("/v1", 1)[0] + "/v1/models%0aINFO%20forged%20line")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "\nINFO forged line" not in text
