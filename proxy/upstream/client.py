@@ -28,6 +28,7 @@ from proxy.hub.events import (
     Usage,
 )
 from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
+from proxy.hub.usage import usage_in_body, usage_in_stream
 from proxy.observe.redact import get_logger
 from proxy.upstream.routing import Route, credential_identity
 
@@ -230,20 +231,28 @@ async def translated_batches(
 
 
 async def passthrough_chunks(
-    response: httpx.Response, clock: StreamClock | None = None, *, error_frame=None
+    response: httpx.Response, clock: StreamClock | None = None, *, error_frame=None, record=None
 ) -> AsyncIterator[bytes]:
     """Relay an upstream that already speaks the client's format, byte for byte (after removing
     any content-encoding, since the client gets our headers, not the upstream's).
 
     A chunk with a ``data:`` line counts as progress; comments alone do not. A failure ends the
     stream with ``error_frame(error)`` (by default a Chat Completions ``data:`` error line).
+    With a ``record``, the stream's usage goes on it: only the first chunk and the last two are
+    kept (references, no copies) and scanned once, after the last byte was relayed.
     """
     frame = error_frame or (lambda error: b"data: " + error.to_json() + b"\n\n")
+    head = previous = last = b""
     try:
         async for chunk in timed_chunks(response.aiter_bytes(), clock):
             if clock is not None and b"data:" in chunk:
                 clock.progressed()
+            if not head:
+                head = chunk
+            previous, last = last, chunk
             yield chunk
+        if record is not None:
+            record.usage = usage_in_stream(previous + last, head) or record.usage
     except ProxyError as exc:
         yield frame(exc)
     except httpx.TimeoutException:
@@ -270,8 +279,9 @@ async def _read_error_body(response: httpx.Response) -> bytes:
         await response.aclose()
 
 
-async def read_whole(response: httpx.Response, clock: StreamClock | None, limit: int) -> bytes:
-    """A non-streaming upstream body, bounded in time by ``clock`` and in size by ``limit``."""
+async def read_whole(response: httpx.Response, clock: StreamClock | None, limit: int, record=None) -> bytes:
+    """A non-streaming upstream body, bounded in time by ``clock`` and in size by ``limit``; with a
+    ``record``, the body's usage goes on it (the body is parsed once more, only if it holds "usage")."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -286,7 +296,10 @@ async def read_whole(response: httpx.Response, clock: StreamClock | None, limit:
         raise UpstreamFailure(f"The upstream connection broke mid-response ({type(exc).__name__}).") from None
     finally:
         await response.aclose()
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if record is not None:
+        record.usage = usage_in_body(body) or record.usage
+    return body
 
 
 def _origin(url: str) -> str:

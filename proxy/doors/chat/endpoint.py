@@ -23,6 +23,7 @@ from proxy.doors.chat.stream import ChunkEncoder, new_completion_id
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent, first_failure
 from proxy.hub.json_response import json_response
+from proxy.hub.keepalive import CHAT_KEEPALIVE, Late, head_within, late_stream, paced
 from proxy.hub.model import ModelRequest
 from proxy.hub.priming import prime
 from proxy.observe.redact import get_logger
@@ -45,7 +46,13 @@ async def create_chat_completion(request: Request) -> Response:
     routes = state.router.candidates(chat.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock, request.scope.get("subrelay.record"))
+    opening = open_with_fallbacks(state.upstream, state.cooldowns, routes, chat, clock, request.scope.get("subrelay.record"))
+    if not chat.stream:
+        opened = await opening
+    else:
+        opened = await head_within(opening)
+        if isinstance(opened, Late):
+            return _late(opened, chat, request.scope.get("subrelay.record"))
     headers = opened.client_headers()
     adapter = opened.route.provider.adapter
     if getattr(adapter, "passthrough_format", None) == "chat":
@@ -59,9 +66,14 @@ async def create_chat_completion(request: Request) -> Response:
 async def _relay(opened: Opened, chat: ModelRequest, headers: dict[str, str]) -> Response:
     """The upstream speaks Chat Completions already: hand its bytes to the client unchanged."""
     if chat.stream:
-        return EventStreamResponse(passthrough_chunks(opened.response, opened.clock),
-                                   on_close=opened.response.aclose, headers=headers)
-    body = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY)
+        body = _paced(passthrough_chunks(opened.response, opened.clock, record=opened.record))
+
+        async def close() -> None:
+            await body.aclose()
+            await opened.response.aclose()
+
+        return EventStreamResponse(body, on_close=close, headers=headers)
+    body = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY, opened.record)
     return Response(body, status_code=200, headers=headers, media_type="application/json")
 
 
@@ -85,7 +97,7 @@ async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]],
         raise error
     encoder = ChunkEncoder(new_completion_id(), chat.model, chat.include_usage)
 
-    async def body() -> AsyncIterator[bytes]:
+    async def answer() -> AsyncIterator[bytes]:
         yield encoder.start() + encoder.encode(first)
         if pending is not None:
             later = await pending
@@ -101,11 +113,48 @@ async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]],
                 return
         yield encoder.done()
 
+    body = _paced(answer())
+
     async def close() -> None:
         if pending is not None and not pending.done():
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pending
+        await body.aclose()
         await batches.aclose()
 
-    return EventStreamResponse(body(), on_close=close, headers=headers)
+    return EventStreamResponse(body, on_close=close, headers=headers)
+
+
+def _paced(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A comment after every :data:`KEEPALIVE_SECONDS` of upstream silence (costs a task per chunk)."""
+    return paced(chunks, lambda: CHAT_KEEPALIVE)
+
+
+def _late(late: Late[Opened], chat: ModelRequest, record) -> Response:
+    """The upstream has not answered within the head wait: a 200 now, comments until it does; a
+    failure then is the stream's ``data:`` error line."""
+
+    async def then(opened: Opened) -> AsyncIterator[bytes]:
+        if getattr(opened.route.provider.adapter, "passthrough_format", None) == "chat":
+            async for data in passthrough_chunks(opened.response, opened.clock, record=opened.record):
+                yield data
+            return
+        encoder = ChunkEncoder(new_completion_id(), chat.model, chat.include_usage)
+        batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(chat),
+                                     opened.clock, record)
+        try:
+            yield encoder.start()
+            async for batch in batches:
+                data = encoder.encode(batch)
+                if data:
+                    yield data
+                if encoder.ended:
+                    return
+            yield encoder.done()
+        finally:
+            await batches.aclose()
+
+    return late_stream(late, start=CHAT_KEEPALIVE, keepalive=lambda: CHAT_KEEPALIVE,
+                       fail=lambda error: b"data: " + error.to_json() + b"\n\n", then=then,
+                       on_close=lambda opened: opened.response.aclose())

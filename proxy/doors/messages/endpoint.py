@@ -28,6 +28,7 @@ from proxy.hub.encoded_stream import drain, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
+from proxy.hub.keepalive import Late, head_within, late_stream
 from proxy.hub.model import Inbound, ModelRequest
 from proxy.upstream.client import (
     MAX_UPSTREAM_BODY,
@@ -53,7 +54,13 @@ async def create_message(request: Request) -> Response:
     routes = candidates(state.router, model_request.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, request.scope.get("subrelay.record"))
+    opening = open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, request.scope.get("subrelay.record"))
+    if not model_request.stream:
+        opened = await opening
+    else:
+        opened = await head_within(opening)
+        if isinstance(opened, Late):
+            return _late(opened, model_request, request.scope.get("subrelay.record"))
     headers = opened.client_headers()
     if getattr(opened.route.provider.adapter, "passthrough_format", None) == "messages":
         return await _relay(opened, model_request, headers)
@@ -107,9 +114,10 @@ def _client_headers(request: Request) -> dict[str, str]:
 async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str]) -> Response:
     """Anthropic answers in the client's own format: its bytes go through unchanged."""
     if request.stream:
-        return EventStreamResponse(passthrough_chunks(opened.response, opened.clock, error_frame=error_event),
+        return EventStreamResponse(passthrough_chunks(opened.response, opened.clock, error_frame=error_event,
+                                                      record=opened.record),
                                    on_close=opened.response.aclose, headers=headers, error_frame=error_event)
-    answer = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY)
+    answer = await read_whole(opened.response, opened.clock, MAX_UPSTREAM_BODY, opened.record)
     return Response(answer, status_code=200, headers=headers, media_type="application/json")
 
 
@@ -124,6 +132,35 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[AnswerEv
 
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
     return await stream_encoded(batches, MessagesEncoder(request.model), headers, ping=PING, ping_seconds=PING_SECONDS)
+
+
+def _late(late: Late[Opened], request: ModelRequest, record) -> Response:
+    """The upstream has not answered within the head wait: a 200 now, ``ping`` events until it
+    does (the Anthropic SDKs skip them anywhere); a failure then is an ``error`` event."""
+
+    async def then(opened: Opened) -> AsyncIterator[bytes]:
+        if getattr(opened.route.provider.adapter, "passthrough_format", None) == "messages":
+            async for data in passthrough_chunks(opened.response, opened.clock, error_frame=error_event,
+                                                 record=opened.record):
+                yield data
+            return
+        encoder = MessagesEncoder(request.model)
+        batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(request),
+                                     opened.clock, record)
+        try:
+            yield encoder.start()
+            async for batch in batches:
+                data = encoder.encode(batch)
+                if data:
+                    yield data
+                if encoder.ended:
+                    return
+            yield encoder.finish()
+        finally:
+            await batches.aclose()
+
+    return late_stream(late, start=PING, keepalive=lambda: PING, fail=error_event, then=then,
+                       on_close=lambda opened: opened.response.aclose())
 
 
 __all__ = ["create_message", "count_tokens", "ProxyError"]

@@ -8,7 +8,8 @@ Same routing, fallbacks (before the first byte), limits and error shape as Chat 
   (:mod:`proxy.doors.responses.stream`).
 - ``previous_response_id`` is expanded from a bounded local record before routing, so a
   conversation can continue on any provider (a fallback may switch provider mid-way).
-Errors before the stream starts are HTTP errors; after, a ``response.failed`` or ``error`` event.
+Errors before the stream starts are HTTP errors; after, a ``response.failed`` event. A stream's head
+waits at most :data:`proxy.hub.keepalive.HEAD_SECONDS` for the upstream (Codex's timing contract).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from proxy.hub.encoded_stream import drain, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
+from proxy.hub.keepalive import KEEPALIVE_SECONDS, Late, head_within, late_stream, paced
 from proxy.hub.model import Inbound, ModelRequest
 from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
+from proxy.observe.metrics import RequestRecord
+from proxy.hub.usage import usage_from_dict
 from proxy.state.responses import ResponseStore
 from proxy.upstream.client import (
     MAX_UPSTREAM_BODY,
@@ -44,20 +48,34 @@ from proxy.upstream.dispatch import Opened, open_with_fallbacks
 
 
 async def create_response(request: Request) -> Response:
-    state = request.app.state.subrelay
     raw = await request.body()
-    body = expand_previous(decode_json_object(raw), state.responses)
+    return await respond(request.app.state.subrelay, decode_json_object(raw), raw, request.scope.get("subrelay.record"))
+
+
+async def respond(state: Any, body: dict[str, Any], raw: bytes, log_record: RequestRecord | None,
+                  store: ResponseStore | None = None) -> Response:
+    """One answer to a decoded Responses body: the HTTP door's, and each ``response.create`` on a
+    WebSocket (:mod:`proxy.doors.responses.websocket`). ``store`` is where ``previous_response_id``
+    is looked up and the answer kept (default: the app's record)."""
+    store = state.responses if store is None else store  # (an empty store is falsy)
+    body = expand_previous(body, store)
     model_request = parse_responses_request(body, raw)
     routes = state.router.candidates(model_request.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
-    opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, request.scope.get("subrelay.record"))
-    record = _Recorder(state.responses, model_request)
+    opening = open_with_fallbacks(state.upstream, state.cooldowns, routes, model_request, clock, log_record)
+    record = _Recorder(store, model_request)
+    if not model_request.stream:
+        opened = await opening
+    else:
+        opened = await head_within(opening)
+        if isinstance(opened, Late):
+            return _late(opened, model_request, clock, record, log_record)
     headers = opened.client_headers()
     adapter = opened.route.provider.adapter
     if getattr(adapter, "passthrough_format", None) == "responses":
         return await _relay(opened, model_request, headers, record)
-    batches = translated_batches(opened.response, adapter.new_translator(model_request), clock, request.scope.get("subrelay.record"))
+    batches = translated_batches(opened.response, adapter.new_translator(model_request), clock, log_record)
     if model_request.stream:
         return await _stream(model_request, batches, headers, record)
     return await _aggregate(model_request, batches, headers, record)
@@ -79,7 +97,7 @@ async def compact_response(request: Request) -> Response:
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
     compaction = ModelRequest(model=model, inbound=Inbound("responses.compact", body, raw))
     opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, compaction, clock, request.scope.get("subrelay.record"))
-    answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY)
+    answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY, opened.record)
     return Response(answer, status_code=200, headers=opened.client_headers(), media_type="application/json")
 
 
@@ -88,7 +106,8 @@ class _Recorder:
 
     def __init__(self, store: ResponseStore, request: ModelRequest) -> None:
         self.store = store
-        self.enabled = request.body.get("store") is not False
+        # A WebSocket's own record keeps even store=false answers (Codex chains those on its socket).
+        self.enabled = request.body.get("store") is not False or getattr(store, "keeps_unstored", False)
         self.input = input_items(request.body)
 
     def __call__(self, response: dict[str, Any] | None) -> None:
@@ -104,13 +123,8 @@ async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str],
     relay = ResponsesRelay()
     frames = _relayed_frames(opened, relay)
     if request.stream:
-        async def body() -> AsyncIterator[bytes]:
-            async for data in frames:
-                if data:
-                    yield data
-            record(relay.final)
-
-        return EventStreamResponse(body(), on_close=frames.aclose, headers=headers,
+        body = _recorded(paced(frames, relay.keepalive), opened, relay, record)
+        return EventStreamResponse(body, on_close=body.aclose, headers=headers,
                                    error_frame=lambda error: relay.error_frame(error))
     try:
         async for _ in frames:
@@ -120,7 +134,67 @@ async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str],
     if relay.failure is not None:
         raise relay.failure
     record(relay.final)
+    _count(opened, relay.final)
     return json_response(relay.final, headers=headers)
+
+
+def _count(opened: Opened, final: dict[str, Any] | None) -> None:
+    """The relayed answer's usage (its terminal event's ``usage``, already parsed) on the request record."""
+    if opened.record is not None and final is not None:
+        opened.record.usage = usage_from_dict(final.get("usage")) or opened.record.usage
+
+
+async def _recorded(frames: AsyncIterator[bytes], opened: Opened, relay: ResponsesRelay,
+                    record: _Recorder) -> AsyncIterator[bytes]:
+    try:
+        async for data in frames:
+            if data:
+                yield data
+        record(relay.final)
+        _count(opened, relay.final)
+    finally:
+        await frames.aclose()
+
+
+def _late(late: Late[Opened], request: ModelRequest, clock: StreamClock, record: _Recorder,
+          log_record) -> Response:
+    """The upstream has not answered within the head wait: a 200 now, with ``response.created``
+    and ``response.in_progress`` keep-alives until it does; a failure then is ``response.failed``."""
+    relay, encoder = ResponsesRelay(), ResponsesEncoder(request)
+    passthrough = {"on": False}
+
+    def then(opened: Opened) -> AsyncIterator[bytes]:
+        adapter = opened.route.provider.adapter
+        if getattr(adapter, "passthrough_format", None) == "responses":
+            passthrough["on"] = True
+            return _recorded(_relayed_frames(opened, relay), opened, relay, record)
+        batches = translated_batches(opened.response, adapter.new_translator(request), clock, log_record)
+        return _encoded(batches, encoder, record)
+
+    def keepalive() -> bytes:
+        return relay.keepalive() if passthrough["on"] else encoder.keepalive()
+
+    def fail(error: ProxyError) -> bytes:
+        return relay.error_frame(error) if passthrough["on"] else encoder.fail(error)
+
+    return late_stream(late, start=encoder.start(), keepalive=keepalive, fail=fail, then=then,
+                       on_close=lambda opened: opened.response.aclose())
+
+
+async def _encoded(batches: AsyncIterator[list[AnswerEvent]], encoder: ResponsesEncoder,
+                   record: _Recorder) -> AsyncIterator[bytes]:
+    """A translated answer after the head (and ``response.created``) went out already."""
+    try:
+        async for batch in batches:
+            data = encoder.encode(batch)
+            if data:
+                yield data
+            if encoder.ended:
+                return
+        yield encoder.finish()
+        record(encoder.final_response())
+    finally:
+        await batches.aclose()
 
 
 async def _relayed_frames(opened: Opened, relay: ResponsesRelay) -> AsyncIterator[bytes]:
@@ -176,4 +250,5 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[AnswerEv
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str],
                   record: _Recorder) -> Response:
     encoder = ResponsesEncoder(request)
-    return await stream_encoded(batches, encoder, headers, on_complete=lambda: record(encoder.final_response()))
+    return await stream_encoded(batches, encoder, headers, ping=encoder.keepalive, ping_seconds=KEEPALIVE_SECONDS,
+                                on_complete=lambda: record(encoder.final_response()))
