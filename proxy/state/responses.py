@@ -5,10 +5,17 @@ upstreams do not share ids with each other; so subrelay keeps, per response, the
 given and the output items it returned, and expands ``previous_response_id`` into that history
 before routing. Bounded by total bytes and by age (oldest dropped first); in memory for one
 process, in a file the workers share with ``--workers N`` (:mod:`proxy.state.local.responses`).
+
+The byte cap is the memory: each record is kept as the serialized JSON it was counted as (parsed
+only when a next turn asks for it; parsed objects take ~10× their JSON), plus a fixed charge per
+entry for the bookkeeping. Each record belongs to the caller that created it (the edge's
+:data:`proxy.team.caller.CALLER`: a client key, or a team user); another caller gets the same 400 as
+for an unknown id, so ids neither leak conversations nor reveal that they exist.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,13 +25,23 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest
+from proxy.team.caller import CALLER
+
+# What one entry costs besides its JSON: the id string, this record, the OrderedDict node, the float.
+ENTRY_OVERHEAD = 320
 
 
 @dataclass(slots=True)
 class StoredResponse:
-    items: list[dict[str, Any]]  # the conversation so far: input items, then this response's output
+    blob: bytes  # the conversation so far as JSON: input items, then this response's output
+    owner: str  # the caller's scope id (proxy.team.caller.Caller.scope_id)
     size: int
     stored_at: float
+
+
+def current_owner() -> str:
+    """Whom a record made (or asked for) now belongs to: the request's caller, set by the edge."""
+    return sys.intern(CALLER.get().scope_id)
 
 
 class ResponseStore:
@@ -36,23 +53,27 @@ class ResponseStore:
         self._entries: OrderedDict[str, StoredResponse] = OrderedDict()
         self._bytes = 0
 
-    def put(self, response_id: str, input_items: list[Any], output_items: list[dict[str, Any]]) -> None:
-        items = [*input_items, *(replayable(item) for item in output_items)]
-        size = len(orjson.dumps(items))
+    def put(self, response_id: str, input_items: list[Any], output_items: list[dict[str, Any]],
+            owner: str | None = None) -> None:
+        """Keep a finished response for ``owner`` (default: the current request's caller)."""
+        # A copy of exactly its length: orjson's result keeps the capacity it grew to (~2.5× here).
+        blob = memoryview(orjson.dumps([*input_items, *(replayable(item) for item in output_items)])).tobytes()
+        size = len(blob) + len(response_id) + ENTRY_OVERHEAD
         if size > self.max_bytes:
             return  # a single conversation larger than the whole store is not kept
         self._drop(response_id)
-        self._entries[response_id] = StoredResponse(items, size, self._clock())
+        self._entries[response_id] = StoredResponse(blob, owner or current_owner(), size, self._clock())
         self._bytes += size
         self._evict()
 
-    def history(self, response_id: str) -> list[dict[str, Any]]:
-        """The items to put before a new turn that continues ``response_id``; a 400 if unknown."""
+    def history(self, response_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """The items to put before a new turn that continues ``response_id``; a 400 if unknown, or
+        if another caller made it (``owner`` default: the current request's caller)."""
         self._evict()
         entry = self._entries.get(response_id)
-        if entry is None:
+        if entry is None or entry.owner != (owner or current_owner()):
             raise not_found(response_id, self)
-        return list(entry.items)
+        return orjson.loads(entry.blob)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 
 from proxy.observe.redact import get_logger
-from proxy.state.responses import ResponseStore, not_found, replayable
+from proxy.state.responses import ResponseStore, current_owner, not_found, replayable
 
 log = get_logger("subrelay.responses")
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, items BLOB NOT NULL, "
-           "size INTEGER NOT NULL, stored_at REAL NOT NULL)",
+           "size INTEGER NOT NULL, stored_at REAL NOT NULL, owner TEXT NOT NULL)",
            "CREATE INDEX IF NOT EXISTS responses_by_age ON responses (stored_at)")
 
 
@@ -44,6 +44,9 @@ class SharedResponseStore(ResponseStore):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=OFF")  # a cache: a crash may lose the last turns, never corrupt
+            columns = [row[1] for row in db.execute("PRAGMA table_info(responses)")]
+            if columns and "owner" not in columns:  # a file from before records had owners: a cache, start again
+                db.execute("DROP TABLE responses")
             for statement in _SCHEMA:
                 db.execute(statement)
         except sqlite3.DatabaseError:
@@ -59,23 +62,25 @@ class SharedResponseStore(ResponseStore):
             return self._open(busy_timeout, retry=False)
         return db
 
-    def put(self, response_id: str, input_items: list[Any], output_items: list[dict[str, Any]]) -> None:
+    def put(self, response_id: str, input_items: list[Any], output_items: list[dict[str, Any]],
+            owner: str | None = None) -> None:
         blob = orjson.dumps([*input_items, *(replayable(item) for item in output_items)])
         if len(blob) > self.max_bytes:
             return
         try:
             with _Immediate(self._db):
-                self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
-                                 (response_id, blob, len(blob), self._clock()))
+                self._db.execute("INSERT OR REPLACE INTO responses (id, items, size, stored_at, owner) "
+                                 "VALUES (?, ?, ?, ?, ?)",
+                                 (response_id, blob, len(blob), self._clock(), owner or current_owner()))
                 self._evict_rows()
         except sqlite3.Error as exc:  # the answer already reached the client: only the record is lost
             log.warning("could not record response %s for previous_response_id: %s", response_id[:40], exc)
 
-    def history(self, response_id: str) -> list[dict[str, Any]]:
+    def history(self, response_id: str, owner: str | None = None) -> list[dict[str, Any]]:
         oldest_allowed = self._clock() - self.max_age
         try:
-            row = self._db.execute("SELECT items FROM responses WHERE id = ? AND stored_at >= ?",
-                                   (response_id, oldest_allowed)).fetchone()
+            row = self._db.execute("SELECT items FROM responses WHERE id = ? AND owner = ? AND stored_at >= ?",
+                                   (response_id, owner or current_owner(), oldest_allowed)).fetchone()
         except sqlite3.Error as exc:
             log.warning("could not read the shared response store: %s", exc)
             row = None
