@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     login_cmd.add_argument("--paste", action="store_true",
                            help="the browser runs elsewhere: paste the address it ends on")
     commands.add_parser("logout", help="remove the ChatGPT login")
+    from proxy.team import cli as team_cli
+
+    team_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "logout":
             from proxy.login.cli import logout
             return logout(settings)
+        from proxy.team import cli as team_cli
+
+        if args.command in team_cli.COMMANDS:
+            return team_cli.run(args, settings.env)
         return status(settings, as_json=args.json)
     except ConfigError as exc:
         print(f"subrelay: configuration error: {exc}", file=sys.stderr)
