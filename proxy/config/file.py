@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from proxy.errors import ConfigError
@@ -111,8 +112,44 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
             raise fail(f"fallbacks.{model}", "must be a non-empty array of model names")
         fallbacks[model] = tuple(chain)
 
+    _check_names({p.name for p in providers}, aliases, routes, fallbacks, fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
                       tuple(routes), fallbacks)
+
+
+BUILTIN_PROVIDERS = tuple(kind for kind in PROVIDER_KINDS if kind != "custom")
+
+
+def _check_names(defined: set[str], aliases: dict[str, str], routes: list[RouteConfig],
+                 fallbacks: dict[str, tuple[str, ...]], fail) -> None:
+    """Every provider the file names is one it defines or a built-in one: a typo (``nosuch/...``, a
+    route to a ``[providers.local]`` that is missing) stops start-up naming the key, instead of a
+    config that half-works. A defined provider that merely lacks a key is the inventory's warning."""
+    known = defined | set(BUILTIN_PROVIDERS)
+
+    def undefined(name: str) -> str:
+        return (f"names the provider '{name}', which no [providers.{name}] section defines "
+                f"(built in: {', '.join(BUILTIN_PROVIDERS)})")
+
+    for index, route in enumerate(routes):
+        if route.provider not in known:
+            raise fail(f"routes[{index}].provider", undefined(route.provider))
+
+    def check_model(key: str, model: str) -> None:
+        prefix, sep, rest = model.partition("/")
+        if not sep or prefix in known:
+            return
+        if any(fnmatchcase(model, route.pattern) for route in routes):
+            return  # a bare name with a slash that one of the [[routes]] sends somewhere
+        raise fail(key, f"'{model}' {undefined(prefix)}")
+
+    for alias, target in aliases.items():
+        check_model(f"aliases.{alias}", target)
+    for model, chain in fallbacks.items():
+        check_model(f"fallbacks.{model}", model)
+        for name in chain:
+            check_model(f"fallbacks.{model}", name)
+
 
 
 def _provider(name: str, spec: Any, fail) -> ProviderConfig:
@@ -125,6 +162,9 @@ def _provider(name: str, spec: Any, fail) -> ProviderConfig:
     if unknown:
         raise fail(f"{where}.{sorted(unknown)[0]}", f"unknown key (expected {', '.join(sorted(_PROVIDER_KEYS))})")
     kind = spec.get("kind", name if name in PROVIDER_KINDS else None)
+    if kind is None:
+        raise fail(f"{where}.kind", f"is missing: say which kind of provider '{name}' is, e.g. kind = \"custom\" "
+                                    f"for an OpenAI-compatible server (one of {', '.join(PROVIDER_KINDS)})")
     if kind not in PROVIDER_KINDS:
         raise fail(f"{where}.kind", f"must be one of {', '.join(PROVIDER_KINDS)} (got {kind!r})")
     for key in ("base_url", "api_key", "api_key_env", "auth_path"):

@@ -15,25 +15,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
     parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
     parser.add_argument("--config", help="path to subrelay.toml (env SUBRELAY_CONFIG)")
+    # --config is accepted after the subcommand too (`subrelay serve --config x.toml`), as people type it.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--config", default=argparse.SUPPRESS, help="path to subrelay.toml (env SUBRELAY_CONFIG)")
     commands = parser.add_subparsers(dest="command")
-    serve_cmd = commands.add_parser("serve", help="run the proxy (default)")
+    serve_cmd = commands.add_parser("serve", help="run the proxy (default)", parents=[after])
     serve_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1, env SUBRELAY_HOST)")
     serve_cmd.add_argument("--port", type=int, help="port to listen on (default 8787, env SUBRELAY_PORT)")
     serve_cmd.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="env SUBRELAY_LOG_LEVEL")
     serve_cmd.add_argument("--log-format", choices=["text", "json"], help="env SUBRELAY_LOG_FORMAT (default text)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes on one port (env SUBRELAY_WORKERS, default 1)")
-    status_cmd = commands.add_parser("status", help="show each provider's state, the ChatGPT login and its usage")
+    status_cmd = commands.add_parser("status", help="show each provider's state, the ChatGPT login and its usage",
+                                     parents=[after])
     status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    login_cmd = commands.add_parser("login", help="log in to your ChatGPT plan (shared with the Codex CLI)")
+    login_cmd = commands.add_parser(
+        "login", help="log in to your ChatGPT plan (shared with the Codex CLI)", parents=[after],
+        epilog="The login is written where the Codex CLI keeps it (CODEX_AUTH_PATH, else $CODEX_HOME/auth.json, "
+               "else ~/.codex/auth.json). SUBRELAY_AUTH_BASE_URL (default https://auth.openai.com) and "
+               "SUBRELAY_LOGIN_PORT (default 1455) point the login elsewhere.")
     login_cmd.add_argument("--device", action="store_true", help="device-code login, for SSH sessions and containers")
     login_cmd.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     login_cmd.add_argument("--paste", action="store_true",
                            help="the browser runs elsewhere: paste the address it ends on")
-    commands.add_parser("logout", help="remove the ChatGPT login")
+    commands.add_parser("logout", help="remove the ChatGPT login", parents=[after])
     from proxy.team import cli as team_cli
 
     team_cli.add_commands(commands)
     args = parser.parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
+        return code
+    except BrokenPipeError:  # `subrelay status --json | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_env(config_path=args.config)
@@ -62,21 +82,37 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     from proxy.server.uvicorn import configure_logging, run, run_workers
 
+    from proxy.server.uvicorn import PortInUse, bind
+
     check_bind_is_safe(settings)
     if settings.workers < 1 or settings.workers > 64:
         raise ConfigError(f"--workers must be between 1 and 64, got {settings.workers}")
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError(f"--port (or SUBRELAY_PORT) must be between 1 and 65535, got {settings.port}")
     configure_logging(settings)
     install_log_redaction()
-    print(f"subrelay {__version__} listening on http://{settings.host}:{settings.port}/v1"
+    app = None
+    if settings.workers == 1:
+        from proxy.server.app import create_app
+
+        app = create_app(settings)  # a config or provider problem stops start-up before the port is taken
+    try:
+        sock = bind(settings)
+    except PortInUse as exc:
+        print(f"subrelay: {exc}", file=sys.stderr)
+        return 1
+    print(f"subrelay {__version__} listening on http://{_host_for_url(settings.host)}:{settings.port}/v1"
           f"{f' with {settings.workers} workers' if settings.workers > 1 else ''}", file=sys.stderr)
     if settings.workers > 1:
         _export_for_workers(settings)
-        run_workers(settings)
+        run_workers(settings, sock)
         return 0
-    from proxy.server.app import create_app
-
-    run(create_app(settings), settings)
+    run(app, settings, sock)
     return 0
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _export_for_workers(settings: Settings) -> None:

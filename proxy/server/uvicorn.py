@@ -11,14 +11,17 @@ limit is raised to what the system allows, and SIGTERM stops the server within a
 from __future__ import annotations
 
 import asyncio
+import errno
 import resource
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy.config.settings import Settings
+from proxy.invocation import command
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -116,16 +119,63 @@ class GracefulServer(uvicorn.Server):
             self._captured_signals.remove(sig)
 
 
-def run(app, settings: Settings) -> None:
+class PortInUse(Exception):
+    """The port is taken; the message says by what (when it can tell) and how to pick another."""
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything says "listening" (uvicorn would print a raw
+    ``[Errno 98]`` and exit 3 instead)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise PortInUse(f"cannot listen on {settings.host!r}: {exc.strerror} (check --host or SUBRELAY_HOST)") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(_port_taken(settings)) from None
+        if exc.errno == errno.EACCES:
+            raise PortInUse(f"not allowed to listen on port {settings.port} (ports below 1024 need privileges); "
+                            f"pick another with --port or SUBRELAY_PORT") from None
+        raise PortInUse(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # the workers of --workers N share it
+    return sock
+
+
+def _port_taken(settings: Settings) -> str:
+    """What is on the port, when it answers subrelay's /healthz (one short, bounded probe)."""
+    import httpx
+
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    holder = "another program"
+    try:
+        answer = httpx.get(f"http://{host}:{settings.port}/healthz", timeout=1.0)
+        health = answer.json() if answer.status_code == 200 else None
+        if isinstance(health, dict) and health.get("status") == "ok" and "version" in health:
+            holder = f"another subrelay (version {health['version']}, process {health.get('worker', '?')})"
+    except (httpx.HTTPError, ValueError):
+        pass
+    other = 8788 if settings.port != 8788 else 8789
+    return (f"port {settings.port} on {settings.host} is already in use by {holder}. Stop it, or pick another "
+            f"port: {command(f'serve --port {other}')} (or SUBRELAY_PORT={other}), and use that port in your "
+            f"client's base URL.")
+
+
+def run(app, settings: Settings, sock: socket.socket | None = None) -> None:
     raise_file_limit()
-    GracefulServer(uvicorn_config(app, settings)).run()
+    GracefulServer(uvicorn_config(app, settings)).run(sockets=[sock] if sock is not None else None)
 
 
-def run_workers(settings: Settings) -> None:
+def run_workers(settings: Settings, sock: socket.socket | None = None) -> None:
     """Several worker processes on one port; each builds the app from the environment (proxy.server.asgi)."""
     raise_file_limit()
     config = uvicorn_config("proxy.server.asgi:app_factory", settings, factory=True, workers=settings.workers,
                             http=HeadTimeoutProtocol)
     from uvicorn.supervisors import Multiprocess
 
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    Multiprocess(config, sockets=[sock if sock is not None else config.bind_socket()]).run()

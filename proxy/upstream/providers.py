@@ -19,6 +19,7 @@ from proxy.config.file import ProviderConfig
 from proxy.config.settings import Settings
 from proxy.credentials.api_keys import ApiKeySource, key_problem
 from proxy.credentials.codex import CodexCredentialSource
+from proxy.errors import ProxyError
 from proxy.observe.redact import get_logger
 from proxy.upstream.routing import Provider, Router, RouteRule
 
@@ -89,19 +90,29 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
     router = Router(inventory.providers, rules, unavailable=unavailable)
     for route in settings.file.routes:
         if route.provider not in router.providers:
-            log.warning("route %s -> %s ignored: that provider is not available", route.pattern, route.provider)
+            log.warning("route %s -> %s unused for now: provider %s is unavailable (%s)", route.pattern,
+                        route.provider, route.provider, unavailable.get(route.provider) or "not configured")
+    # Every name the config uses is defined (parse_config checked it); a provider that is merely
+    # unusable now keeps its aliases and fallbacks, so a request names the real problem, and a login
+    # made later makes them work without a restart.
+    router.aliases.update(settings.file.aliases)
     for alias, target in settings.file.aliases.items():
-        if router.routable(target):
-            router.aliases[alias] = target
-        else:
-            log.warning("alias %s -> %s ignored: no available provider serves %s", alias, target, target)
+        if not router.routable(target):
+            log.warning("alias %s -> %s cannot be served for now: %s", alias, target, _why_not(router, target))
     for model, chain in settings.file.fallbacks.items():
-        usable = tuple(name for name in chain if router.routable(router.aliases.get(name, name)))
-        for dropped in (name for name in chain if name not in usable):
-            log.warning("fallback %s for %s left out: no available provider serves it", dropped, model)
-        if usable:
-            router.fallbacks[model] = usable
+        router.fallbacks[model] = tuple(chain)
+        for name in chain:
+            if not router.routable(name):
+                log.warning("fallback %s for %s cannot be served for now: %s", name, model, _why_not(router, name))
     return router
+
+
+def _why_not(router: Router, model: str) -> str:
+    try:
+        router.resolve(model)
+    except ProxyError as exc:
+        return exc.message
+    return "unavailable"
 
 
 def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tuple[Provider | None, ProviderStatus]:

@@ -71,15 +71,16 @@ class Router:
         target = self.aliases.get(model, model)
         route = self._lookup(target)
         if route is None:
+            named = f"The model '{model}'" + (f" (an alias of '{target}')" if target != model else "")
             missing = self._unavailable_provider_for(target)
             if missing is not None:
                 raise AuthenticationFailed(
-                    f"The model '{model}' is served by {missing}, which is unavailable: "
-                    f"{self._why_unavailable(missing)}.",
+                    f"{named} is served by {missing}, which is unavailable: "
+                    f"{self._why_unavailable(missing).rstrip('.')}.",
                     code="provider_unavailable",
                 )
             raise ModelNotFound(
-                f"The model '{model}' does not exist or no available provider serves it. "
+                f"{named} does not exist or no available provider serves it. "
                 f"Use GET /v1/models to list the available models, or name a provider explicitly "
                 f"({', '.join(p + '/<model>' for p in self.providers) or 'none configured'}).",
                 param="model",

@@ -46,6 +46,12 @@ def test_config_path_comes_from_env_and_feeds_default_instructions(tmp_path):
     ({"routes": [{"prefix": "llama"}]}, "routes[0].provider"),
     ({"fallbacks": {"codex/gpt-5.4": "codex/gpt-5.4-mini"}}, "fallbacks.codex/gpt-5.4"),
     ({"default_instructions": ""}, "default_instructions"),
+    ({"providers": {"x": {"base_url": "http://h"}}}, "providers.x.kind: is missing"),
+    ({"aliases": {"fast": "nosuch/gpt-5.4"}}, "aliases.fast: 'nosuch/gpt-5.4' names the provider 'nosuch'"),
+    ({"routes": [{"prefix": "llama", "provider": "local"}]}, "routes[0].provider: names the provider 'local', "
+                                                             "which no [providers.local] section defines"),
+    ({"fallbacks": {"codex/gpt-5.4": ["nosuch/x"]}}, "fallbacks.codex/gpt-5.4: 'nosuch/x' names the provider"),
+    ({"fallbacks": {"nosuch/x": ["codex/gpt-5.4"]}}, "fallbacks.nosuch/x: 'nosuch/x'"),
 ])
 def test_invalid_config_names_the_key_and_the_problem(data, key):
     with pytest.raises(ConfigError) as info:
@@ -60,3 +66,14 @@ def test_a_broken_file_stops_start_up(tmp_path):
         load_config_file(str(path))
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(str(tmp_path / "missing.toml"))
+
+
+def test_names_that_a_section_or_a_route_defines_are_accepted():
+    config = parse_config({"providers": {"local": {"kind": "custom", "base_url": "http://127.0.0.1:1/v1"}},
+                           "aliases": {"l": "local/llama3", "o": "openrouter/openai/gpt-5.4", "bare": "gpt-5.4",
+                                       "hf": "meta-llama/Llama-3"},
+                           "routes": [{"pattern": "meta-llama/*", "provider": "local"}],
+                           "fallbacks": {"l": ["codex/gpt-5.4-mini", "hf"]}})
+    assert config.aliases["hf"] == "meta-llama/Llama-3" and config.fallbacks["l"] == ("codex/gpt-5.4-mini", "hf")
+    with pytest.raises(ConfigError, match="no .providers.x. section defines"):
+        parse_config({"providers": {"y": {"kind": "openai"}}, "aliases": {"a": "x/m"}})

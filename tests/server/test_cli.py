@@ -61,3 +61,68 @@ def test_status_shows_state_without_secrets(tmp_path, mock_codex):
         assert secret not in result.stdout
     missing = run_cli("status", env={"CODEX_AUTH_PATH": str(tmp_path / "nope.json")})
     assert "not configured" in missing.stdout and "codex login" in missing.stdout
+
+
+def test_a_config_naming_an_undefined_provider_stops_serve_and_shows_in_status(tmp_path):
+    config = tmp_path / "subrelay.toml"
+    config.write_text('[aliases]\nfast = "nosuch/gpt-5.4"\n')
+    env = {"CODEX_AUTH_PATH": str(tmp_path / "none.json"), "SUBRELAY_PORT": str(free_port())}
+    for args in (("--config", str(config), "serve"), ("serve", "--config", str(config)),
+                 ("status", "--config", str(config))):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, args
+        assert "aliases.fast: 'nosuch/gpt-5.4' names the provider 'nosuch'" in result.stderr
+        assert "listening" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_out_of_range_is_refused_like_workers():
+    for port in ("99999", "-1", "0"):
+        result = run_cli("serve", "--port", port)
+        assert result.returncode == 2
+        assert f"--port (or SUBRELAY_PORT) must be between 1 and 65535, got {port}" in result.stderr
+        assert "listening" not in result.stderr
+
+
+def test_a_taken_port_says_what_holds_it_and_how_to_pick_another(tmp_path):
+    with socket.socket() as squatter:  # some other program
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), env={"CODEX_AUTH_PATH": str(tmp_path / "none.json")})
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use by another program" in result.stderr
+    assert "serve --port 8788 (or SUBRELAY_PORT=8788)" in result.stderr
+    assert "listening" not in result.stderr and "Traceback" not in result.stderr and "Errno" not in result.stderr
+
+    port = free_port()
+    env = {"CODEX_AUTH_PATH": str(tmp_path / "none.json")}
+    first = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)],
+                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "subrelay did not start"
+                time.sleep(0.1)
+        second = run_cli("serve", "--port", str(port), env=env)
+        assert second.returncode == 1
+        assert f"already in use by another subrelay (version " in second.stderr
+    finally:
+        first.terminate()
+        _, err = first.communicate(timeout=10)
+    assert f"listening on http://127.0.0.1:{port}/v1" in err
+
+
+def test_status_json_into_a_pipe_that_closes_early(tmp_path):
+    # `true` reads nothing and exits at once: every write subrelay makes meets a closed pipe.
+    result = subprocess.run(f"{sys.executable} -m proxy status --json | true", shell=True, capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "CODEX_AUTH_PATH": str(tmp_path / "none.json")})
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_login_help_names_the_variables_that_point_it_elsewhere():
+    result = run_cli("login", "--help")
+    assert result.returncode == 0 and "SUBRELAY_AUTH_BASE_URL" in " ".join(result.stdout.split())

@@ -202,3 +202,18 @@ def test_start_up_with_no_usable_provider_says_what_to_do(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     create_app(Settings(codex_auth_path=str(tmp_path / "none.json"), env={"CLAUDE_CONFIG_DIR": str(tmp_path)}))
     assert any("no provider is usable" in r.getMessage() and "subrelay login" in r.getMessage() for r in caplog.records)
+
+
+def test_an_alias_whose_provider_is_unavailable_says_so(mock_codex, tmp_path, openrouter, caplog):
+    missing_login = str(tmp_path / "no-auth.json")
+    settings = routing_settings(mock_codex, missing_login, openrouter)
+    with caplog.at_level(logging.WARNING, logger="subrelay.providers"):
+        app = create_app(settings)
+    assert any("alias fast -> codex/gpt-5.4-mini cannot be served for now" in r.getMessage() for r in caplog.records)
+    with ServerThread(app) as thread:
+        answer = httpx.post(f"{thread.url}/v1/chat/completions", json={"model": "fast", "messages": USER})
+    error = answer.json()["error"]
+    assert answer.status_code == 401 and error["code"] == "provider_unavailable"
+    assert error["message"].startswith("The model 'fast' (an alias of 'codex/gpt-5.4-mini') is served by codex, "
+                                       "which is unavailable: No ChatGPT login found at ")
+    assert "login` (or `codex login`)." in error["message"] and ".." not in error["message"]
