@@ -1,0 +1,219 @@
+"""The team store on Redis: replicas on several hosts share users, logins, limits and usage.
+
+Same interface and behaviour as :mod:`proxy.state.local.team` (the conformance suite runs both). Every
+step a race could break is one Lua script (:mod:`proxy.state.redis.scripts`); every call is bounded by
+``SUBRELAY_REDIS_TIMEOUT`` and fails as :class:`StoreError` (:mod:`proxy.state.redis.connection`).
+
+Keys, all under one hash tag (``{sr}`` by default) so a script may touch several::
+
+    {sr}:users            set of user names          {sr}:u:<name>   user record (JSON)
+    {sr}:k:<key hash>     the key's user name        {sr}:l:<name>   sealed login (JSON, with version)
+    {sr}:lease:<key>      lease token (PX expiry)    {sr}:p:<login>  plan windows (JSON)
+    {sr}:r:<limit key>    reservations by expiry     {sr}:ra:<limit key>  amounts and their total
+    {sr}:usage:days       days with usage            {sr}:usage:<day>     counters per user/model/provider
+
+A key lookup (:meth:`RedisTeamStore.user_by_key_hash`) is one round trip, and nothing is cached, so a
+revoked or rotated key fails on its next request on every replica.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from proxy.state.redis import scripts
+from proxy.state.redis.connection import RedisOptions, bounded, create_client
+from proxy.state.team import (
+    USAGE_FIELDS,
+    LimitRule,
+    Refusal,
+    Reservation,
+    StoredLogin,
+    TeamStore,
+    UsageRow,
+    User,
+    UserExists,
+)
+
+
+class RedisTeamStore(TeamStore):
+    def __init__(self, client: Redis, options: RedisOptions | None = None) -> None:
+        self.options = options or RedisOptions()
+        self._redis = client
+        self._timeout = self.options.timeout
+        self._p = "{" + self.options.prefix + "}:"
+        self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
+            "ADD_USER", "SAVE_USER", "REMOVE_USER", "USER_BY_KEY", "PUT_LOGIN", "ACQUIRE_LEASE", "RELEASE_LEASE",
+            "RESERVE", "SETTLE")}
+
+    @classmethod
+    def from_url(cls, url: str, env: Mapping[str, str]) -> "RedisTeamStore":
+        """A store on its own bounded pool; nothing connects until the first call."""
+        options = RedisOptions.from_env(env)
+        return cls(create_client(url, options), options)
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return await bounded(self._scripts[script](keys=keys, args=args), self._timeout)
+
+    # -- users and keys ------------------------------------------------------------------------
+    async def add_user(self, user: User) -> None:
+        outcome = await self._run("ADD_USER", [self._p + "users", self._p + "u:" + user.name,
+                                               self._p + "k:" + user.key_hash], [user.name, _user_json(user)])
+        if outcome == b"name":
+            raise UserExists(f"A user named {user.name!r} exists already.")
+        if outcome == b"key":
+            raise UserExists("Another user has that key already.")
+
+    async def get_user(self, name: str) -> User | None:
+        raw = await bounded(self._redis.get(self._p + "u:" + name), self._timeout)
+        return _user(raw) if raw else None
+
+    async def list_users(self) -> list[User]:
+        names = await bounded(self._redis.smembers(self._p + "users"), self._timeout)
+        if not names:
+            return []
+        records = await bounded(self._redis.mget([self._p + "u:" + n.decode() for n in names]), self._timeout)
+        return sorted((_user(raw) for raw in records if raw), key=lambda user: user.name)
+
+    async def save_user(self, user: User) -> None:
+        outcome = await self._run("SAVE_USER", [self._p + "u:" + user.name, self._p + "k:" + user.key_hash],
+                                  [user.name, _user_json(user), self._p + "k:"])
+        if outcome == -1:
+            raise UserExists("Another user has that key already.")
+
+    async def remove_user(self, name: str) -> bool:
+        return bool(await self._run("REMOVE_USER", [self._p + "users", self._p + "u:" + name, self._p + "l:" + name],
+                                    [name, self._p + "k:"]))
+
+    async def user_by_key_hash(self, key_hash: str) -> User | None:
+        raw = await self._run("USER_BY_KEY", [self._p + "k:" + key_hash], [self._p + "u:"])
+        return _user(raw) if raw else None
+
+    async def has_users(self) -> bool:
+        return bool(await bounded(self._redis.exists(self._p + "users"), self._timeout))
+
+    # -- logins --------------------------------------------------------------------------------
+    async def get_login(self, name: str) -> StoredLogin | None:
+        raw = await bounded(self._redis.get(self._p + "l:" + name), self._timeout)
+        return StoredLogin(**_known(StoredLogin, orjson.loads(raw))) if raw else None
+
+    async def put_login(self, name: str, login: StoredLogin, *, expected_version: int | None) -> bool:
+        record = {"sealed": login.sealed, "version": login.version, "account_id": login.account_id,
+                  "email": login.email, "plan_type": login.plan_type, "needs_login": login.needs_login,
+                  "updated_at": login.updated_at or time.time()}
+        expected = "" if expected_version is None else str(int(expected_version))
+        return bool(await self._run("PUT_LOGIN", [self._p + "u:" + name, self._p + "l:" + name],
+                                    [expected, orjson.dumps(record)]))
+
+    async def delete_login(self, name: str) -> bool:
+        return bool(await bounded(self._redis.delete(self._p + "l:" + name), self._timeout))
+
+    async def acquire_lease(self, key: str, token: str, ttl: float) -> bool:
+        return bool(await self._run("ACQUIRE_LEASE", [self._p + "lease:" + key], [token, max(int(ttl * 1000), 1)]))
+
+    async def release_lease(self, key: str, token: str) -> None:
+        await self._run("RELEASE_LEASE", [self._p + "lease:" + key], [token])
+
+    # -- limits --------------------------------------------------------------------------------
+    async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
+        reservation_id = uuid.uuid4().hex
+        if not rules:
+            return Reservation(reservation_id, ())
+        keys: list[str] = []
+        args: list[Any] = [reservation_id]
+        for rule in rules:
+            keys += [self._p + "r:" + rule.key, self._p + "ra:" + rule.key]
+            args += [int(rule.limit), repr(float(rule.window)), int(rule.amount)]
+        outcome = await self._run("RESERVE", keys, args)
+        if int(outcome[0]) == 0:
+            return Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2]))
+        now = float(outcome[1])  # Redis time: expiries are on the server's clock
+        return Reservation(reservation_id, tuple((rule.key, rule.amount, now + rule.window) for rule in rules))
+
+    async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
+        keys: list[str] = []
+        args: list[Any] = [reservation.id]
+        for key, _, _ in reservation.parts:
+            if key in actual:
+                keys += [self._p + "r:" + key, self._p + "ra:" + key]
+                args.append(max(int(actual[key]), 0))
+        if keys:
+            await self._run("SETTLE", keys, args)
+
+    # -- plan windows --------------------------------------------------------------------------
+    async def put_plan_windows(self, login_key: str, windows: dict[str, Any]) -> None:
+        await bounded(self._redis.set(self._p + "p:" + login_key, orjson.dumps(windows)), self._timeout)
+
+    async def get_plan_windows(self, login_key: str) -> dict[str, Any] | None:
+        raw = await bounded(self._redis.get(self._p + "p:" + login_key), self._timeout)
+        return orjson.loads(raw) if raw else None
+
+    # -- usage ---------------------------------------------------------------------------------
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        """One MULTI/EXEC for the whole batch: all of it counts, or none."""
+        if not rows:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for row in rows:
+            pipe.sadd(self._p + "usage:days", row.day)
+            for name in USAGE_FIELDS:
+                value = int(getattr(row, name))
+                if value:
+                    pipe.hincrby(self._p + "usage:" + row.day, _usage_field(row, name), value)
+            # a row of zeros still shows the user used that model that day
+            pipe.hincrby(self._p + "usage:" + row.day, _usage_field(row, "requests"), 0)
+        await bounded(pipe.execute(), self._timeout)
+
+    async def usage(self, *, user: str | None = None, since: str | None = None,
+                    until: str | None = None) -> list[UsageRow]:
+        days = sorted(d.decode() for d in await bounded(self._redis.smembers(self._p + "usage:days"), self._timeout))
+        days = [d for d in days if (since is None or d >= since) and (until is None or d <= until)]
+        if not days:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self._p + "usage:" + day)
+        tables = await bounded(pipe.execute(), self._timeout)
+        rows: dict[tuple[str, str, str, str], UsageRow] = {}
+        for day, table in zip(days, tables):
+            for field, value in table.items():
+                who, model, provider, name = orjson.loads(field)
+                if user is not None and who != user:
+                    continue
+                row = rows.setdefault((day, who, model, provider), UsageRow(who, day, model, provider))
+                setattr(row, name, int(value))
+        return [rows[k] for k in sorted(rows)]
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        return bool(await bounded(self._redis.ping(), self._timeout))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _usage_field(row: UsageRow, name: str) -> bytes:
+    return orjson.dumps([row.user, row.model, row.provider, name])
+
+
+def _user_json(user: User) -> bytes:
+    return orjson.dumps({"name": user.name, "key_hash": user.key_hash, "key_id": user.key_id,
+                         "models": list(user.models), "rpm": user.rpm, "tpm": user.tpm,
+                         "daily_tokens": user.daily_tokens, "fallback": user.fallback, "disabled": user.disabled,
+                         "created_at": user.created_at, "generation": user.generation})
+
+
+def _user(raw: bytes) -> User:
+    record = _known(User, orjson.loads(raw))
+    record["models"] = tuple(record.get("models") or ())
+    return User(**record)
+
+
+def _known(kind: type, record: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``kind`` has: a record written by a newer replica still reads on an older one."""
+    return {name: value for name, value in record.items() if name in kind.__dataclass_fields__}
