@@ -44,6 +44,7 @@ class Limits:
     shutdown_grace_seconds: float = 10.0  # SIGTERM: how long open requests may finish
     response_store_bytes: int = 64 * 1024 * 1024  # the local record behind previous_response_id
     response_store_seconds: float = 6 * 3600.0
+    websocket_idle_seconds: float = 600.0  # a Responses WebSocket with no message (between responses)
 
 
 DEFAULT_LIMITS = Limits()
@@ -76,6 +77,7 @@ class Settings:
     workers: int = 1
     metrics_dir: str | None = None  # prometheus multiprocess directory (set when workers > 1)
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
+    websockets: bool = True  # the Responses API over WebSocket; off: upgrades get 426 (clients fall back to HTTP)
     file: FileConfig = field(default_factory=FileConfig)
     # The process environment as it was at start-up: API keys are looked up here, never later.
     env: Mapping[str, str] = field(default_factory=dict)
@@ -118,6 +120,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
             shutdown_grace_seconds=_float(env, "SUBRELAY_SHUTDOWN_GRACE", DEFAULT_LIMITS.shutdown_grace_seconds),
             response_store_bytes=_int(env, "SUBRELAY_RESPONSE_STORE_BYTES", DEFAULT_LIMITS.response_store_bytes),
             response_store_seconds=_float(env, "SUBRELAY_RESPONSE_STORE_SECONDS", DEFAULT_LIMITS.response_store_seconds),
+            websocket_idle_seconds=_float(env, "SUBRELAY_WEBSOCKET_IDLE_TIMEOUT", DEFAULT_LIMITS.websocket_idle_seconds),
         ),
         allowed_origins=_list(env, "SUBRELAY_ALLOWED_ORIGINS"),
         allowed_hosts=_list(env, "SUBRELAY_ALLOWED_HOSTS"),
@@ -129,6 +132,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         workers=_int(env, "SUBRELAY_WORKERS", 1),
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
+        websockets=_switch(env, "SUBRELAY_WEBSOCKETS", True),
         file=file,
         env=env,
     )
@@ -194,6 +198,17 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, on/off), got {value!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

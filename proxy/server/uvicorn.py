@@ -85,6 +85,9 @@ def uvicorn_config(app, settings: Settings, **extra) -> uvicorn.Config:
         http=extra.pop("http", None) or protocol_for(settings),
         server_header=False,
         limit_concurrency=settings.limits.max_connections,
+        # A Responses WebSocket message over max_body_bytes gets an error frame from the door; far over
+        # it, the protocol's own close (1009) before it is buffered whole.
+        ws_max_size=settings.limits.max_body_bytes + 1024 * 1024,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=settings.limits.shutdown_grace_seconds,
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
