@@ -35,8 +35,14 @@ class ProxyError(Exception):
         code: str | None = None,
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
+        error_type: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        if error_type is not None:
+            self.error_type = error_type  # an upstream's own type clients act on (Codex: usage_limit_reached)
+        # Fields an upstream put beside message/type that clients read (Codex: plan_type, resets_at).
+        self.details = details or {}
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
@@ -50,14 +56,15 @@ class ProxyError(Exception):
         This is the one place every error string leaves the proxy, so every string is redacted
         here: an upstream that echoes a credential in its ``code`` or ``type`` is masked too.
         """
-        return {
-            "error": {
-                "message": redact(self.message),
-                "type": redact(self.error_type),
-                "param": None if self.param is None else redact(self.param),
-                "code": None if self.code is None else redact(self.code),
-            }
+        error: dict[str, Any] = {
+            "message": redact(self.message),
+            "type": redact(self.error_type),
+            "param": None if self.param is None else redact(self.param),
+            "code": None if self.code is None else redact(self.code),
         }
+        for name, value in self.details.items():
+            error.setdefault(name, redact(value) if isinstance(value, str) else value)
+        return {"error": error}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -134,7 +141,7 @@ class UpstreamFailure(ProxyError):
 class UpstreamOverloaded(_WaitHint):
     status_code = 503
     error_type = "upstream_error"
-    default_code = "overloaded"
+    default_code = "server_is_overloaded"  # the code the Codex CLI reads as "overloaded, retry later"
 
 
 class UpstreamTimeout(ProxyError):

@@ -16,6 +16,7 @@ from proxy.errors import (
     ProxyError,
     RateLimited,
     UpstreamFailure,
+    UpstreamOverloaded,
     UpstreamRejected,
     retry_after_seconds,
     sane_wait,
@@ -23,6 +24,8 @@ from proxy.errors import (
 from proxy.observe.redact import redact
 
 INSTRUCTIONS_REJECTED = "Instructions are not valid"
+OVERLOAD_CODES = ("server_is_overloaded", "slow_down")  # what the Codex CLI reads as "overloaded"
+MAX_LIMIT_HEADERS = 40
 
 
 def upstream_message(body: bytes) -> tuple[str, dict[str, Any]]:
@@ -63,6 +66,10 @@ def error_from_response(
         )
     if status == 429:
         return _rate_limited(message, error, headers, now=time.time() if now is None else now)
+    if status in (503, 529) or code in OVERLOAD_CODES:
+        return UpstreamOverloaded(f"Codex backend is overloaded{': ' + message if message else ''}.",
+                                  code=code if code in OVERLOAD_CODES else "server_is_overloaded",
+                                  retry_after=retry_after_seconds(headers), headers=limit_headers(headers))
     if status == 400 and message == INSTRUCTIONS_REJECTED:
         return BadRequest(
             "The Codex backend accepts only its official instructions for this model right now. Set "
@@ -81,7 +88,25 @@ def error_from_response(
     return UpstreamFailure(f"Codex backend failed with HTTP {status}{': ' + message if message else ''}.")
 
 
+def limit_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The backend's ``x-codex-*`` headers (which window, how used, when it resets, the promo text),
+    which the Codex CLI reads to word its usage-limit message. Bounded in number and size."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith("x-codex-") and len(kept) < MAX_LIMIT_HEADERS and len(value) <= 512:
+            kept[lower] = value
+    return kept
+
+
 def _rate_limited(message: str, error: dict[str, Any], headers: Mapping[str, str], *, now: float) -> RateLimited:
+    kind = error.get("type") if isinstance(error.get("type"), str) else error.get("code")
+    if kind == "usage_not_included":
+        plan = error.get("plan_type")
+        return RateLimited(f"Codex is not included in this ChatGPT plan{': ' + message if message else ''}.",
+                           code="usage_not_included", error_type="usage_not_included", per_model=False,
+                           headers={**limit_headers(headers), "x-should-retry": "false"},
+                           details={"plan_type": plan} if isinstance(plan, str) else None)
     retry_after = sane_wait(_seconds(error.get("resets_in_seconds")))
     resets_at = _seconds(error.get("resets_at"))
     if retry_after is None and resets_at is not None:
@@ -95,11 +120,25 @@ def _rate_limited(message: str, error: dict[str, Any], headers: Mapping[str, str
         if retry_after is not None:
             reset_time = datetime.fromtimestamp(now + retry_after, tz=timezone.utc)
             when = f" It resets at {reset_time:%Y-%m-%d %H:%M} UTC (in {_duration(retry_after)})."
+        # Codex words its message from these and ends the turn (any other 429 it retries):
+        # type usage_limit_reached, plan_type, resets_at (unix seconds) and the x-codex-* headers.
+        details: dict[str, Any] = {}
+        if isinstance(plan, str) and plan:
+            details["plan_type"] = plan
+        if resets_at is not None:
+            details["resets_at"] = int(resets_at)
+        elif retry_after is not None:
+            details["resets_at"] = int(now + retry_after)
+        if retry_after is not None:
+            details["resets_in_seconds"] = int(retry_after)
         return RateLimited(
             f"Your {plan_text} has reached its Codex usage limit.{when}",
             retry_after=retry_after,
             code="usage_limit_reached",
+            error_type="usage_limit_reached",
             per_model=False,  # the plan's 5-hour/weekly window covers every model of the account
+            headers={**limit_headers(headers), "x-should-retry": "false"},  # the OpenAI SDKs: do not retry
+            details=details,
         )
     return RateLimited(
         f"Codex backend rate limit{': ' + message if message else ''}.",

@@ -6,6 +6,7 @@ and the backend's events relayed as they are, except where the backend is known 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ DROPPED = ("max_output_tokens", "max_completion_tokens", "temperature", "top_p",
 MAX_ID_LENGTH = 64
 TERMINAL = frozenset({"response.completed", "response.done", "response.incomplete", "response.failed"})
 # Events the relay reads (all others pass through untouched, without being parsed).
-_INSPECTED = TERMINAL | {"response.output_item.done", "response.output_item.added",
+_INSPECTED = TERMINAL | {"response.output_item.done", "response.output_item.added", "response.created",
                          "response.function_call_arguments.done", "error"}
 
 
@@ -117,6 +118,8 @@ class ResponsesRelay:
         self.failure: ProxyError | None = None
         self.finished = False
         self._last_sequence = -1
+        self._response: dict[str, Any] = {"id": "resp_pending", "object": "response", "status": "in_progress",
+                                          "output": []}  # the backend's, once response.created arrives
 
     def feed(self, event: SSEEvent) -> bytes:
         """The bytes to send the client for one upstream event."""
@@ -137,7 +140,9 @@ class ResponsesRelay:
         kind = payload.get("type") or event.event or ""
         if isinstance(payload.get("sequence_number"), int):
             self._last_sequence = payload["sequence_number"]
-        if kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
+        if kind == "response.created" and isinstance(payload.get("response"), dict):
+            self._response = {**payload["response"], "object": "response", "status": "in_progress", "output": []}
+        elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
             item = payload["item"]
             if item.get("type") == "function_call" and isinstance(item.get("id"), str):
                 self._names[item["id"]] = item.get("name") or ""
@@ -161,10 +166,10 @@ class ResponsesRelay:
             if kind == "response.failed":
                 error = response.get("error") if isinstance(response.get("error"), dict) else {}
                 self.failure = stream_error(error.get("code"), error.get("message"))
-        elif kind == "error":
-            self.finished = True
+        elif kind == "error":  # Codex reads only response.failed: the same failure, in that form
             error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
             self.failure = stream_error(error.get("code") or error.get("type"), error.get("message"))
+            return self.error_frame(self.failure)
         return _frame(kind, event.data)
 
     def close(self) -> bytes:
@@ -175,17 +180,35 @@ class ResponsesRelay:
         self.failure = UpstreamFailure("The Codex stream ended before the response was complete.")
         return self.error_frame(self.failure)
 
+    def start(self) -> bytes:
+        """``response.created`` and ``response.in_progress`` of our own, for a head sent before the
+        backend answered (the backend's own ``response.created`` follows when it does)."""
+        self._response["id"] = "resp_" + uuid.uuid4().hex
+        return self._event("response.created") + self._event("response.in_progress")
+
+    def keepalive(self) -> bytes:
+        """``response.in_progress`` while the backend is silent: Codex's idle timer counts events,
+        not SSE comments. It repeats the last sequence number rather than take the backend's next."""
+        if self.finished:
+            return b""
+        return _frame("response.in_progress", orjson.dumps({"type": "response.in_progress",
+                                                           "sequence_number": max(self._last_sequence, 0),
+                                                           "response": self._response}))
+
     def error_frame(self, error: ProxyError) -> bytes:
+        """``response.failed`` with the error's code: how Codex reads a stream that cannot go on
+        (``server_is_overloaded``, ``rate_limit_exceeded``… get its own handling; others a retry)."""
+        self.finished = True
+        detail = error.to_dict()["error"]
+        self._response = {**self._response, "status": "failed",
+                          "error": {"code": detail["code"] or "server_error", "message": detail["message"]},
+                          "output": [self.items[i] for i in sorted(self.items)]}
+        return self._event("response.failed")
+
+    def _event(self, kind: str) -> bytes:
         self._last_sequence += 1
-        return error_event(error, self._last_sequence)
-
-
-def error_event(error: ProxyError, sequence_number: int) -> bytes:
-    """A Responses ``error`` event for a stream that cannot go on."""
-    detail = error.to_dict()["error"]
-    payload = {"type": "error", "code": detail["code"], "message": detail["message"], "param": detail["param"],
-               "sequence_number": sequence_number}
-    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return _frame(kind, orjson.dumps({"type": kind, "sequence_number": self._last_sequence,
+                                          "response": self._response}))
 
 
 def _frame(kind: str, data: bytes) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.errors import BadRequest, ProxyError, RateLimited, UpstreamFailure
+from proxy.errors import BadRequest, ProxyError, RateLimited, UpstreamFailure, UpstreamOverloaded
 from proxy.hub.events import (
     AnswerEvent,
     Finish,
@@ -264,6 +264,8 @@ def stream_error(code: Any, message: Any) -> ProxyError:
         return RateLimited(f"Codex: {text}", code=code)
     if code in ("context_length_exceeded", "invalid_prompt", "invalid_request_error", "invalid_image"):
         return BadRequest(f"Codex: {text}", code=code)
+    if code in ("server_is_overloaded", "slow_down"):
+        return UpstreamOverloaded(f"Codex: {text}", code=code)
     return UpstreamFailure(f"Codex: {text}", code=code or "upstream_error")
 
 

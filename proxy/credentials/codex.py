@@ -26,13 +26,14 @@ from proxy.errors import (
     UpstreamTimeout,
 )
 from proxy.observe.metrics import REFRESHES
+from proxy.invocation import command
 from proxy.observe.redact import get_logger, secrets
 
 log = get_logger("subrelay.credentials.codex")
 
 CODEX_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 _AUTH_CLAIM = "https://api.openai.com/auth"
-_LOGIN_HINT = "Run `subrelay login` (or `codex login`)."
+_LOGIN_HINT = f"Run `{command('login')}` (or `codex login`)."
 _DEAD_REFRESH_CODES = frozenset(
     {"refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant"}
 )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from proxy.hub import keepalive
 from proxy.hub.encoder import AnswerEncoder
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent, first_failure
@@ -27,10 +28,11 @@ async def drain(batches: AsyncIterator[list[AnswerEvent]], add: Callable[[list[A
 
 
 async def stream_encoded(batches: AsyncIterator[list[AnswerEvent]], encoder: AnswerEncoder, headers: dict[str, str], *,
-                         ping: bytes | None = None, ping_seconds: float = 10.0,
+                         ping: bytes | Callable[[], bytes] | None = None, ping_seconds: float | None = None,
                          on_complete: Callable[[], None] | None = None) -> EventStreamResponse:
     """Prime (a failure before the first event is still an HTTP error), then stream; ``ping`` is sent
-    whenever the upstream has been silent for ``ping_seconds``; ``on_complete`` runs after a clean end."""
+    (bytes, or a function making them) whenever the upstream has been silent for ``ping_seconds``;
+    ``on_complete`` runs after a clean end."""
     first, pending = await prime(batches)
     error = first_failure(first)
     if error is not None:
@@ -40,8 +42,9 @@ async def stream_encoded(batches: AsyncIterator[list[AnswerEvent]], encoder: Ans
 
     async def body() -> AsyncIterator[bytes]:
         yield encoder.start() + encoder.encode(first)
-        async for batch in _paced(batches, reads, ping_seconds if ping else None):
-            data = ping if batch is None else encoder.encode(batch)
+        interval = (keepalive.KEEPALIVE_SECONDS if ping_seconds is None else ping_seconds) if ping else None
+        async for batch in _paced(batches, reads, interval):
+            data = (ping() if callable(ping) else ping) if batch is None else encoder.encode(batch)
             if data:
                 yield data
             if encoder.ended:

@@ -26,6 +26,7 @@ from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
 from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
+from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
 from proxy.server.edge import EdgeMiddleware
 from proxy.state.cooldowns import Cooldowns
@@ -245,6 +246,7 @@ async def healthz(request: Request) -> Response:
 
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
+    note_requested_model(request.scope)  # the log line names the model a refused request asked for
     return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
                     media_type="application/json")
 

@@ -69,6 +69,8 @@ class MockState:
     delta_count: int | None = None
     delta_size: int = 8
     inter_delta_delay: float = 0.0
+    head_delay: float = 0.0  # seconds before the response head (an upstream slow to answer at all)
+    silence: float = 0.0  # seconds of silence before the first delta (long silent reasoning)
     catalog_calls: int = 0
     catalog_not_modified: int = 0
     catalog_down: bool = False
@@ -141,6 +143,8 @@ class MockCodexServer:
             await send_json(send, 401, {"error": {"message": "Your authentication token has expired. Please try signing in again.",
                                               "type": "invalid_request_error", "code": "token_expired"}})
             return
+        if s.head_delay:
+            await asyncio.sleep(s.head_delay)
         if s.script:
             canned = s.script.pop(0)
             await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
@@ -165,7 +169,11 @@ class MockCodexServer:
 
         watcher = asyncio.create_task(watch())
         try:
+            quiet = s.silence
             for frame, is_delta in frames:
+                if quiet and is_delta:
+                    await asyncio.sleep(quiet)
+                    quiet = 0.0
                 if delay and is_delta:
                     await asyncio.sleep(delay)
                 if gone.is_set():
@@ -245,7 +253,8 @@ class MockCodexServer:
             await send_json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
-            for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output"):
+            for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
+                         "head_delay", "silence"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})

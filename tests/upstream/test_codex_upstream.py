@@ -98,23 +98,50 @@ async def test_second_401_is_our_401_with_an_actionable_message_and_no_loop(auth
 @respx.mock
 async def test_usage_limit_becomes_429_with_retry_after_and_the_plan(auth):
     path, _, _ = auth
-    respx.post(f"{BASE}/responses").mock(return_value=httpx.Response(429, json={"error": {
-        "type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
-        "resets_at": int(time.time()) + 3600, "resets_in_seconds": 3600}}))
+    resets = int(time.time()) + 3600
+    respx.post(f"{BASE}/responses").mock(return_value=httpx.Response(429, headers={
+        "x-codex-primary-used-percent": "100.0", "x-codex-primary-window-minutes": "300", "x-other": "dropped"},
+        json={"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached "
+                        "(sk-proj-abcdefghijklmnopqrstuvwxyz0123456789)", "plan_type": "plus",
+                        "resets_at": resets, "resets_in_seconds": 3600}}))
     async with proxy(path) as client:
         response = await client.post("/v1/chat/completions", json=HELLO)
     assert response.status_code == 429
-    assert response.headers["retry-after"] == "3600"
+    assert response.headers["retry-after"] == "3600" and response.headers["x-should-retry"] == "false"
+    assert response.headers["x-codex-primary-used-percent"] == "100.0" and "x-other" not in response.headers
     error = response.json()["error"]
-    assert error["code"] == "usage_limit_reached"
+    # What the Codex CLI reads to end the turn with the plan's message instead of retrying.
+    assert error["type"] == "usage_limit_reached" and error["code"] == "usage_limit_reached"
+    assert error["plan_type"] == "plus" and error["resets_at"] == resets
     assert "ChatGPT Plus plan" in error["message"] and "resets at" in error["message"]
+    assert "abcdefghijklmnop" not in response.text
+
+
+@respx.mock
+async def test_usage_not_included_and_overload_keep_the_codes_codex_reads(auth):
+    path, _, _ = auth
+    respx.post(f"{BASE}/responses").mock(side_effect=[
+        httpx.Response(429, json={"error": {"type": "usage_not_included", "message": "upgrade", "plan_type": "free"}}),
+        httpx.Response(503, json={"error": {"code": "server_is_overloaded", "message": "busy"}}),
+        httpx.Response(429, json={"error": {"type": "rate_limit_error", "code": "rate_limit_exceeded", "message": "slow"}},
+                       headers={"retry-after": "2"}),
+    ])
+    async with proxy(path) as client:
+        not_included = await client.post("/v1/chat/completions", json=HELLO)
+        overloaded = await client.post("/v1/chat/completions", json=HELLO)
+        limited = await client.post("/v1/chat/completions", json=HELLO)
+    assert not_included.status_code == 429 and not_included.json()["error"]["type"] == "usage_not_included"
+    assert not_included.json()["error"]["plan_type"] == "free"
+    assert overloaded.status_code == 503 and overloaded.json()["error"]["code"] == "server_is_overloaded"
+    assert limited.status_code == 429 and limited.json()["error"]["type"] == "rate_limit_error"
+    assert limited.headers["retry-after"] == "2" and "x-should-retry" not in limited.headers
 
 
 @pytest.mark.parametrize("upstream,status,text", [
     (httpx.Response(400, json={"detail": "The 'gpt-9' model is not supported."}), 400, "gpt-9"),
     (httpx.Response(403, json={"detail": "Your plan does not include Codex."}), 403, "plan does not include"),
     (httpx.Response(500, text="internal"), 502, "HTTP 500"),
-    (httpx.Response(503, json={"detail": "overloaded"}), 502, "overloaded"),
+    (httpx.Response(503, json={"detail": "overloaded"}), 503, "overloaded"),
     (httpx.ConnectError("refused"), 502, "Could not connect"),
     (httpx.ReadTimeout("slow"), 504, "did not answer in time"),
 ])

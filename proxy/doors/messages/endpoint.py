@@ -28,8 +28,10 @@ from proxy.hub.encoded_stream import drain, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
+from proxy.hub.request_body import client_body
 from proxy.hub.keepalive import Late, head_within, late_stream
 from proxy.hub.model import Inbound, ModelRequest
+from proxy.invocation import command
 from proxy.upstream.client import (
     MAX_UPSTREAM_BODY,
     StreamClock,
@@ -47,7 +49,7 @@ _VARIANT = re.compile(r"\[[^\]]*\]$")  # Claude Code's context-size marker, e.g.
 
 async def create_message(request: Request) -> Response:
     state = request.app.state.subrelay
-    raw = await request.body()
+    raw = await client_body(request)
     body = decode_json_object(raw)
     model_request = parse_messages_request(body, raw)
     model_request.inbound.headers = _client_headers(request)
@@ -73,7 +75,7 @@ async def create_message(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     """Counted by Anthropic for its own models, estimated locally (fast) for every other provider."""
     state = request.app.state.subrelay
-    raw = await request.body()
+    raw = await client_body(request)
     body = decode_json_object(raw)
     model = required_model(body)
     routes = candidates(state.router, model)
@@ -100,8 +102,12 @@ def candidates(router, model: str) -> list[Route]:
                 return router.candidates(base)
         if not model.startswith("claude"):
             raise
+        codex = router.providers.get("codex")
+        logged_in = codex is not None and codex.problem() is None
+        plan = ("To use your ChatGPT plan in Claude Code, set" if logged_in else
+                f"To use a ChatGPT plan in Claude Code, log in (`{command('login')}`), then set")
         raise NotFound(
-            f"No provider here serves '{model}' ({exc.message}). To use your ChatGPT plan in Claude Code, set "
+            f"No provider here serves '{model}': {exc.message.rstrip('.')}. {plan} "
             "ANTHROPIC_MODEL=gpt-5.5 and ANTHROPIC_SMALL_FAST_MODEL=gpt-5.4-mini (or ANTHROPIC_DEFAULT_OPUS_MODEL, "
             "_SONNET_MODEL and _HAIKU_MODEL), or map Claude names to models in subrelay.toml [aliases]; to use "
             "Claude itself, set ANTHROPIC_API_KEY for subrelay.", param="model", code="model_not_found") from None

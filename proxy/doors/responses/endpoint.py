@@ -31,7 +31,8 @@ from proxy.hub.encoded_stream import drain, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
-from proxy.hub.keepalive import KEEPALIVE_SECONDS, Late, head_within, late_stream, paced
+from proxy.hub.request_body import client_body
+from proxy.hub.keepalive import Late, head_within, late_stream, paced
 from proxy.hub.model import Inbound, ModelRequest
 from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
 from proxy.observe.metrics import RequestRecord
@@ -48,7 +49,7 @@ from proxy.upstream.dispatch import Opened, open_with_fallbacks
 
 
 async def create_response(request: Request) -> Response:
-    raw = await request.body()
+    raw = await client_body(request)
     return await respond(request.app.state.subrelay, decode_json_object(raw), raw, request.scope.get("subrelay.record"))
 
 
@@ -85,7 +86,7 @@ async def compact_response(request: Request) -> Response:
     """``POST /v1/responses/compact`` (the Codex CLI's remote compaction): relayed for Codex models,
     a clear 400 for any other."""
     state = request.app.state.subrelay
-    raw = await request.body()
+    raw = await client_body(request)
     body = decode_json_object(raw)
     model = required_model(body)
     routes = [route for route in state.router.candidates(model)
@@ -250,5 +251,5 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[AnswerEv
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str],
                   record: _Recorder) -> Response:
     encoder = ResponsesEncoder(request)
-    return await stream_encoded(batches, encoder, headers, ping=encoder.keepalive, ping_seconds=KEEPALIVE_SECONDS,
+    return await stream_encoded(batches, encoder, headers, ping=encoder.keepalive,
                                 on_complete=lambda: record(encoder.final_response()))

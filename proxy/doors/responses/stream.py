@@ -67,6 +67,14 @@ class ResponsesEncoder(AnswerEncoder):
         self._event("response.in_progress", response=self._snapshot())
         return self._flush()
 
+    def keepalive(self) -> bytes:
+        """``response.in_progress`` again: an event the client's idle timer counts (Codex ignores
+        SSE comments), sent while the upstream is silent. It carries no output (that could be large)."""
+        if self.ended:
+            return b""
+        self._event("response.in_progress", response={**self.response, "output": []})
+        return self._flush()
+
     def _content(self, event: AnswerEvent) -> None:
         kind = type(event)
         if kind is TextDelta:

@@ -14,7 +14,7 @@ from proxy.errors import UpstreamFailure
 from proxy.hub.events import ToolCallArguments, ToolCallStart
 from proxy.doors.responses.request import parse_responses_request
 from proxy.doors.responses.stream import ResponsesEncoder
-from proxy.hub.sse import SSEDecoder
+from proxy.hub.sse import SSEDecoder, SSEEvent
 from tests.helpers import fixture_bytes, replay
 
 
@@ -84,10 +84,22 @@ def test_failures_are_terminal_and_reported(name, code):
     assert events[-1]["type"] in ("response.failed", "error")
 
 
-def test_a_truncated_stream_ends_with_an_error_event():
+def test_a_truncated_stream_ends_with_response_failed():
+    """Codex reads a broken stream only from ``response.failed`` (an ``error`` event it skips)."""
     relayed, events = relay("truncated")
-    assert events[-1]["type"] == "error" and isinstance(relayed.failure, UpstreamFailure)
+    assert events[-1]["type"] == "response.failed" and isinstance(relayed.failure, UpstreamFailure)
+    assert events[-1]["response"]["error"]["code"] == "bad_gateway"
     assert events[-1]["sequence_number"] > max(e.get("sequence_number", -1) for e in events[:-1])
+
+
+def test_an_in_stream_overload_becomes_response_failed_with_codex_code():
+    event = SSEEvent("error", b'{"type":"error","code":"server_is_overloaded","message":"busy"}')
+    relay_ = ResponsesRelay()
+    frame = relay_.feed(event)
+    payload = json.loads(frame.split(b"data: ", 1)[1])
+    assert payload["type"] == "response.failed"
+    assert payload["response"]["error"]["code"] == "server_is_overloaded"
+    assert relay_.failure.status_code == 503
 
 
 def test_incomplete_is_passed_on():
@@ -147,7 +159,7 @@ def test_a_length_cut_is_response_incomplete():
 def test_an_error_mid_stream_is_response_failed_after_the_text():
     encoder, events = encode("error_midstream")
     assert events[-1]["type"] == "response.failed"
-    assert events[-1]["response"]["error"]["code"] == "overloaded"
+    assert events[-1]["response"]["error"]["code"] == "server_is_overloaded"  # what Codex reads as overload
     assert any(e["type"] == "response.output_text.delta" for e in events)
     assert encoder.failure is not None
 

@@ -169,7 +169,7 @@ def test_errors_before_and_after_the_stream_started(proxy, mock_codex):
     with httpx.stream("POST", f"{proxy}/responses", json={"model": CODEX, "input": "x [[deltas:3]] [[truncate]]",
                                                            "stream": True}) as response:
         lines = [line for line in response.iter_lines() if line.startswith("event:")]
-    assert response.status_code == 200 and lines[-1] == "event: error"
+    assert response.status_code == 200 and lines[-1] == "event: response.failed"
     failed = httpx.post(f"{proxy}/responses", json={"model": CODEX, "input": "x [[fail]]"})
     assert failed.status_code == 502
 
