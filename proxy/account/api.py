@@ -30,6 +30,7 @@ from proxy.config.settings import Settings, is_loopback
 from proxy.errors import NotFound, PermissionDenied, RateLimited, ServiceUnavailable
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
+from proxy.invocation import command
 from proxy.login.oauth import (
     DeviceCode,
     LoginPending,
@@ -184,7 +185,7 @@ async def usage(request: Request) -> Response:
     state = _state(request)
     report = await _status(state)
     if not report["connected"]:
-        raise NotFound("Nobody is logged in to ChatGPT here; run `subrelay login`.", code="not_logged_in")
+        raise NotFound(f"Nobody is logged in to ChatGPT here; run `{command('login')}`.", code="not_logged_in")
     return json_response({"vendor": "openai", "plan": report["plan"], "usage": report["usage"],
                           "usage_error": report["usage_error"]})
 
@@ -227,7 +228,7 @@ async def codex_cli_usage(request: Request) -> Response:
     state = request.app.state.subrelay
     source = state.codex_source()
     if source is None or source.problem() is not None:
-        raise NotFound("Nobody is logged in to ChatGPT here; run `subrelay login`.", code="not_logged_in")
+        raise NotFound(f"Nobody is logged in to ChatGPT here; run `{command('login')}`.", code="not_logged_in")
     credential = await source.current()
     try:
         return json_response(await fetch_usage(state.upstream.http, state.settings, credential))

@@ -20,6 +20,7 @@ from proxy.config.settings import Settings
 from proxy.credentials.api_keys import ApiKeySource, key_problem
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.errors import ProxyError
+from proxy.invocation import command
 from proxy.observe.redact import get_logger
 from proxy.upstream.routing import Provider, Router, RouteRule
 
@@ -83,8 +84,8 @@ def build_router(settings: Settings, inventory: Inventory | None = None) -> Rout
         if status.state == "unavailable" and status.configured:
             log.warning("provider %s is unavailable and left out of routing: %s", status.name, status.detail)
     if not any(status.state == "ok" for status in inventory.statuses):
-        log.warning("no provider is usable yet: run `subrelay login`, or set an API key such as OPENAI_API_KEY or "
-                    "ANTHROPIC_API_KEY; `subrelay status` shows what was found")
+        log.warning("no provider is usable yet: run `%s`, or set an API key such as OPENAI_API_KEY or "
+                    "ANTHROPIC_API_KEY; `%s` shows what was found", command("login"), command("status"))
     rules = [RouteRule(r.pattern, r.provider, from_config=True) for r in settings.file.routes] + DEFAULT_RULES
     unavailable = {s.name: s.detail for s in inventory.statuses if s.state != "ok" and s.detail}
     router = Router(inventory.providers, rules, unavailable=unavailable)
@@ -125,7 +126,7 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     source = CodexCredentialSource(path, token_url=settings.codex_token_url)
     provider = Provider(name, adapter, source)
     if not os.path.exists(path):
-        status.state, status.detail = "not configured", "no login file; run `subrelay login` (or `codex login`)"
+        status.state, status.detail = "not configured", f"no login file; run `{command('login')}` (or `codex login`)"
         return provider, status
     problem = source.problem()
     if problem is not None:

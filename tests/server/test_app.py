@@ -119,3 +119,26 @@ def test_settings_come_from_the_environment(tmp_path):
     assert settings_from_env({"CODEX_AUTH_PATH": "/x/a.json", "CODEX_HOME": "/y"}).codex_auth_path == "/x/a.json"
     with pytest.raises(ConfigError, match="SUBRELAY_PORT"):
         settings_from_env({"SUBRELAY_PORT": "eighty"})
+
+
+def test_a_refused_request_still_logs_the_model_it_asked_for(tmp_path, caplog):
+    """400, 401 and 404 lines keep the requested model (when the body parsed), not ``model=-``."""
+    import logging
+
+    from proxy.config.settings import Settings
+    from proxy.server.app import create_app
+    from tests.mock_upstream import ServerThread
+
+    settings = Settings(codex_auth_path=str(tmp_path / "none.json"), env={})
+    caplog.set_level(logging.INFO, logger="subrelay.requests")
+    with ServerThread(create_app(settings)) as thread:
+        url = thread.url
+        bad = httpx.post(f"{url}/v1/chat/completions", json={"model": "gpt-5.4", "messages": "nope"})
+        no_login = httpx.post(f"{url}/v1/responses", json={"model": "gpt-5.5", "input": "hi"})
+        unknown = httpx.post(f"{url}/v1/messages", json={"model": "mystery-1", "max_tokens": 5,
+                                                         "messages": [{"role": "user", "content": "hi"}]})
+        broken = httpx.post(f"{url}/v1/chat/completions", content=b'{"model": "gpt-5.4", ',
+                            headers={"content-type": "application/json"})
+    assert [bad.status_code, no_login.status_code, unknown.status_code, broken.status_code] == [400, 401, 404, 400]
+    lines = [(r.fields["status"], r.fields["model"]) for r in caplog.records if r.name == "subrelay.requests"]
+    assert lines == [(400, "gpt-5.4"), (401, "gpt-5.5"), (404, "mystery-1"), (400, "-")]

@@ -23,6 +23,7 @@ from proxy.doors.chat.stream import ChunkEncoder, new_completion_id
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent, first_failure
 from proxy.hub.json_response import json_response
+from proxy.hub.request_body import client_body
 from proxy.hub.keepalive import CHAT_KEEPALIVE, Late, head_within, late_stream, paced
 from proxy.hub.model import ModelRequest
 from proxy.hub.priming import prime
@@ -42,7 +43,7 @@ log = get_logger("subrelay.completions")
 
 async def create_chat_completion(request: Request) -> Response:
     state = request.app.state.subrelay
-    chat = parse_chat_request(await request.body())
+    chat = parse_chat_request(await client_body(request))
     routes = state.router.candidates(chat.model)
     limits = state.settings.limits
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
