@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from adapters.anthropic import AnthropicAdapter
 from adapters.codex import CodexAdapter
@@ -24,6 +24,7 @@ from proxy.doors.chat.endpoint import create_chat_completion
 from proxy.doors.messages.endpoint import count_tokens, create_message
 from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
+from proxy.doors.responses.websocket import responses_socket
 from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
@@ -106,6 +107,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/backend-api/wham/usage", account_api.codex_cli_usage, methods=["GET"]),
         Route("/api/codex/usage", account_api.codex_cli_usage, methods=["GET"]),
         Route("/responses", create_response, methods=["POST"]),
+        WebSocketRoute("/v1/responses", responses_socket),  # the same API over one socket
+        WebSocketRoute("/responses", responses_socket),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

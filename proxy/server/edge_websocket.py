@@ -71,12 +71,21 @@ async def _refusal(edge: EdgeMiddleware, scope, headers: dict[bytes, bytes], pub
     refusal = edge._refusal(scope, headers)
     if refusal is not None:
         return refusal
-    if scope["path"] not in public_paths and await edge.needs_key(scope, headers):
+    if scope["path"] in public_paths:
+        return None
+    needs_key = getattr(edge, "needs_key", None)  # owner keys and team users (team mode), where the edge has it
+    if await needs_key(scope, headers) if needs_key is not None else edge.keys and edge._identify(scope, headers) is None:
         error = scope.get("subrelay.store_error") or AuthenticationFailed(
             "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' with one of "
             "the keys in SUBRELAY_API_KEYS.")
-        error.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, AuthenticationFailed):
+            error.headers["WWW-Authenticate"] = "Bearer"
         return error
+    if scope.get("subrelay.admission") is not None:
+        # A team user's requests are admitted and settled one at a time (proxy.team); one socket carries
+        # many past a single admission, so team users speak HTTP (on a 426 clients switch at once).
+        return WebSocketsOff("WebSockets are not available to team users; use HTTP: POST /v1/responses.",
+                             code="websockets_not_for_team_users")
     return None
 
 

@@ -1,0 +1,245 @@
+"""The Responses API over WebSocket: ``GET /v1/responses`` (and ``/responses``) with ``Upgrade: websocket``.
+
+The protocol the OpenAI SDKs' ``responses.connect()``, the Agents SDK's websocket transport and the
+Codex CLI's built-in provider speak: each ``response.create`` message is the body of a
+``POST /v1/responses`` (``stream`` implied, ``stream_id`` echoed), answered with the same events as
+the SSE stream, one JSON text frame each, through the HTTP door's own code
+(:func:`proxy.doors.responses.endpoint.respond`), so every provider works as over HTTP. Responses
+follow one another on one socket; messages that arrive while one runs wait their turn.
+
+``previous_response_id`` resolves from the socket's own record first, then the app's: Codex sends
+``store: false`` and chains its next turn on the last one, so the socket keeps its answers whatever
+``store`` says (the app's record only when ``store`` allows). ``generate: false`` (Codex's prewarm)
+is answered here, without an upstream call: an empty completed response whose id can be chained.
+
+Bounds: a message over ``max_body_bytes`` is refused with an error frame; a socket with no message
+for ``websocket_idle_seconds`` between responses is closed (1000); each response has the HTTP
+request's deadlines (its :class:`proxy.upstream.client.StreamClock`); the socket closing mid-response
+cancels the upstream. A bad message gets an ``error`` frame and the socket stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from proxy.doors.responses.endpoint import respond
+from proxy.doors.responses.request import input_items
+from proxy.doors.responses.socket_frames import error_frame, event_frame
+from proxy.doors.responses.socket_store import SocketStore
+from proxy.doors.responses.store import expand_previous
+from proxy.doors.responses.stream import ResponsesEncoder
+from proxy.errors import BadRequest, InternalError, PayloadTooLarge, ProxyError
+from proxy.hub.checks import required_model
+from proxy.hub.event_stream import EventStreamResponse
+from proxy.hub.model import Inbound, ModelRequest
+from proxy.hub.sse import SSEDecoder
+from proxy.observe.metrics import RequestRecord
+from proxy.observe.redact import get_logger
+
+log = get_logger("subrelay.websocket")
+
+_IGNORED = frozenset({"response.processed"})  # older Codex CLIs acknowledge each response; nothing to do
+_NOT_BODY = ("type", "stream_id", "generate", "stream")  # protocol fields, not the POST body's
+
+
+async def responses_socket(websocket: WebSocket) -> None:
+    """One client socket: accept, then answer its ``response.create`` messages in turn."""
+    state = websocket.app.state.subrelay
+    await websocket.accept()
+    session = _Session(websocket, state)
+    log.info("websocket session opened (%s)", websocket.url.path)
+    try:
+        await session.run()
+    finally:
+        log.info("websocket session closed after %d responses (%s)", session.answered, websocket.url.path)
+
+
+class _Session:
+    def __init__(self, websocket: WebSocket, state: Any) -> None:
+        self.websocket = websocket
+        self.state = state
+        self.limits = state.settings.limits
+        self.store = SocketStore(state.responses)
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.queued_bytes = 0  # messages waiting while a response runs, bounded by max_body_bytes
+        self.gone = asyncio.Event()
+        self.current: asyncio.Task | None = None
+        self.streaming = False  # the running response's stream has started (it stops itself on a close)
+        self.answered = 0
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read())
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(self.inbox.get(), self.limits.websocket_idle_seconds)
+                except TimeoutError:
+                    await self._close(1000, "idle")
+                    return
+                if message is None:
+                    return
+                self.queued_bytes -= message.get("_size", 0)
+                self.current = asyncio.create_task(self._handle(message))
+                try:
+                    await asyncio.shield(self.current)
+                except asyncio.CancelledError:
+                    if not self.gone.is_set():
+                        self.current.cancel()
+                        raise
+                finally:
+                    self.current = None
+                if self.gone.is_set():
+                    return
+        finally:
+            reader.cancel()
+
+    async def _read(self) -> None:
+        """Every incoming message into the inbox (checked for size here, so a running response
+        never waits behind a huge one); a disconnect cancels the running response."""
+        limit = self.limits.max_body_bytes
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.gone.set()
+                if self.current is not None and not self.streaming:
+                    self.current.cancel()  # still opening the upstream: stop that
+                self.inbox.put_nowait(None)
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            size = len(data)
+            if size > limit:
+                self.inbox.put_nowait({"_refused": PayloadTooLarge(
+                    f"The message is larger than this proxy accepts ({limit} bytes; SUBRELAY_MAX_BODY_BYTES).")})
+            elif self.queued_bytes + size > limit and not self.inbox.empty():
+                self.inbox.put_nowait({"_refused": PayloadTooLarge(
+                    "Too many messages are waiting on this socket; send the next one after the current response.",
+                    code="too_many_queued_messages")})
+            else:
+                self.queued_bytes += size
+                self.inbox.put_nowait({"_data": data, "_size": size})
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        if "_refused" in message:
+            await self._send_error(message["_refused"])
+            return
+        try:
+            event = orjson.loads(message["_data"])
+        except orjson.JSONDecodeError:
+            await self._send_error(BadRequest("The message is not valid JSON.", code="invalid_json"))
+            return
+        if not isinstance(event, dict):
+            await self._send_error(BadRequest("Each message must be a JSON object with a 'type'.", code="invalid_json"))
+            return
+        kind = event.get("type")
+        stream_id = event.get("stream_id") if isinstance(event.get("stream_id"), str) else None
+        if kind in _IGNORED:
+            return
+        if kind != "response.create":
+            await self._send_error(BadRequest(
+                f"Unknown message type {str(kind)[:64]!r}; this socket accepts 'response.create'.", param="type",
+                code="unknown_message_type"), stream_id)
+            return
+        try:
+            await self._create(event, stream_id)
+        except (WebSocketDisconnect, OSError):
+            self.gone.set()
+
+    async def _create(self, event: dict[str, Any], stream_id: str | None) -> None:
+        """One response: ``respond()`` as for ``POST /v1/responses``, its SSE relayed as frames."""
+        record = RequestRecord(os.urandom(16).hex(), "WS", self.websocket.url.path)
+        body = {key: value for key, value in event.items() if key not in _NOT_BODY}
+        body["stream"] = True
+        try:
+            if event.get("background") is True:
+                raise BadRequest("'background' is not supported over WebSocket.", param="background",
+                                 code="unsupported_parameter")
+            generate = event.get("generate", True)
+            if not isinstance(generate, bool):
+                raise BadRequest("'generate' must be a boolean.", param="generate", code="invalid_type")
+            self.store.share = body.get("store") is not False
+            if not generate:
+                await self._prepare_only(body, record, stream_id)
+                return
+            response = await respond(self.state, body, orjson.dumps(body), record, self.store)
+            if not isinstance(response, EventStreamResponse):
+                raise InternalError("The Responses door answered a WebSocket request without a stream.")
+            record.status = 200
+            await self._relay(response, record, stream_id)
+            self.answered += 1
+        except ProxyError as error:
+            record.status = error.status_code
+            await self._send_error(error, stream_id)
+        finally:
+            record.finish()
+
+    async def _relay(self, response: EventStreamResponse, record: RequestRecord, stream_id: str | None) -> None:
+        """Run the HTTP stream with the socket as its client: each SSE event becomes a text frame, and
+        the socket closing is the client going away (the stream then closes its upstream)."""
+        decoder = SSEDecoder()
+        websocket, gone = self.websocket, self.gone
+
+        async def receive() -> dict[str, Any]:
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] != "http.response.body" or gone.is_set():
+                return
+            for event in decoder.feed(message.get("body", b"")):
+                frame = event_frame(event, stream_id)
+                if frame is not None:
+                    if record.first_byte is None:
+                        record.first_byte = time.perf_counter()
+                    await websocket.send_text(frame)
+
+        self.streaming = True
+        try:
+            await response({"type": "http"}, receive, send)
+        finally:
+            self.streaming = False
+
+    async def _prepare_only(self, body: dict[str, Any], record: RequestRecord, stream_id: str | None) -> None:
+        """``generate: false``: the request state is kept, no model output (an empty completed response)."""
+        model = required_model(body)
+        self.state.router.candidates(model)  # an unknown model is refused now, as it would be later
+        body = expand_previous(body, self.store)
+        request = ModelRequest(model=model, inbound=Inbound("responses", body, b""))
+        encoder = ResponsesEncoder(request)
+        data = encoder.start() + encoder.finish()
+        self.store.put(encoder.id, input_items(body), [])
+        record.status = 200
+        for payload in _sse_payloads(data):
+            await self.websocket.send_text(_with_stream_id(payload, stream_id))
+        self.answered += 1
+
+    async def _send_error(self, error: ProxyError, stream_id: str | None = None) -> None:
+        if self.gone.is_set():
+            return
+        try:
+            await self.websocket.send_text(error_frame(error, stream_id))
+        except Exception:  # the socket went away meanwhile
+            self.gone.set()
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self.websocket.close(code, reason)
+        except Exception:
+            pass
+
+
+def _sse_payloads(data: bytes) -> list[bytes]:
+    return [line[6:] for line in data.split(b"\n") if line.startswith(b"data: ")]
+
+
+def _with_stream_id(payload: bytes, stream_id: str | None) -> str:
+    if stream_id is None:
+        return payload.decode()
+    return orjson.dumps({**orjson.loads(payload), "stream_id": stream_id}).decode()
