@@ -24,10 +24,16 @@ VENDOR_PREFIXES: tuple[tuple[str, str], ...] = (
     ("gsk_", "groq"),
     ("pplx-", "perplexity"),
     ("AIza", "gemini"),
+    # GitHub: fine-grained PAT, classic PAT, Actions/App installation, OAuth and user-to-server tokens.
+    ("github_pat_", "github"),
+    ("ghp_", "github"),
+    ("ghs_", "github"),
+    ("gho_", "github"),
+    ("ghu_", "github"),
 )
 VENDOR_NAMES = {
     "anthropic": "Anthropic", "openrouter": "OpenRouter", "openai": "OpenAI", "xai": "xAI", "groq": "Groq",
-    "perplexity": "Perplexity", "gemini": "Google Gemini",
+    "perplexity": "Perplexity", "gemini": "Google Gemini", "github": "GitHub",
 }
 _PLACEHOLDER = re.compile(
     r"placeholder|dummy|fake|example|not[-_]?used|changeme|change[-_]me|replace|insert|todo|your[-_]|YOUR_|xxx|\.\.\.|[<>]",
@@ -43,12 +49,12 @@ def key_problem(value: str | None, vendor: str | None) -> str | None:
     """
     if value is None or not value.strip():
         return "not set"
+    if value.strip().lower().startswith("bearer"):  # before the whitespace rule: "Bearer sk-…" is this slip
+        return "starts with 'Bearer'; give the key alone"
     if value != value.strip() or any(ch.isspace() for ch in value):
         return "contains whitespace or a line break (a copy-paste slip?)"
     if value[0] in "\"'`" or value[-1] in "\"'`":
         return "is wrapped in quotes; remove them"
-    if value.lower().startswith("bearer"):
-        return "starts with 'Bearer'; give the key alone"
     if _ASSIGNMENT.match(value):
         return "contains 'NAME=' — paste only the value"
     if vendor is None:
@@ -64,7 +70,8 @@ def key_problem(value: str | None, vendor: str | None) -> str | None:
         return (f"looks like {_a(VENDOR_NAMES[detected])} key ({detected_prefix}…), not "
                 f"{_a(VENDOR_NAMES.get(vendor, vendor))} key")
     if expected_prefix is not None and detected != vendor:
-        return f"{VENDOR_NAMES.get(vendor, vendor)} keys start with '{expected_prefix}'"
+        prefixes = "', '".join(prefix for prefix, name in VENDOR_PREFIXES if name == vendor)
+        return f"{VENDOR_NAMES.get(vendor, vendor)} keys start with '{prefixes}'"
     return None
 
 

@@ -88,6 +88,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 for catalog in catalogs:
                     await catalog.stop()
                 app.state.subrelay.responses.close()
+                if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
+                    await app.state.subrelay.cooldowns.close()
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -112,6 +114,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
     ]
     return SubrelayApp(
@@ -135,7 +138,12 @@ def _shared_file(settings: Settings, name: str) -> str | None:
 
 
 def _cooldowns(settings: Settings) -> Cooldowns:
-    """In memory for one process; through a shared file when several workers serve one port."""
+    """In memory for one process; through a shared file when several workers serve one port; through
+    Redis when replicas span hosts (``SUBRELAY_REDIS_URL``)."""
+    if settings.env.get("SUBRELAY_REDIS_URL"):
+        from proxy.state.redis.cooldowns import RedisCooldowns
+
+        return RedisCooldowns.from_url(settings.env["SUBRELAY_REDIS_URL"], settings.env)
     path = _shared_file(settings, "cooldowns.json")
     if path is not None:
         from proxy.state.local.cooldowns import SharedCooldowns
@@ -148,6 +156,11 @@ def _response_store(settings: Settings) -> ResponseStore:
     """In memory for one process; one SQLite file for all workers, so a conversation's next turn
     may land on any of them."""
     limits = settings.limits
+    if settings.env.get("SUBRELAY_REDIS_URL"):  # replicas on several hosts: one record in Redis
+        from proxy.state.redis.responses import RedisResponseStore
+
+        return RedisResponseStore(settings.env["SUBRELAY_REDIS_URL"], settings.env, limits.response_store_bytes,
+                                  limits.response_store_seconds)
     path = _shared_file(settings, "responses.sqlite3")
     if path is not None:
         from proxy.state.local.responses import SharedResponseStore
@@ -242,6 +255,25 @@ async def retrieve_model(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok", "version": __version__, "worker": os.getpid()})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness, for load balancers and Kubernetes: 200 when the state store answers (or there is none),
+    503 when it does not (``/healthz`` stays liveness: the process is up)."""
+    state = request.app.state.subrelay
+    team = getattr(state, "team", None)
+    for store in (getattr(team, "store", None), state.cooldowns):
+        ping = getattr(store, "ping", None)
+        if ping is None:
+            continue
+        try:
+            ready = await ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; never a 500 here
+            log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
+            ready = False
+        if not ready:
+            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+    return json_response({"status": "ready"})
 
 
 # -- the error boundary ----------------------------------------------------------------------------

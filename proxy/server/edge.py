@@ -41,7 +41,7 @@ from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_ke
 log = get_logger("subrelay.edge")
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 # The account API and page and the metrics: with client keys set they need one (or the admin key),
 # and the admin key where it is set (proxy.account.api.AdminGuard).
 ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics")
@@ -52,7 +52,7 @@ MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", 
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Paths not worth a log line each (probes and scrapes).
-QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
 
