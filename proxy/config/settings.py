@@ -148,6 +148,9 @@ def codex_auth_path(env: Mapping[str, str]) -> str:
 
 def check_bind_is_safe(settings: Settings) -> None:
     """Refuse to listen beyond loopback unless client API keys (long enough to guess) guard the proxy."""
+    if any(key.lower().startswith("bearer ") for key in settings.api_keys):
+        raise ConfigError("SUBRELAY_API_KEYS has a key starting with 'Bearer '; list the keys alone "
+                          "(clients send them as 'Authorization: Bearer <key>').")
     short = [key for key in settings.api_keys if len(key) < MIN_CLIENT_KEY_LENGTH]
     if short:
         raise ConfigError(

@@ -53,7 +53,11 @@ def browser_login(auth_base: str, redirect_uri: str) -> BrowserLogin:
 
 def code_from_redirect(login: BrowserLogin, redirect: str) -> str:
     """The authorization code in the URL the browser came back to (a 400 for a wrong state or a refusal)."""
-    query = {k: v[0] for k, v in parse_qs(urlparse(redirect.strip()).query).items()}
+    parsed = urlparse(redirect.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.query:
+        raise BadRequest("That is not the address the browser ended on: paste the whole URL from its address bar "
+                         f"(it starts with {login.redirect_uri}?code=…).", code="not_a_redirect_url")
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
     if query.get("state") != login.state:
         raise BadRequest("That redirect does not belong to this login (state mismatch); start the login again.",
                          code="state_mismatch")

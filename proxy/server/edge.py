@@ -53,6 +53,8 @@ MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", 
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
+PROBE_PATHS = frozenset({"/", "/api/hello"})
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
 
@@ -115,6 +117,10 @@ class EdgeMiddleware:
         cors = origin if origin is not None and model_api and self._origin_listed(origin) else None
         if scope["method"] == "OPTIONS" and origin is not None:
             await self._preflight(send, origin, headers, model_api)
+            return
+        if scope["method"] == "HEAD" and path in PROBE_PATHS:
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
             return
         if self.keys and path not in PUBLIC_PATHS and self._identify(scope, headers) is None:
             error = AuthenticationFailed(

@@ -29,7 +29,7 @@ def test_real_looking_keys_pass(vendor):
     (" " + REAL["openai"], "whitespace"),
     (REAL["openai"] + "\n", "whitespace"),
     ('"' + REAL["openai"] + '"', "quotes"),
-    ("Bearer " + REAL["openai"], "whitespace"),
+    ("Bearer " + REAL["openai"], "starts with 'Bearer'"),  # the README promises Bearer detection
     ("Bearer" + REAL["openai"], "Bearer"),
     ("OPENAI_API_KEY=" + REAL["openai"], "NAME="),
     ("sk-your-openai-api-key-here-please", "placeholder"),

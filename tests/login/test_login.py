@@ -126,6 +126,22 @@ def test_paste_the_redirect_url_when_the_browser_is_elsewhere(mock_codex, tmp_pa
     assert orjson.loads(open(path, "rb").read())["tokens"]["access_token"] in mock_codex.state.valid_access
 
 
+def test_paste_of_something_that_is_not_the_address_says_so(mock_codex, tmp_path):
+    path = str(tmp_path / "auth.json")
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "login", "--paste"], text=True, stdin=subprocess.PIPE,
+                               env=login_env(mock_codex, path), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        _read_url(process)
+        process.stdin.write("ac_1234abcd\n")  # the code alone, not the address
+        process.stdin.flush()
+        assert process.wait(timeout=20) == 1
+    finally:
+        process.kill()
+    error = process.stderr.read()
+    assert "not the address the browser ended on" in error and "/auth/callback?code=" in error
+    assert "state mismatch" not in error and not os.path.exists(path)
+
+
 def test_a_declined_browser_login_fails_cleanly(mock_codex, tmp_path):
     path = str(tmp_path / "auth.json")
     process = subprocess.Popen([sys.executable, "-m", "proxy", "login", "--no-browser"], text=True,

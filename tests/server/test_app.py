@@ -142,3 +142,9 @@ def test_a_refused_request_still_logs_the_model_it_asked_for(tmp_path, caplog):
     assert [bad.status_code, no_login.status_code, unknown.status_code, broken.status_code] == [400, 401, 404, 400]
     lines = [(r.fields["status"], r.fields["model"]) for r in caplog.records if r.name == "subrelay.requests"]
     assert lines == [(400, "gpt-5.4"), (401, "gpt-5.5"), (404, "mystery-1"), (400, "-")]
+
+
+def test_client_keys_pasted_with_bearer_are_refused_at_start_up():
+    settings = settings_from_env({"SUBRELAY_API_KEYS": "Bearer sk-client-key-0123456789abcdef"})
+    with pytest.raises(ConfigError, match="starting with 'Bearer '; list the keys alone"):
+        check_bind_is_safe(settings)
