@@ -186,3 +186,135 @@ def test_an_unexpected_exception_is_an_openai_500_and_the_connection_stays_usabl
         assert client.request("POST", "/v1/chat/completions", VALID, JSON_HEADERS).status == 200
     finally:
         client.close()
+
+
+# -- count_tokens, compact and deep nesting (issue 17, finding 8) -------------------------------------
+
+def _image(header: bytes) -> str:
+    import base64
+
+    return base64.b64encode(header).decode()
+
+
+PNG_0x0 = _image(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 8 + b"\x08\x06\x00\x00\x00")
+GIF_0x0 = _image(b"GIF89a" + b"\x00\x00\x00\x00" + b"\x00" * 6)
+FULL_MESSAGES = {
+    "model": "claude-sonnet-4-5",
+    "system": [{"type": "text", "text": "Be brief."}],
+    "messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": "What is in these?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_0x0}},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": GIF_0x0}}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "look", "input": {"q": 1}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+    ],
+    "tools": [{"name": "look", "description": "Look", "input_schema": {"type": "object", "properties": {}}}],
+}
+FULL_COMPACT = {"model": "gpt-5.4", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+                "instructions": "Summarise."}
+COUNT_MODELS = ["claude-sonnet-4-5", "gpt-5.4", "gpt-4.1"]
+
+
+@st.composite
+def mutated(draw, full: dict, models: list[str]):
+    body = copy.deepcopy(full)
+    body["model"] = draw(st.sampled_from(models))
+    paths = [path for path in _paths(full) if path]
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        path = draw(st.sampled_from(paths))
+        parent = body
+        try:
+            for step in path[:-1]:
+                parent = parent[step]
+            if draw(st.booleans()) and isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            else:
+                parent[path[-1]] = draw(JSON)
+        except (KeyError, IndexError, TypeError):
+            continue
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _assert_anthropic_answered(response, sent: bytes) -> None:
+    assert response.status < 500, (response.status, sent[:300], response.body[:300])
+    if response.status >= 400:
+        body = orjson.loads(response.body)
+        assert body["type"] == "error" and isinstance(body["error"]["message"], str), body
+
+
+@settings(max_examples=max(50, EXAMPLES // 4), deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
+@given(body=st.one_of(mutated(FULL_MESSAGES, COUNT_MODELS), RAW_BODIES))
+def test_count_tokens_never_5xx_and_the_connection_survives(connection, body):
+    response = connection.request("POST", "/v1/messages/count_tokens", body, JSON_HEADERS)
+    _assert_anthropic_answered(response, body)
+    assert connection.request("POST", "/v1/chat/completions", VALID, JSON_HEADERS).status == 200
+
+
+@pytest.mark.parametrize("field,value", [("messages", 3), ("messages", True), ("tools", 7), ("tools", True),
+                                         ("messages", {"role": "user"})])
+def test_count_tokens_names_a_field_of_the_wrong_type(connection, field, value):
+    body = {**FULL_MESSAGES, "model": "gpt-5.4", field: value}
+    response = connection.request("POST", "/v1/messages/count_tokens", orjson.dumps(body), JSON_HEADERS)
+    assert response.status == 400, response.body
+    error = orjson.loads(response.body)["error"]
+    assert error["type"] == "invalid_request_error" and f"'{field}'" in error["message"]
+
+
+def test_count_tokens_counts_a_0x0_image_as_unknown(connection):
+    response = connection.request("POST", "/v1/messages/count_tokens",
+                                  orjson.dumps({**FULL_MESSAGES, "model": "gpt-5.4"}), JSON_HEADERS)
+    assert response.status == 200 and orjson.loads(response.body)["input_tokens"] > 3200
+
+
+@settings(max_examples=max(50, EXAMPLES // 4), deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)
+@given(body=st.one_of(mutated(FULL_COMPACT, ["gpt-5.4", "gpt-4.1", "claude-sonnet-4-5"]), RAW_BODIES))
+def test_compact_never_5xx_and_the_connection_survives(connection, body):
+    response = connection.request("POST", "/v1/responses/compact", body, JSON_HEADERS)
+    _assert_well_answered(response, body)
+    assert connection.request("POST", "/v1/chat/completions", VALID, JSON_HEADERS).status == 200
+
+
+def _nested(depth: int) -> bytes:
+    """JSON nested ``depth`` containers deep (as bytes: orjson itself would refuse to write it)."""
+    opening = "".join("[" if level % 2 else '{"k":' for level in range(depth))
+    closing = "".join("]" if level % 2 else "}" for level in reversed(range(depth)))
+    return f'{opening}"deep"{closing}'.encode()
+
+
+def _with(base: dict, field: str, raw_value: bytes) -> bytes:
+    """``base`` with ``field`` set to the raw JSON ``raw_value``."""
+    rest = orjson.dumps({key: value for key, value in base.items() if key != field})
+    return rest[:-1] + b',"' + field.encode() + b'":' + raw_value + b"}"
+
+
+DOORS = {
+    "/v1/chat/completions": ({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]},
+                             ("metadata", "tools")),
+    "/v1/responses": ({"model": "gpt-5.4", "input": "hi"}, ("metadata", "input")),
+    "/v1/responses/compact": (FULL_COMPACT, ("metadata", "input")),
+    "/v1/messages": ({"model": "gpt-5.4", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]},
+                     ("metadata", "tools")),
+    "/v1/messages/count_tokens": ({**FULL_MESSAGES, "model": "claude-sonnet-4-5"}, ("metadata", "tools")),
+}
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+@pytest.mark.parametrize("depth", [200, 254, 256, 600, 1100])
+def test_json_nested_past_the_limit_is_a_400_naming_it_on_every_door(connection, door, depth):
+    base, fields = DOORS[door]
+    for field in fields:
+        body = _with(base, field, _nested(depth))
+        response = connection.request("POST", door, body, JSON_HEADERS)
+        assert response.status == 400, (door, field, depth, response.body[:300])
+        assert "128 levels" in response.body.decode(), response.body[:300]
+    assert connection.request("POST", "/v1/chat/completions", VALID, JSON_HEADERS).status == 200
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+def test_json_within_the_limit_is_not_refused_for_its_depth(connection, door):
+    base, _ = DOORS[door]
+    response = connection.request("POST", door, _with(base, "metadata", _nested(100)), JSON_HEADERS)
+    assert response.status < 500 and b"json_too_deep" not in response.body, response.body[:300]

@@ -21,19 +21,24 @@ from typing import Any
 
 import orjson
 
+from proxy.hub.checks import array
+
 _PER_MESSAGE = 4
 _PER_TOOL = 8
 _IMAGE_DEFAULT = 1600
 
 
 def count_input_tokens(body: dict[str, Any]) -> int:
+    """The estimate; a 400 naming the field when ``messages`` or ``tools`` is not an array."""
     total = 0
     system = body.get("system")
     total += _content_tokens(system) if system is not None else 0
-    for message in body.get("messages") or ():
+    messages = array(body.get("messages"), "messages")
+    tools = array(body["tools"], "tools") if body.get("tools") is not None else ()
+    for message in messages:
         if isinstance(message, dict):
             total += _PER_MESSAGE + _content_tokens(message.get("content"))
-    for tool in body.get("tools") or ():
+    for tool in tools:
         total += _PER_TOOL + _text_tokens(orjson.dumps(tool))
     return max(1, total)
 
@@ -76,6 +81,8 @@ def image_tokens(source: Any) -> int:
     if size is None:
         return _IMAGE_DEFAULT
     width, height = size
+    if width <= 0 or height <= 0:  # a 0×0 header says nothing about the image: count it as unknown
+        return _IMAGE_DEFAULT
     scale = min(1.0, 1568 / max(width, height), math.sqrt(1_150_000 / max(1, width * height)))
     return max(1, min(_IMAGE_DEFAULT, math.ceil(width * scale * height * scale / 750)))
 
