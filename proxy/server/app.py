@@ -30,6 +30,7 @@ from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
 from proxy.server.edge import EdgeMiddleware
+from proxy.team import admin_api, admin_page
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.responses import ResponseStore
 from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
@@ -116,6 +117,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
+        *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
+        *admin_page.routes(),  # and the page at /admin
     ]
     return SubrelayApp(
         settings,

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     login_cmd.add_argument("--paste", action="store_true",
                            help="the browser runs elsewhere: paste the address it ends on")
     commands.add_parser("logout", help="remove the ChatGPT login", parents=[after])
+    migrate_cmd = commands.add_parser("migrate-state", help="copy this host's team store into Redis (for replicas)",
+                                      parents=[after])
+    migrate_cmd.add_argument("--to", required=True, metavar="REDIS_URL", help="redis://[:password@]host:port/db or rediss://")
     from proxy.team import cli as team_cli
 
     team_cli.add_commands(commands)
@@ -69,6 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "logout":
             from proxy.login.cli import logout
             return logout(settings)
+        if args.command == "migrate-state":
+            from proxy.server.migrate_state import migrate_state
+            return migrate_state(args.to, settings.env)
         from proxy.team import cli as team_cli
 
         if args.command in team_cli.COMMANDS:

@@ -41,10 +41,11 @@ from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_ke
 log = get_logger("subrelay.edge")
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# ... and the admin page's own files (they hold no data: the page asks for the admin key).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/admin.css"})
 # The account API and page and the metrics: with client keys set they need one (or the admin key),
 # and the admin key where it is set (proxy.account.api.AdminGuard).
-ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics")
+ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics", "/api/admin", "/admin")
 # The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
 # (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
 MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",

@@ -111,6 +111,7 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 async def _users(store, args: argparse.Namespace) -> int:
     from proxy.team import users
+    from proxy.team.views import user_view
 
     action = args.users_command
     if action == "add":
@@ -173,41 +174,9 @@ def _number(value: str | None) -> Any:
     return int(value)
 
 
-async def user_view(store, user) -> dict[str, Any]:
-    """What an admin may see of a user: the record without its key hash, the login's public part
-    (account, email, plan; never a token) and that login's plan windows."""
-    login = await store.get_login(user.name)
-    public = login.public() if login is not None else None
-    windows = None
-    if login is not None and login.account_id:
-        windows = await store.get_plan_windows(f"account:{login.account_id}")
-    return {**user.public(), "login": public, "plan_windows": plan_windows(windows)}
-
-
-def plan_windows(data: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The stored plan windows as a list of ``{name, used_percent, resets_at, window_minutes}``, from either
-    ``{"primary": {"used_percent": …}}`` or the flat ``{"primary_used_percent": …}`` the headers give."""
-    if not isinstance(data, dict):
-        return []
-    names: dict[str, dict[str, Any]] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            names.setdefault(key, {}).update(value)
-            continue
-        for suffix in ("used_percent", "reset_at", "resets_at", "reset_after_seconds", "window_minutes"):
-            if key.endswith("_" + suffix):
-                names.setdefault(key[: -len(suffix) - 1], {})[suffix] = value
-    windows = []
-    for name, fields in names.items():
-        used = fields.get("used_percent")
-        if isinstance(used, (int, float)) and not isinstance(used, bool):
-            windows.append({"name": name, "used_percent": float(used),
-                            "resets_at": fields.get("resets_at", fields.get("reset_at")),
-                            "window_minutes": fields.get("window_minutes")})
-    return windows
-
-
 async def _list(store, *, as_json: bool) -> int:
+    from proxy.team.views import user_view
+
     views = [await user_view(store, user) for user in await store.list_users()]
     if as_json:
         _print_json({"object": "list", "data": views})

@@ -215,7 +215,8 @@ class _Session:
         encoder = ResponsesEncoder(request)
         data = encoder.start() + encoder.finish()
         self.store.put(encoder.id, input_items(body), [])
-        record.status = 200
+        record.status, record.model = 200, model
+        record.note("generate=false: answered without an upstream call")
         for payload in _sse_payloads(data):
             await self.websocket.send_text(_with_stream_id(payload, stream_id))
         self.answered += 1

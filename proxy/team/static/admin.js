@@ -1,0 +1,216 @@
+"use strict";
+// The admin page: everything comes from /api/admin with the key from this tab's sessionStorage.
+// Text from the server goes into the page as text (never as HTML).
+const STORED_KEY = "subrelay-admin-key";
+const DAYS = 14;
+let adminKey = sessionStorage.getItem(STORED_KEY) || "";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (name === "dataset") Object.assign(node.dataset, value);
+    else if (name === "onclick") node.addEventListener("click", value);
+    else node[name] = value;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+async function call(method, path, body) {
+  const headers = { "x-admin-key": adminKey };
+  const options = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["content-type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((data.error && data.error.message) || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function showError(message) {
+  $("error").textContent = message || "";
+  $("error").hidden = !message;
+}
+
+function askForKey(message) {
+  $("main").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  showError(message);
+}
+
+function limitsText(user) {
+  const parts = [];
+  if (user.rpm) parts.push(`${user.rpm.toLocaleString()} req/min`);
+  if (user.tpm) parts.push(`${user.tpm.toLocaleString()} tok/min`);
+  if (user.daily_tokens) parts.push(`${user.daily_tokens.toLocaleString()} tok/day`);
+  parts.push(user.models.length ? `models ${user.models.join(", ")}` : "all models");
+  if (user.fallback) parts.push("fallback allowed");
+  return parts.join(" · ");
+}
+
+function loginCell(login) {
+  if (!login) return el("span", { className: "muted", textContent: "not logged in" });
+  const cell = el("span", { textContent: `${login.email || "?"} (${login.plan_type || "?"})` });
+  if (login.needs_login) cell.append(el("div", { className: "needs-login", textContent: `needs a new login: ${login.needs_login}` }));
+  return cell;
+}
+
+function resetText(window) {
+  const at = Number(window.resets_at);
+  if (!at) return "";
+  const hours = (at - Date.now() / 1000) / 3600;
+  return hours > 0 ? `, resets in ${hours < 48 ? `${hours.toFixed(1)} h` : `${(hours / 24).toFixed(1)} d`}` : "";
+}
+
+function windowsCell(windows) {
+  if (!windows.length) return el("span", { className: "muted", textContent: "-" });
+  const cell = el("div");
+  for (const window of windows) {
+    const used = Math.max(0, Math.min(100, window.used_percent));
+    const fill = el("div");
+    fill.style.width = `${used}%`;
+    cell.append(el("div", { className: "window", dataset: { window: window.name } },
+      `${window.name}: ${Math.round(window.used_percent)}% used${resetText(window)}`,
+      el("div", { className: used >= 95 ? "bar full" : "bar" }, fill)));
+  }
+  return cell;
+}
+
+function actionsCell(user) {
+  const path = `/api/admin/users/${encodeURIComponent(user.name)}`;
+  const toggle = el("button", {
+    className: "secondary", textContent: user.disabled ? "Enable" : "Disable", dataset: { action: "toggle" },
+    onclick: () => act(() => call("PATCH", path, { disabled: !user.disabled })),
+  });
+  const rotate = el("button", {
+    className: "secondary", textContent: "Rotate key", dataset: { action: "rotate" },
+    onclick: () => act(async () => showKey(await call("POST", `${path}/rotate-key`, {}))),
+  });
+  const remove = el("button", {
+    className: "danger", textContent: "Remove", dataset: { action: "remove" },
+    onclick: () => confirm(`Remove ${user.name}, their key and their login?`) && act(() => call("DELETE", path)),
+  });
+  return el("td", {}, toggle, rotate, remove);
+}
+
+function showKey(answer) {
+  $("new-key-name").textContent = answer.name;
+  $("new-key-value").textContent = answer.key;
+  $("new-key").hidden = false;
+}
+
+async function act(action) {
+  try {
+    await action();
+    showError("");
+    await load();
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+function renderUsers(users) {
+  const body = $("users").tBodies[0];
+  body.replaceChildren(...users.map((user) => el("tr", { dataset: { user: user.name } },
+    el("td", {}, el("b", { textContent: user.name })),
+    el("td", {}, el("code", { textContent: user.key_id })),
+    el("td", { className: user.disabled ? "disabled" : "enabled", textContent: user.disabled ? "disabled" : "enabled" }),
+    el("td", { textContent: limitsText(user) }),
+    el("td", {}, loginCell(user.login)),
+    el("td", {}, windowsCell(user.plan_windows)),
+    actionsCell(user))));
+  $("no-users").hidden = users.length > 0;
+}
+
+function isoDay(date) {
+  return date.toISOString().slice(0, 10);
+}
+
+function renderUsage(report, names) {
+  const today = new Date();
+  const days = [];
+  for (let back = DAYS - 1; back >= 0; back--) days.push(isoDay(new Date(today.getTime() - back * 86400000)));
+  const perDay = new Map(days.map((day) => [day, new Map()]));
+  for (const row of report.data) {
+    if (!perDay.has(row.day)) continue;
+    const tokens = row.input_tokens + row.output_tokens;
+    const users = perDay.get(row.day);
+    users.set(row.user, (users.get(row.user) || 0) + tokens);
+    if (!names.includes(row.user)) names.push(row.user);
+  }
+  const totals = days.map((day) => [...perDay.get(day).values()].reduce((a, b) => a + b, 0));
+  const most = Math.max(1, ...totals);
+  $("usage-chart").replaceChildren(...days.map((day, index) => {
+    const track = el("div", { className: "track" });
+    for (const [user, tokens] of perDay.get(day)) {
+      const segment = el("div", { className: `seg u${names.indexOf(user) % 6}`, title: `${user}: ${tokens.toLocaleString()} tokens` });
+      segment.style.width = `${(tokens / most) * 100}%`;
+      track.append(segment);
+    }
+    return el("div", { className: "day", dataset: { day, tokens: String(totals[index]) } },
+      el("span", { className: "label", textContent: day }), track,
+      el("span", { className: "total", textContent: totals[index].toLocaleString() }));
+  }));
+  $("usage-legend").replaceChildren(...names.map((name, index) => {
+    const swatch = el("i", { className: `u${index % 6}` });
+    return el("span", {}, swatch, name);
+  }));
+  $("usage-range").textContent = `(input + output, ${days[0]} to ${days[days.length - 1]}, UTC)`;
+}
+
+async function load() {
+  try {
+    const since = isoDay(new Date(Date.now() - (DAYS - 1) * 86400000));
+    const [users, usage] = await Promise.all([
+      call("GET", "/api/admin/users"),
+      call("GET", `/api/admin/usage?group_by=user,day&since=${since}`),
+    ]);
+    $("sign-in").hidden = true;
+    $("main").hidden = false;
+    $("sign-out").hidden = false;
+    renderUsers(users.data);
+    renderUsage(usage, users.data.map((user) => user.name));
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      sessionStorage.removeItem(STORED_KEY);
+      adminKey = "";
+      askForKey(error.message);
+    } else {
+      showError(error.message);
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in").addEventListener("submit", (event) => {
+    event.preventDefault();
+    adminKey = $("admin-key").value.trim();
+    sessionStorage.setItem(STORED_KEY, adminKey);
+    $("admin-key").value = "";
+    load();
+  });
+  $("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(STORED_KEY);
+    adminKey = "";
+    askForKey("");
+  });
+  $("add-user").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = $("new-name").value.trim();
+    act(async () => {
+      showKey(await call("POST", "/api/admin/users", { name }));
+      $("new-name").value = "";
+    });
+  });
+  if (adminKey) load();
+  else askForKey("");
+});
