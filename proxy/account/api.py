@@ -38,6 +38,8 @@ from proxy.login.oauth import (
     start_device_login,
 )
 from proxy.login.store import remove_login, save_login
+from proxy.team.account import remove_user_login, save_user_login, user_status
+from proxy.team.caller import CALLER
 from proxy.observe.metrics import COOLDOWNS, metrics_text
 
 PREFIX = "/api/llm/subscription/openai"
@@ -48,6 +50,7 @@ MAX_PENDING = 8
 class PendingLogin:
     device: DeviceCode
     next_poll: float
+    owner: str = "anonymous"  # the caller who started it: only they may complete it (Caller.scope_id)
 
 
 class PendingLogins:
@@ -66,13 +69,13 @@ class PendingLogins:
     def add(self, device: DeviceCode) -> str:
         self.check_room()
         handle = secrets.token_urlsafe(32)
-        self._pending[handle] = PendingLogin(device, time.time())
+        self._pending[handle] = PendingLogin(device, time.time(), CALLER.get().scope_id)
         return handle
 
     def get(self, handle: str) -> PendingLogin:
         self._expire()
         pending = self._pending.get(handle) if isinstance(handle, str) else None
-        if pending is None:
+        if pending is None or not hmac.compare_digest(pending.owner, CALLER.get().scope_id):  # nobody else's login
             raise NotFound("No login in progress has that handle (it is unknown, finished or expired).",
                            code="login_not_found")
         return pending
@@ -120,8 +123,15 @@ class AdminGuard:
 
 def _state(request: Request):
     state = request.app.state.subrelay
-    state.admin.check(request)
+    if CALLER.get().kind != "user":  # a team user acts on their own login only; the rest needs the admin
+        state.admin.check(request)
     return state
+
+
+def _user() -> str | None:
+    """The team user calling (their own login is the one acted on), or None for the owner."""
+    caller = CALLER.get()
+    return caller.name if caller.kind == "user" else None
 
 
 async def status(request: Request) -> Response:
@@ -130,6 +140,8 @@ async def status(request: Request) -> Response:
 
 
 async def _status(state) -> dict:
+    if _user() is not None:
+        return await user_status(state, _user())
     source = state.codex_source()
     result = await chatgpt_status(state.settings, state.upstream.http, source)
     return result
@@ -164,12 +176,18 @@ async def device_poll(request: Request) -> Response:
         state.pending_logins.drop(handle)
         raise
     state.pending_logins.drop(handle)
-    save_login(state.settings.codex_auth_path, tokens)
+    if _user() is not None:
+        await save_user_login(state.team, _user(), tokens)
+    else:
+        save_login(state.settings.codex_auth_path, tokens)
     return json_response({**(await _status(state)), "pending": False})
 
 
 async def logout(request: Request) -> Response:
     state = _state(request)
+    if _user() is not None:
+        await remove_user_login(state.team, _user())
+        return json_response({"vendor": "openai", "connected": False})
     state.pending_logins.clear()
     remove_login(state.settings.codex_auth_path)
     return json_response({"vendor": "openai", "connected": False})
@@ -227,7 +245,13 @@ async def codex_cli_usage(request: Request) -> Response:
     login, so a Codex CLI pointed at subrelay shows its limits in ``/status``. Behind the client key."""
     state = request.app.state.subrelay
     source = state.codex_source()
-    if source is None or source.problem() is not None:
+    if _user() is not None:
+        source = next((p.credentials for p in state.router.providers.values() if hasattr(p.credentials, "user_login")),
+                      None)
+        source = source.user_login(_user()) if source is not None else None
+        if source is None:
+            raise NotFound("No Codex provider is configured here.", code="not_logged_in")
+    elif source is None or source.problem() is not None:
         raise NotFound(f"Nobody is logged in to ChatGPT here; run `{command('login')}`.", code="not_logged_in")
     credential = await source.current()
     try:

@@ -14,7 +14,7 @@ from typing import Any
 from proxy.errors import ConfigError
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
-_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks"}
+_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
                   "merge_consecutive_roles"}
 
@@ -46,6 +46,8 @@ class FileConfig:
     aliases: dict[str, str] = field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
     fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Team mode: a user who allows it moves to the fallback once a plan window is this full.
+    fallback_at_percent: float = 95.0
 
 
 def load_config_file(path: str) -> FileConfig:
@@ -112,9 +114,13 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
             raise fail(f"fallbacks.{model}", "must be a non-empty array of model names")
         fallbacks[model] = tuple(chain)
 
+    at_percent = data.get("fallback_at_percent", 95.0)
+    if isinstance(at_percent, bool) or not isinstance(at_percent, (int, float)) or not 0 < at_percent <= 100:
+        raise fail("fallback_at_percent", "must be a number above 0 and at most 100")
+
     _check_names({p.name for p in providers}, aliases, routes, fallbacks, fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
-                      tuple(routes), fallbacks)
+                      tuple(routes), fallbacks, float(at_percent))
 
 
 BUILTIN_PROVIDERS = tuple(kind for kind in PROVIDER_KINDS if kind != "custom")
@@ -149,7 +155,6 @@ def _check_names(defined: set[str], aliases: dict[str, str], routes: list[RouteC
         check_model(f"fallbacks.{model}", model)
         for name in chain:
             check_model(f"fallbacks.{model}", name)
-
 
 
 def _provider(name: str, spec: Any, fail) -> ProviderConfig:

@@ -112,35 +112,7 @@ class CodexCredentialSource:
         return memo[1]
 
     def _parse_credential(self, data: dict[str, Any]) -> Credential:
-        tokens = data.get("tokens")
-        if isinstance(tokens, dict) and tokens.get("access_token") and not _well_formed(tokens):
-            raise AuthenticationFailed(
-                f"The ChatGPT login at {self.path} is damaged (a token has the wrong type or characters); "
-                f"subrelay will not modify it. {_LOGIN_HINT}", code="credentials_corrupt")
-        if not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str) or not tokens["access_token"]:
-            if data.get("OPENAI_API_KEY"):
-                raise AuthenticationFailed(
-                    f"{self.path} holds an OpenAI API key login, not a ChatGPT login. Run `codex login` and "
-                    "choose 'Sign in with ChatGPT', or use an openai/ model with OPENAI_API_KEY.",
-                    code="credentials_missing",
-                )
-            raise AuthenticationFailed(
-                f"{self.path} has no ChatGPT tokens. {_LOGIN_HINT}", code="credentials_missing"
-            )
-        access_token = tokens["access_token"]
-        secrets.add(access_token, tokens.get("refresh_token"), tokens.get("id_token"))
-        access_claims = jwt_claims(access_token)
-        auth_claims = access_claims.get(_AUTH_CLAIM) or jwt_claims(tokens.get("id_token")).get(_AUTH_CLAIM) or {}
-        if not isinstance(auth_claims, dict):
-            auth_claims = {}
-        account_id = tokens.get("account_id") or auth_claims.get("chatgpt_account_id")
-        exp = access_claims.get("exp")
-        return Credential(
-            access_token=access_token,
-            account_id=account_id if isinstance(account_id, str) else None,
-            plan_type=auth_claims.get("chatgpt_plan_type"),
-            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
-        )
+        return credential_from_auth(data, self.path)
 
     def _is_due(self, credential: Credential, data: dict[str, Any]) -> bool:
         now = self._clock()
@@ -219,45 +191,7 @@ class CodexCredentialSource:
         return self._credential_from(updated)
 
     async def _post_refresh(self, refresh_token: str) -> dict[str, Any]:
-        body = {
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "client_id": CODEX_CLIENT_ID,
-            "scope": "openid profile email offline_access",
-        }
-        client = self.http or httpx.AsyncClient(timeout=httpx.Timeout(30.0))
-        try:
-            response = await client.post(
-                self.token_url,
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-            )
-        except httpx.TimeoutException:
-            raise UpstreamTimeout("The ChatGPT token endpoint timed out while refreshing the login.") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailure(
-                f"Could not reach the ChatGPT token endpoint to refresh the login ({type(exc).__name__})."
-            ) from None
-        finally:
-            if client is not self.http:
-                await client.aclose()
-        payload = _json_or_empty(response.content)
-        if response.status_code != 200:
-            code = _error_code(payload)
-            REFRESHES.labels("failed").inc()
-            if response.status_code in (400, 401, 403) or code in _DEAD_REFRESH_CODES:
-                log.warning("ChatGPT login refresh refused (%s, code=%s)", response.status_code, code)
-                raise AuthenticationFailed(
-                    "The ChatGPT login could not be refreshed"
-                    f"{' (' + code + ')' if code else ''}: it expired or was used by another program. "
-                    f"{_LOGIN_HINT}",
-                    code=code or "refresh_failed",
-                )
-            raise UpstreamFailure(f"The ChatGPT token endpoint answered {response.status_code} while refreshing.")
-        if not isinstance(payload.get("access_token"), str) or not payload["access_token"]:
-            raise UpstreamFailure("The ChatGPT token endpoint answered without an access token.")
-        secrets.add(payload.get("access_token"), payload.get("refresh_token"), payload.get("id_token"))
-        return payload
+        return await exchange_refresh_token(self.http, self.token_url, refresh_token)
 
 
 def _header_safe(value: Any) -> bool:
@@ -315,3 +249,80 @@ def _parse_timestamp(value: Any) -> float | None:
 
 
 __all__ = ["CodexCredentialSource", "CODEX_CLIENT_ID", "jwt_expiry"]
+
+
+def credential_from_auth(data: dict[str, Any], where: str, login_hint: str = _LOGIN_HINT) -> Credential:
+    """The credential in an ``auth.json``-shaped object (raises AuthenticationFailed naming ``where``)."""
+    tokens = data.get("tokens")
+    if isinstance(tokens, dict) and tokens.get("access_token") and not _well_formed(tokens):
+        raise AuthenticationFailed(
+            f"The ChatGPT login at {where} is damaged (a token has the wrong type or characters); "
+            f"subrelay will not modify it. {login_hint}", code="credentials_corrupt")
+    if not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str) or not tokens["access_token"]:
+        if data.get("OPENAI_API_KEY"):
+            raise AuthenticationFailed(
+                f"{where} holds an OpenAI API key login, not a ChatGPT login. Run `codex login` and "
+                "choose 'Sign in with ChatGPT', or use an openai/ model with OPENAI_API_KEY.",
+                code="credentials_missing",
+            )
+        raise AuthenticationFailed(
+            f"{where} has no ChatGPT tokens. {login_hint}", code="credentials_missing"
+        )
+    access_token = tokens["access_token"]
+    secrets.add(access_token, tokens.get("refresh_token"), tokens.get("id_token"))
+    access_claims = jwt_claims(access_token)
+    auth_claims = access_claims.get(_AUTH_CLAIM) or jwt_claims(tokens.get("id_token")).get(_AUTH_CLAIM) or {}
+    if not isinstance(auth_claims, dict):
+        auth_claims = {}
+    account_id = tokens.get("account_id") or auth_claims.get("chatgpt_account_id")
+    exp = access_claims.get("exp")
+    return Credential(
+        access_token=access_token,
+        account_id=account_id if isinstance(account_id, str) else None,
+        plan_type=auth_claims.get("chatgpt_plan_type"),
+        expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+    )
+
+
+async def exchange_refresh_token(http: httpx.AsyncClient | None, token_url: str, refresh_token: str,
+                                 login_hint: str = _LOGIN_HINT) -> dict[str, Any]:
+    """One refresh at the token endpoint (the caller holds the single-flight lock)."""
+    body = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": CODEX_CLIENT_ID,
+        "scope": "openid profile email offline_access",
+    }
+    client = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0))
+    try:
+        response = await client.post(
+            token_url,
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+    except httpx.TimeoutException:
+        raise UpstreamTimeout("The ChatGPT token endpoint timed out while refreshing the login.") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamFailure(
+            f"Could not reach the ChatGPT token endpoint to refresh the login ({type(exc).__name__})."
+        ) from None
+    finally:
+        if client is not http:
+            await client.aclose()
+    payload = _json_or_empty(response.content)
+    if response.status_code != 200:
+        code = _error_code(payload)
+        REFRESHES.labels("failed").inc()
+        if response.status_code in (400, 401, 403) or code in _DEAD_REFRESH_CODES:
+            log.warning("ChatGPT login refresh refused (%s, code=%s)", response.status_code, code)
+            raise AuthenticationFailed(
+                "The ChatGPT login could not be refreshed"
+                f"{' (' + code + ')' if code else ''}: it expired or was used by another program. "
+                f"{login_hint}",
+                code=code or "refresh_failed",
+            )
+        raise UpstreamFailure(f"The ChatGPT token endpoint answered {response.status_code} while refreshing.")
+    if not isinstance(payload.get("access_token"), str) or not payload["access_token"]:
+        raise UpstreamFailure("The ChatGPT token endpoint answered without an access token.")
+    secrets.add(payload.get("access_token"), payload.get("refresh_token"), payload.get("id_token"))
+    return payload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,10 @@ from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
+from proxy.team.context import Team
+from proxy.team.gate import TeamGate
+from proxy.upstream.dispatch import ADMISSION
+from proxy.team.logins import CallerLogins
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
@@ -52,17 +57,27 @@ class AppState:
     catalogs: list[LiveCatalog]
     admin: AdminGuard
     pending_logins: PendingLogins
+    gate: TeamGate | None = None
+
+    @property
+    def team(self) -> Team | None:
+        """Team mode's store and secret box, once a store exists (``subrelay users add``)."""
+        return self.gate.open() if self.gate is not None else None
 
     def codex_source(self) -> CodexCredentialSource | None:
         """The running server's own Codex login source (its cache and refresh lock are shared)."""
         provider = next((p for p in self.router.providers.values() if isinstance(p.adapter, CodexAdapter)), None)
-        return provider.credentials if provider is not None else None
+        if provider is None:
+            return None
+        return getattr(provider.credentials, "owner", provider.credentials)  # team mode wraps it (CallerLogins)
 
 
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
     secrets.add(*settings.api_keys)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent)
+    _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -80,7 +95,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
-                                          pending_logins=PendingLogins())
+                                          pending_logins=PendingLogins(), gate=gate)
+            gate.open()
             for catalog in catalogs:
                 catalog.start()
             try:
@@ -91,6 +107,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
+                if gate.book is not None:
+                    await gate.book.stop()  # the last usage figures reach the store
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -122,11 +140,21 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     ]
     return SubrelayApp(
         settings,
+        gate,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+def _sign_with_callers_logins(router: Router, gate: TeamGate, settings: Settings) -> None:
+    """Team mode: the Codex provider signs each user's requests with that user's own login."""
+    for provider in router.providers.values():
+        if isinstance(provider.adapter, CodexAdapter) and isinstance(provider.credentials, CodexCredentialSource):
+            hint = (f"Open http://{settings.host}:{settings.port}/account, enter your subrelay key and sign in "
+                    "with ChatGPT (or ask an admin to run `subrelay login --user NAME`).")
+            provider.credentials = CallerLogins(provider.credentials, gate, settings.codex_token_url, hint)
 
 
 _CATALOGS = {CodexAdapter: CodexCatalog, AnthropicAdapter: AnthropicCatalog}  # vendors whose model list is live
@@ -177,12 +205,13 @@ class SubrelayApp(Starlette):
     edge checks run first and no exception ever reaches the server (which would drop the
     client's keep-alive connection)."""
 
-    def __init__(self, settings: Settings, **kwargs) -> None:
+    def __init__(self, settings: Settings, gate: TeamGate, **kwargs) -> None:
         self.settings = settings
+        self.gate = gate
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
-        return EdgeMiddleware(super().build_middleware_stack(), self.settings, render_error=error_body)
+        return EdgeMiddleware(super().build_middleware_stack(), self.settings, render_error=error_body, gate=self.gate)
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
@@ -198,9 +227,19 @@ async def list_models(request: Request) -> Response:
     client_version = request.query_params.get("client_version")
     if client_version is not None:
         return json_response(await codex_cli_models(state, client_version))
+    entries = _allowed(state.router.models())
     if "anthropic-version" in request.headers:  # the Anthropic SDK or Claude Code: its list shape and paging
-        return json_response(anthropic_model_page(state.router.models(), request.query_params))
-    return json_response({"object": "list", "data": state.router.models()})
+        return json_response(anthropic_model_page(entries, request.query_params))
+    return json_response({"object": "list", "data": entries})
+
+
+def _allowed(entries: list[dict]) -> list[dict]:
+    """The models a team user may call (their ``--models`` patterns); everything for everyone else."""
+    admission = ADMISSION.get()
+    patterns = admission.user.models if admission is not None else ()
+    if not patterns:
+        return entries
+    return [entry for entry in entries if any(fnmatch.fnmatchcase(entry["id"], pattern) for pattern in patterns)]
 
 
 def anthropic_model_page(entries: list[dict], query) -> dict:

@@ -36,6 +36,8 @@ from proxy.errors import (
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.edge_websocket import websocket_edge
+from proxy.team.gate import TeamGate
+from proxy.upstream.dispatch import ADMISSION
 from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
@@ -74,12 +76,14 @@ class _ClientWentAway(ProxyError):
 
 
 class EdgeMiddleware:
-    def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body) -> None:
+    def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
+                 gate: TeamGate | None = None) -> None:
         self.app = app
         self.render_error = render_error
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
         self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
+        self.gate = gate or TeamGate({})  # team mode: users' keys (and, once users exist, keys required)
         self.admin_key = settings.admin_key.encode() if settings.admin_key else None
         self.websockets = settings.websockets  # off: every upgrade gets 426 (proxy.server.edge_websocket)
         self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in settings.allowed_origins)
@@ -106,6 +110,9 @@ class EdgeMiddleware:
         finally:
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
+            admission = scope.get("subrelay.admission")
+            if admission is not None:  # team mode: settle the user's reservation, account the request
+                await admission.settle(record)
 
     async def _checked(self, scope, receive, send, headers: dict[bytes, bytes]) -> None:
         path = scope["path"]
@@ -123,12 +130,13 @@ class EdgeMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        if self.keys and path not in PUBLIC_PATHS and self._identify(scope, headers) is None:
-            error = AuthenticationFailed(
+        if path not in PUBLIC_PATHS and await self.needs_key(scope, headers):
+            error = scope.get("subrelay.store_error") or AuthenticationFailed(
                 "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
                 "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
             # The account page in a browser: let it ask for the key (the password; any user name).
-            error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"
+            if isinstance(error, AuthenticationFailed):
+                error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
@@ -197,6 +205,27 @@ class EdgeMiddleware:
         value = origin.decode("latin-1").lower()
         return host is not None and value in (f"http://{host.decode('latin-1').lower()}",
                                                f"https://{host.decode('latin-1').lower()}")
+
+    async def needs_key(self, scope, headers: dict[bytes, bytes]) -> bool:
+        """Whether this request must be refused for want of a valid key (owner keys set, or team mode
+        on), having identified the caller otherwise. A store that does not answer is a 503."""
+        try:
+            if not (self.keys or await self.gate.active()):
+                return False
+            if self._identify(scope, headers) is not None:
+                return False
+            found = await self.gate.identify(presented_key(headers) or _basic_password(headers.get(b"authorization")))
+        except ProxyError as error:
+            scope["subrelay.store_error"] = error
+            return True
+        if found is None:
+            return True
+        caller, user = found
+        scope["subrelay.caller"] = caller
+        CALLER.set(caller)
+        admission = scope["subrelay.admission"] = self.gate.admission(user)
+        ADMISSION.set(admission)
+        return False
 
     def _identify(self, scope, headers: dict[bytes, bytes]) -> Caller | None:
         """The caller behind the presented key (None when a key is required and none matched).

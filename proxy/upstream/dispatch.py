@@ -11,8 +11,9 @@ sees the upstream's own answer (code, reset time, plan).
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -42,6 +43,18 @@ FALLBACK_ERRORS = (RateLimited, UpstreamFailure, UpstreamOverloaded, UpstreamTim
 QUOTA_HEADER_PREFIXES = ("x-codex-", "x-ratelimit-", "anthropic-ratelimit-")
 
 
+class Admission(Protocol):
+    """A policy the request must pass before any route is sent (team mode: :mod:`proxy.team.policy`)."""
+
+    async def admit(self, routes: list[Route], request: Any, record: RequestRecord | None) -> list[Route]: ...
+
+    async def opened(self, route: Route, headers: Any) -> None: ...
+
+
+# Set by the edge for a team user's request; None otherwise (no policy, no cost).
+ADMISSION: ContextVar[Admission | None] = ContextVar("subrelay_admission", default=None)
+
+
 @dataclass(slots=True)
 class Opened:
     """An upstream answer that has started (status < 400), ready to stream or read."""
@@ -66,6 +79,9 @@ async def open_with_fallbacks(
 ) -> Opened:
     """Try ``routes`` in order until one answers; raise the last failure when none does."""
     last_error: ProxyError | None = None
+    admission = ADMISSION.get()
+    if admission is not None:
+        routes = await admission.admit(routes, request, record)
     if record is not None and routes:
         _routed(record, request, routes[0])
     for position, route in enumerate(routes):
@@ -86,6 +102,8 @@ async def open_with_fallbacks(
                 response = await upstream.open(route, request)
             if record is not None and position:  # a fallback answered: the record names it instead
                 _routed(record, request, route)
+            if admission is not None:
+                await admission.opened(route, response.headers)
             return Opened(route, response, clock, record)
         except TimeoutError:
             last_error = clock.timeout_error()

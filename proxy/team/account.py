@@ -1,0 +1,78 @@
+"""The account surface for a team user: their own login's status, saving the login their device flow
+produced, logging out — the same answers as the single-login API, acting on the caller's login only."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from proxy.account.status import fetch_usage, summarise_usage
+from proxy.errors import ProxyError
+from proxy.login.store import describe
+from proxy.observe.redact import secrets
+from proxy.state.team import StoreError
+from proxy.team.context import Team
+from proxy.team.gate import store_unavailable
+from proxy.team.logins import CallerLogins, seal_login
+
+
+async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None:
+    """Store ``tokens`` as ``name``'s login (sealed), replacing any earlier one (a new login wins)."""
+    secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+    account = describe(tokens)
+    kept = {key: tokens[key] for key in ("id_token", "access_token", "refresh_token") if isinstance(tokens.get(key), str)}
+    if account.account_id:
+        kept["account_id"] = account.account_id
+    auth = {"tokens": kept, "last_refresh": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    try:
+        for _ in range(5):  # a refresh racing this login loses: retry the compare-and-set on the newest version
+            stored = await team.store.get_login(name)
+            version = stored.version + 1 if stored else 1
+            if await team.store.put_login(name, seal_login(team, name, auth, version),
+                                          expected_version=stored.version if stored else None):
+                return
+        raise ProxyError("The login could not be saved (it kept changing); try again.", code="login_conflict",
+                         status_code=409)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+
+
+async def remove_user_login(team: Team, name: str) -> None:
+    try:
+        await team.store.delete_login(name)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+
+
+async def user_status(state, name: str) -> dict[str, Any]:
+    """The status shape of :func:`proxy.account.status.chatgpt_status`, for ``name``'s own login."""
+    status: dict[str, Any] = {"vendor": "openai", "connected": False, "account_email": None, "plan": None,
+                              "account_id": None, "expires_at": None, "usage": None, "usage_error": None,
+                              "user": name}
+    team = state.team
+    try:
+        stored = await team.store.get_login(name) if team is not None else None
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+    if stored is None:
+        return status
+    status.update(account_email=stored.email, plan=stored.plan_type, account_id=stored.account_id)
+    source = next((p.credentials for p in state.router.providers.values() if isinstance(p.credentials, CallerLogins)),
+                  None)
+    if source is None:
+        status["usage_error"] = "No Codex provider is configured."
+        return status
+    try:
+        credential = await source.user_login(name).current()
+        status.update(connected=True, expires_at=int(credential.expires_at * 1000) if credential.expires_at else None)
+        try:
+            raw = await fetch_usage(state.upstream.http, state.settings, credential)
+            status["usage"] = summarise_usage(raw)
+            status["plan"] = status["plan"] or raw.get("plan_type")
+        except ProxyError as exc:
+            status["usage_error"] = exc.message
+    except ProxyError as exc:
+        status["usage_error"] = exc.message
+    status["checked_at"] = int(time.time())
+    return status

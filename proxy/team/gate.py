@@ -1,0 +1,91 @@
+"""Team mode at the edge: whether it is on (the store holds users) and who a presented key belongs to.
+
+Read fresh on every request — one indexed lookup by key hash — so a disabled, removed or rotated key
+is refused on its very next request on every worker and replica, with no cache to go stale.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+from proxy.errors import ServiceUnavailable
+from proxy.observe.redact import get_logger
+from proxy.state.team import StoreError
+from proxy.state.team import User
+from proxy.team.caller import Caller
+from proxy.team.context import Team, open_team, store_path
+from proxy.team.keys import hash_key, looks_like_user_key
+
+log = get_logger("subrelay.team")
+_LOOK_AGAIN_SECONDS = 1.0
+
+
+def store_unavailable(exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(f"subrelay's state store is not answering ({exc}); try again shortly.",
+                              code="state_store_unavailable")
+
+
+class TeamGate:
+    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0) -> None:
+        self.env = env
+        self.fallback_at_percent = fallback_at_percent
+        self.team: Team | None = None
+        self.book = None  # proxy.team.usage.UsageBook, once the store is open
+        self._next_look = 0.0
+
+    def open(self) -> Team | None:
+        """Open the store if it exists (at start-up, and again when ``subrelay users add`` creates it)."""
+        if self.team is None:
+            try:
+                self.team = open_team(self.env)
+            except StoreError as exc:
+                log.error("%s", exc)
+            if self.team is not None:
+                from proxy.team.usage import UsageBook
+
+                self.book = UsageBook(self.team.store, per_user_metrics=self.env.get("SUBRELAY_METRICS_PER_USER") == "1")
+                try:
+                    self.book.start()
+                except RuntimeError:  # no running loop (a command, not the server): flushed on demand
+                    pass
+        return self.team
+
+    def _team(self) -> Team | None:
+        if self.team is None and not self.env.get("SUBRELAY_REDIS_URL"):
+            now = time.monotonic()
+            if now >= self._next_look:
+                self._next_look = now + _LOOK_AGAIN_SECONDS
+                if os.path.exists(store_path(self.env)):
+                    self.open()
+        return self.team
+
+    async def active(self) -> bool:
+        """Whether team mode is on: the store holds at least one user (then every request needs a key)."""
+        team = self._team()
+        if team is None:
+            return False
+        try:
+            return await team.store.has_users()
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+
+    async def identify(self, presented: bytes | None) -> tuple[Caller, User] | None:
+        """The enabled user whose key was presented, else None."""
+        team = self._team()
+        if team is None or not presented or not looks_like_user_key(presented):
+            return None
+        try:
+            user = await team.store.user_by_key_hash(hash_key(presented))
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if user is None or user.disabled:
+            return None
+        return Caller("user", name=user.name, key_id=user.key_id), user
+
+    def admission(self, user: User):
+        """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
+        from proxy.team.policy import Admission
+
+        return Admission(self.team, user, self.book, self.fallback_at_percent)

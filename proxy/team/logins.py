@@ -1,0 +1,216 @@
+"""Each person's own ChatGPT login: a request signed for alice uses alice's login and nothing else.
+
+:class:`CallerLogins` is the Codex provider's credential source in team mode. For a user it opens
+their login from the store (sealed at rest); for the owner (``SUBRELAY_API_KEYS`` or no keys) it is
+the owner's ``auth.json`` as before. A user without a login gets a 401 saying where to log in —
+never another person's login, never the owner's file.
+
+Refreshing keeps every guarantee of the single-login path, across workers and replicas: one refresh
+per login at a time (an in-process lock plus a store lease with an expiry, so a holder that dies
+frees it), losers wait (bounded) and adopt the winner's token, and the winner saves with a
+compare-and-set on the login's version so a newer login is never overwritten by an older refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import orjson
+
+from proxy.credentials.base import Credential
+from proxy.credentials.codex import CodexCredentialSource, credential_from_auth, exchange_refresh_token
+from proxy.credentials.jwt import jwt_claims
+from proxy.errors import AuthenticationFailed, ProxyError, UpstreamTimeout
+from proxy.observe.metrics import REFRESHES
+from proxy.observe.redact import get_logger, secrets
+from proxy.state.team import StoredLogin, StoreError
+from proxy.team.caller import CALLER
+from proxy.team.context import Team
+from proxy.team.gate import TeamGate, store_unavailable
+from proxy.team.secretbox import SecretKeyError
+
+log = get_logger("subrelay.team.logins")
+LEASE_SECONDS = 30.0  # longer than a refresh can take (the token endpoint's timeout)
+WAIT_SECONDS = 10.0  # how long a loser waits for the winner's token
+_SKEW = 60.0
+_DEAD_CODES = frozenset({"refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant"})
+
+
+def seal_login(team: Team, name: str, auth: dict[str, Any], version: int) -> StoredLogin:
+    """A login as the store keeps it: the tokens sealed for ``name``, plus what may be shown."""
+    tokens = auth.get("tokens") or {}
+    claims = jwt_claims(tokens.get("id_token")) or {}
+    credential = credential_from_auth(auth, f"the login of {name}")
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    return StoredLogin(sealed=team.box.seal(orjson.dumps(auth), context=name), version=version,
+                       account_id=credential.account_id, email=email, plan_type=credential.plan_type,
+                       updated_at=time.time())
+
+
+class UserLogin:
+    """One user's login in the store, opened on use and refreshed once at a time."""
+
+    def __init__(self, team: Team, name: str, token_url: str, http: httpx.AsyncClient | None, login_hint: str) -> None:
+        self.team = team
+        self.name = name
+        self.token_url = token_url
+        self.http = http
+        self.login_hint = login_hint
+        self._lock = asyncio.Lock()
+        self._opened: tuple[int, str, dict[str, Any], Credential] | None = None  # (version, sealed, auth, credential)
+
+    async def current(self) -> Credential:
+        stored = await self._stored()
+        credential, _ = self._open(stored)
+        if credential.expires_at is not None and credential.expires_at - _SKEW <= time.time():
+            return await self.refresh(stale=credential)
+        return credential
+
+    async def refresh(self, *, stale: Credential | None = None) -> Credential:
+        async with self._lock:
+            stored = await self._stored()
+            credential, auth = self._open(stored)
+            if stale is not None and credential.access_token != stale.access_token:
+                return credential  # someone (another task, worker or replica) refreshed already
+            lease = f"refresh:{self.name}"
+            token = uuid.uuid4().hex
+            try:
+                if not await self.team.store.acquire_lease(lease, token, LEASE_SECONDS):
+                    return await self._adopt(stored.version)
+                try:
+                    return await self._refresh_and_save(stored, auth)
+                finally:
+                    await self.team.store.release_lease(lease, token)
+            except StoreError as exc:
+                raise store_unavailable(exc) from None
+
+    async def _adopt(self, seen_version: int) -> Credential:
+        """Another holder is refreshing: wait for its save and use its token."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            stored = await self._stored()
+            if stored.version != seen_version:
+                return self._open(stored)[0]
+        raise UpstreamTimeout(f"Timed out waiting for another replica to refresh {self.name}'s ChatGPT login.",
+                              code="refresh_lock_timeout")
+
+    async def _refresh_and_save(self, stored: StoredLogin, auth: dict[str, Any]) -> Credential:
+        refresh_token = (auth.get("tokens") or {}).get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise AuthenticationFailed(f"{self.name}'s ChatGPT login has expired and has no refresh token. "
+                                       f"{self.login_hint}", code="token_expired")
+        try:
+            fresh = await exchange_refresh_token(self.http, self.token_url, refresh_token, self.login_hint)
+        except AuthenticationFailed as exc:
+            if exc.code in _DEAD_CODES or exc.code == "refresh_failed":
+                await self._mark_dead(stored, exc.code or "refresh_failed")
+            raise
+        updated = dict(auth)
+        tokens = dict(updated.get("tokens") or {})
+        tokens["access_token"] = fresh["access_token"]
+        for field in ("id_token", "refresh_token"):
+            if isinstance(fresh.get(field), str) and fresh[field]:
+                tokens[field] = fresh[field]
+        updated["tokens"] = tokens
+        updated["last_refresh"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        saved = seal_login(self.team, self.name, updated, stored.version + 1)
+        if not await self.team.store.put_login(self.name, saved, expected_version=stored.version):
+            log.warning("%s's login changed during a refresh; keeping the newer one", self.name)
+            return self._open(await self._stored())[0]
+        REFRESHES.labels("ok").inc()
+        log.info("refreshed the ChatGPT login of %s", self.name)
+        return self._open(saved)[0]
+
+    async def _mark_dead(self, stored: StoredLogin, code: str) -> None:
+        marked = StoredLogin(stored.sealed, stored.version + 1, stored.account_id, stored.email, stored.plan_type,
+                             needs_login=code, updated_at=time.time())
+        await self.team.store.put_login(self.name, marked, expected_version=stored.version)
+
+    async def _stored(self) -> StoredLogin:
+        try:
+            stored = await self.team.store.get_login(self.name)
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if stored is None:
+            raise AuthenticationFailed(f"No ChatGPT login for user {self.name!r} yet. {self.login_hint}",
+                                       code="login_required")
+        if stored.needs_login:
+            raise AuthenticationFailed(f"{self.name}'s ChatGPT login must be renewed ({stored.needs_login}: it "
+                                       f"expired or was used elsewhere). {self.login_hint}", code="login_required")
+        return stored
+
+    def _open(self, stored: StoredLogin) -> tuple[Credential, dict[str, Any]]:
+        opened = self._opened
+        if opened is None or opened[0] != stored.version or opened[1] != stored.sealed:
+            try:
+                auth = orjson.loads(self.team.box.open(stored.sealed, context=self.name))
+            except (SecretKeyError, orjson.JSONDecodeError) as exc:
+                raise AuthenticationFailed(f"{self.name}'s stored login cannot be opened: {exc} {self.login_hint}",
+                                           code="login_unreadable") from None
+            tokens = auth.get("tokens") or {}
+            secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+            credential = credential_from_auth(auth, f"the login of {self.name}", self.login_hint)
+            opened = self._opened = (stored.version, stored.sealed, auth, credential)
+        return opened[3], opened[2]
+
+
+class CallerLogins:
+    """The Codex provider's credential source in team mode: the caller's own login, or the owner's file."""
+
+    name = "codex"
+    can_refresh = True
+
+    def __init__(self, owner: CodexCredentialSource, gate: TeamGate, token_url: str, login_hint: str) -> None:
+        self.owner = owner
+        self.gate = gate
+        self.token_url = token_url
+        self.login_hint = login_hint
+        self._users: dict[str, UserLogin] = {}
+
+    @property
+    def http(self) -> httpx.AsyncClient | None:
+        return self.owner.http
+
+    @http.setter
+    def http(self, client: httpx.AsyncClient | None) -> None:
+        self.owner.http = client
+
+    def problem(self) -> str | None:
+        caller = CALLER.get()
+        if caller.kind == "user":
+            return None  # whether this user has a login is answered (401 with the way to log in) when signing
+        return self.owner.problem()
+
+    def user_login(self, name: str) -> UserLogin:
+        login = self._users.get(name)
+        if login is None or login.team is not self.gate.team:
+            if len(self._users) > 10_000:
+                self._users.clear()
+            login = self._users[name] = UserLogin(self.gate.team, name, self.token_url, self.owner.http,
+                                                  self.login_hint)
+        login.http = self.owner.http
+        return login
+
+    def _source(self):
+        caller = CALLER.get()
+        if caller.kind != "user":
+            return self.owner
+        if self.gate.team is None:
+            raise ProxyError("Team mode is on but its store is not open.", code="state_store_unavailable",
+                             status_code=503)
+        return self.user_login(caller.name)
+
+    async def current(self) -> Credential:
+        return await self._source().current()
+
+    async def refresh(self, *, stale: Credential | None = None) -> Credential:
+        return await self._source().refresh(stale=stale)
+
+    def load(self) -> Credential:
+        return self.owner.load()

@@ -1,0 +1,196 @@
+"""What team mode decides for one user's request, at the one place every door opens an answer
+(:func:`proxy.upstream.dispatch.open_with_fallbacks`): the model allow-list, the limits (checked and
+reserved atomically *before* sending; settled from the reported usage afterwards), the quota-aware
+fallback, and the plan windows the answer reports.
+
+**Quota-aware fallback** (opt-in per user): every Codex answer carries the plan's window usage
+(``x-codex-primary-used-percent`` …). Once either window of the user's *own* login is at or above
+``fallback_at_percent`` (until it resets), a request whose first route is that login goes to the
+configured fallback (e.g. the team's API key) *before* sending, never to another person's login.
+Users who have not opted in keep to their first route: the team's keys are not spent for them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from proxy.errors import PermissionDenied, RateLimited
+from proxy.observe.metrics import RequestRecord
+from proxy.observe.redact import get_logger
+from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
+from proxy.team.context import Team
+from proxy.team.gate import store_unavailable
+from proxy.team.usage import UsageBook
+
+log = get_logger("subrelay.team")
+OUTPUT_ESTIMATE = 1024  # tokens reserved for the answer when the request sets no maximum
+MAX_OUTPUT_ESTIMATE = 8192  # a bounded estimate: a huge max_tokens does not lock a person out
+_WINDOW_HEADERS = ("primary", "secondary")
+
+
+def estimate_tokens(request: Any) -> tuple[int, int]:
+    """(input, output) tokens to reserve: a byte count of the request, and its output cap, bounded."""
+    inbound = getattr(request, "inbound", None)
+    raw = getattr(inbound, "raw", b"") or b""
+    asked = getattr(request, "max_output_tokens", None)
+    output = min(asked if isinstance(asked, int) and asked > 0 else OUTPUT_ESTIMATE, MAX_OUTPUT_ESTIMATE)
+    return len(raw) // 4 + 1, output
+
+
+def plan_windows(headers) -> dict[str, Any] | None:
+    """The plan's windows from a Codex answer's ``x-codex-*`` headers (None when it carries none)."""
+    windows: dict[str, Any] = {}
+    for name in _WINDOW_HEADERS:
+        used = headers.get(f"x-codex-{name}-used-percent")
+        if used is None:
+            continue
+        try:
+            entry: dict[str, Any] = {"used_percent": float(used)}
+        except ValueError:
+            continue
+        for suffix, key in (("reset-at", "reset_at"), ("reset-after-seconds", "reset_after_seconds"),
+                            ("window-minutes", "window_minutes")):
+            value = headers.get(f"x-codex-{name}-{suffix}")
+            if value is not None:
+                try:
+                    entry[key] = float(value)
+                except ValueError:
+                    pass
+        if "reset_at" not in entry and "reset_after_seconds" in entry:
+            entry["reset_at"] = time.time() + entry["reset_after_seconds"]
+        windows[name] = entry
+    return windows or None
+
+
+def full_window(windows: dict[str, Any] | None, threshold: float, now: float) -> str | None:
+    """The first window at or above ``threshold`` that has not reset yet, e.g. ``"primary 97%"``."""
+    for name in _WINDOW_HEADERS:
+        entry = (windows or {}).get(name)
+        if not entry or entry.get("used_percent", 0) < threshold:
+            continue
+        reset_at = entry.get("reset_at")
+        if reset_at is not None and reset_at <= now:
+            continue
+        return f"{name} window {entry['used_percent']:g}% used"
+    return None
+
+
+@dataclass
+class Admission:
+    """One user request's passage through team mode (made by the edge once the user is known)."""
+
+    team: Team
+    user: User
+    book: UsageBook
+    threshold: float
+    reservation: Reservation | None = None
+    estimate: tuple[int, int] = (0, 0)
+    login_key: str | None = None
+    seen_windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
+        """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
+        user = self.user
+        model = getattr(request, "model", "") or ""
+        if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
+            raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r} (allowed: "
+                                   f"{', '.join(user.models)}).", code="model_not_allowed")
+        routes = await self._choose(routes, record)
+        await self._reserve(request)
+        return routes
+
+    async def _choose(self, routes: list, record: RequestRecord | None) -> list:
+        if not routes or not _is_own_login(routes[0]):
+            return routes
+        if not self.user.fallback:
+            return routes[:1]  # the team's keys are spent only for people who opted in
+        if len(routes) < 2:
+            return routes
+        try:
+            login = await self.team.store.get_login(self.user.name)
+            self.login_key = f"account:{login.account_id}" if login and login.account_id else None
+            windows = await self.team.store.get_plan_windows(self.login_key) if self.login_key else None
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        reason = full_window(windows, self.threshold, time.time())
+        if reason is None:
+            return routes
+        log.info("user %s: %s (fallback at %g%%); sending to %s instead of %s", self.user.name, reason,
+                 self.threshold, routes[1].label, routes[0].label)
+        if record is not None:
+            record.note(f"quota-fallback {routes[0].label} ({reason}) -> {routes[1].label}")
+        return routes[1:]
+
+    async def _reserve(self, request: Any) -> None:
+        user = self.user
+        self.estimate = estimate_tokens(request)
+        tokens = sum(self.estimate)
+        rules = []
+        if user.rpm:
+            rules.append(LimitRule(f"{user.name}:rpm", user.rpm, 60.0, 1))
+        if user.tpm:
+            rules.append(LimitRule(f"{user.name}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
+        if user.daily_tokens:
+            now = datetime.now(timezone.utc)
+            left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+            rules.append(LimitRule(f"{user.name}:day:{now.date().isoformat()}", user.daily_tokens, float(left),
+                                   min(tokens, user.daily_tokens)))
+        if not rules:
+            return
+        try:
+            result = await self.team.store.reserve(rules)
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if isinstance(result, Refusal):
+            which = result.key.split(":", 2)[1]
+            label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[which]
+            raise RateLimited(f"User {user.name!r} is over their limit of {label}; try again in "
+                              f"{max(int(result.retry_after + 0.999), 1)} s.", retry_after=result.retry_after,
+                              code="user_rate_limit_exceeded")
+        self.reservation = result
+
+    async def opened(self, route: Any, headers) -> None:
+        """Keep the plan's windows of the user's own login from its answer (written only when changed)."""
+        if not _is_own_login(route):
+            return
+        windows = plan_windows(headers)
+        if windows is None:
+            return
+        if self.login_key is None:
+            login = await self.team.store.get_login(self.user.name)
+            self.login_key = f"account:{login.account_id}" if login and login.account_id else None
+        if self.login_key is None:
+            return
+        rounded = {name: round(entry["used_percent"]) for name, entry in windows.items()}
+        if self.seen_windows.get(self.login_key) != rounded:
+            self.seen_windows[self.login_key] = rounded
+            try:
+                await self.team.store.put_plan_windows(self.login_key, windows)
+            except StoreError as exc:
+                log.warning("could not keep %s's plan windows: %s", self.user.name, exc)
+
+    async def settle(self, record: RequestRecord) -> None:
+        """Settle the reservation from the reported usage, and account the request (batched)."""
+        usage = record.usage
+        if usage is not None:
+            used = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        elif record.status >= 400 or record.status == 0:
+            used = 0  # refused before or by the upstream: no tokens spent
+        else:
+            used = self.estimate[0]  # cancelled mid-answer: settled at its input
+        if self.reservation is not None:
+            actual = {key: used for key, _, _ in self.reservation.parts if not key.endswith(":rpm")}
+            try:
+                await self.team.store.settle(self.reservation, actual)
+            except StoreError as exc:
+                log.warning("could not settle %s's reservation: %s", self.user.name, exc)
+        self.book.add(self.user.name, record)
+
+
+def _is_own_login(route: Any) -> bool:
+    """Whether ``route`` is signed with the caller's own ChatGPT login (the per-person provider)."""
+    return type(route.provider.credentials).__name__ == "CallerLogins"

@@ -1,0 +1,85 @@
+"""Usage accounting per user, model, provider and day, batched: the request path only adds to a dict
+in memory; a background task writes the sums to the store every few seconds (and at shutdown), so
+accounting adds no store write to any request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import Counter
+
+from proxy.observe.metrics import RequestRecord
+from proxy.observe.redact import get_logger
+from proxy.state.team import StoreError, TeamStore, UsageRow
+
+log = get_logger("subrelay.team.usage")
+FLUSH_SECONDS = 2.0
+MAX_USERS_IN_METRICS = 1000  # SUBRELAY_METRICS_PER_USER: bounded cardinality
+
+USER_REQUESTS = Counter("subrelay_user_requests_total", "Requests per team user (SUBRELAY_METRICS_PER_USER=1).",
+                        ["user", "status"])
+USER_TOKENS = Counter("subrelay_user_tokens_total", "Tokens per team user (SUBRELAY_METRICS_PER_USER=1).",
+                      ["user", "kind"])
+
+
+class UsageBook:
+    def __init__(self, store: TeamStore, *, per_user_metrics: bool = False) -> None:
+        self.store = store
+        self.per_user_metrics = per_user_metrics
+        self._rows: dict[tuple[str, str, str, str], UsageRow] = {}
+        self._metric_users: set[str] = set()
+        self._task: asyncio.Task | None = None
+
+    def add(self, user: str, record: RequestRecord) -> None:
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        key = (user, day, record.model, record.provider)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = UsageRow(user, day, record.model, record.provider)
+        row.requests += 1
+        row.errors += record.status >= 400 or record.status == 0
+        usage = record.usage
+        if usage is not None:
+            row.input_tokens += usage.prompt_tokens or 0
+            row.cached_tokens += usage.cached_tokens or 0
+            row.output_tokens += usage.completion_tokens or 0
+            row.reasoning_tokens += usage.reasoning_tokens or 0
+        if self.per_user_metrics and (user in self._metric_users or len(self._metric_users) < MAX_USERS_IN_METRICS):
+            self._metric_users.add(user)
+            USER_REQUESTS.labels(user, str(record.status)).inc()
+            if usage is not None:
+                USER_TOKENS.labels(user, "input").inc(usage.prompt_tokens or 0)
+                USER_TOKENS.labels(user, "output").inc(usage.completion_tokens or 0)
+
+    async def flush(self) -> None:
+        if not self._rows:
+            return
+        rows, self._rows = list(self._rows.values()), {}
+        try:
+            await self.store.add_usage(rows)
+        except StoreError as exc:  # keep the figures for the next flush rather than lose them
+            log.warning("could not write usage (%s); keeping it for the next try", exc)
+            for row in rows:
+                key = (row.user, row.day, row.model, row.provider)
+                if key in self._rows:
+                    self._rows[key].add(row)
+                else:
+                    self._rows[key] = row
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()
