@@ -152,7 +152,8 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
         return 0 if report["usable"] else 1
     rows = [("provider", "source", "state", "expiry")]
     for entry in report["providers"]:
-        state = entry["state"] + (f": {entry['detail']}" if entry["detail"] and entry["state"] != "ok" else "")
+        detail = entry["detail"]
+        state = entry["state"] + ((f" ({detail})" if entry["state"] == "ok" else f": {detail}") if detail else "")
         rows.append((entry["name"], entry["source"], state, entry["expiry"]))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:

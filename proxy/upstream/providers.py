@@ -38,6 +38,9 @@ DEFAULT_RULES = [
 ]
 
 
+NOT_CHECKED = "looks valid, not checked"  # an API key's format passed; only a request shows the vendor accepts it
+
+
 @dataclass(slots=True)
 class ProviderStatus:
     """One row of the inventory (never holds a secret)."""
@@ -134,9 +137,11 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
         return provider, status
     expiry = source.load().expires_at
     if expiry is not None:
-        status.expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
-        if expiry < time.time():
-            status.expiry += " (expired; refreshed on first use)"
+        # The access token lives about an hour and is renewed from the refresh token: its expiry is
+        # not the login's end (which nobody can see; a refused refresh says so when it happens).
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expiry))
+        status.expiry = (f"access token renews itself (next {when})" if expiry >= time.time()
+                         else f"access token expired {when}; renewed on first use")
     return provider, status
 
 
@@ -167,6 +172,8 @@ def _openai_compatible(
         preset.get("merge_consecutive_roles"))
     adapter = OpenAICompatAdapter(name, base_url, models=models, headers=headers, merge_consecutive_roles=merge,
                                   key_origin=origin)
+    if key:
+        status.detail = NOT_CHECKED
     return Provider(name, adapter, ApiKeySource(name, key, origin)), status
 
 
@@ -193,6 +200,7 @@ def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> 
         return None, status
     base_url = (config.base_url if config and config.base_url else None) or settings.anthropic_base_url
     adapter = AnthropicAdapter(name, base_url, key_origin=origin)
+    status.detail = NOT_CHECKED
     return Provider(name, adapter, ApiKeySource(name, key, origin)), status
 
 

@@ -65,3 +65,28 @@ def test_the_account_page_logs_in_with_a_device_code_and_shows_the_allowance(bro
         # The login landed where the running proxy reads it: it answers at once.
         assert httpx.post(f"{proxy.url}/v1/chat/completions",
                           json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}).status_code == 200
+
+
+def test_the_logged_out_page_is_calm_and_says_where_to_point_a_client(browser, tmp_path):
+    """Nobody logged in, no keys: optional providers are grey 'not set up' with the line that sets
+    each up (not error red), no literal backticks, and the base URL for a client."""
+    from proxy.config.settings import Settings
+
+    settings = Settings(codex_auth_path=str(tmp_path / "auth.json"), env={"CLAUDE_CONFIG_DIR": str(tmp_path)})
+    with ServerThread(create_app(settings)) as proxy:
+        browser.goto(f"{proxy.url}/account")
+        browser.wait_for("!!document.getElementById('not-connected') && "
+                         "document.querySelectorAll('#providers tr[data-provider]').length > 0")
+        text = browser.evaluate("document.body.innerText")
+        assert "`" not in text
+        assert f"{proxy.url}/v1" in browser.evaluate("document.getElementById('openai-base').innerText")
+        rows = browser.evaluate("Object.fromEntries([...document.querySelectorAll('#providers tr[data-provider]')]"
+                                ".map(r => [r.dataset.provider, [r.cells[1].className, r.cells[1].innerText]]))")
+        assert rows["openai"] == ["off", "not set up · export OPENAI_API_KEY=…"]
+        assert rows["anthropic"] == ["off", "not set up · export ANTHROPIC_API_KEY=…"]
+        assert rows["codex"][0] == "off" and "subrelay login" in rows["codex"][1]
+        assert not browser.evaluate("document.querySelectorAll('#providers .bad').length")
+        colour = browser.evaluate("getComputedStyle(document.querySelector('#providers td.off')).color")
+        assert colour == "rgb(122, 128, 144)"  # grey, not the error red
+        shot = browser.screenshot("account-page-logged-out.png")
+        assert shot.stat().st_size > 5000

@@ -126,3 +126,14 @@ def test_status_json_into_a_pipe_that_closes_early(tmp_path):
 def test_login_help_names_the_variables_that_point_it_elsewhere():
     result = run_cli("login", "--help")
     assert result.returncode == 0 and "SUBRELAY_AUTH_BASE_URL" in " ".join(result.stdout.split())
+
+
+def test_status_says_a_key_was_only_format_checked_and_the_login_outlives_its_access_token(tmp_path, mock_codex):
+    path = str(tmp_path / "auth.json")
+    write_auth_file(path, mock_codex.state.auth_file())
+    key = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+    result = run_cli("status", env={"CODEX_AUTH_PATH": path, "OPENAI_API_KEY": key})
+    openai_row = next(line for line in result.stdout.splitlines() if line.startswith("openai "))
+    assert "ok (looks valid, not checked)" in openai_row and key not in result.stdout
+    codex_row = next(line for line in result.stdout.splitlines() if line.startswith("codex "))
+    assert "access token renews itself (next " in codex_row
