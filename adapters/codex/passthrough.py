@@ -13,6 +13,7 @@ import orjson
 
 from proxy.errors import ProxyError, UpstreamFailure
 from proxy.hub.sse import SSEEvent
+from proxy.observe.redact import redact_error_json
 
 from .request import (
     INSTRUCTIONS_CLIENT,
@@ -166,6 +167,7 @@ class ResponsesRelay:
             if kind == "response.failed":
                 error = response.get("error") if isinstance(response.get("error"), dict) else {}
                 self.failure = stream_error(error.get("code"), error.get("message"))
+                return _frame(kind, redact_error_json(event.data))  # an upstream may echo a credential
         elif kind == "error":  # Codex reads only response.failed: the same failure, in that form
             error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
             self.failure = stream_error(error.get("code") or error.get("type"), error.get("message"))

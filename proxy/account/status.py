@@ -16,6 +16,7 @@ from proxy.credentials.base import Credential
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.errors import ProxyError
 from proxy.login.store import current_account
+from proxy.observe.redact import redact_strings
 from proxy.upstream.providers import build_inventory
 
 
@@ -85,7 +86,7 @@ async def fetch_usage(http: httpx.AsyncClient, settings: Settings, credential: C
     if not isinstance(data, dict):
         raise ProxyError("The usage endpoint answered something that is not usage.", status_code=502,
                          code="usage_unavailable")
-    return data
+    return redact_strings(data)  # shown by status, the usage endpoints and `subrelay status`: no echoed secret
 
 
 def summarise_usage(raw: dict[str, Any], now: float | None = None) -> dict[str, Any]:

@@ -135,3 +135,62 @@ def install_log_redaction(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(flt)
+
+
+# -- relayed upstream bytes: only error frames and bodies are rewritten ------------------------------
+
+_ERROR_KEY = b'"error"'  # a JSON key or value; inside a JSON string it would be escaped (\"error\")
+_DATA_LINE = re.compile(rb"(?m)^data: ?([^\r\n]*)")
+
+
+def redact_strings(value: object) -> object:
+    """``value`` (parsed JSON) with every string masked as :func:`redact` masks text."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(key): redact_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_strings(item) for item in value]
+    return value
+
+
+def _error_subtrees(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: redact_strings(item) if key == "error" else _error_subtrees(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_error_subtrees(item) for item in value]
+    return value
+
+
+def redact_error_json(data: bytes) -> bytes:
+    """An upstream's JSON error (a body or one SSE ``data:``) with echoed credentials masked, decoded
+    first so ``\\u``-escaped ones are caught too. An ``error``-typed object is masked whole; any
+    other only under its ``error`` keys (a ``response.failed``'s ``response.error``), so the content
+    beside them is kept as sent. Unchanged input comes back as the same bytes."""
+    import orjson  # here, so importing this module stays cheap for the CLI
+
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        text = data.decode("utf-8", "replace")
+        cleaned = redact(text)
+        return data if cleaned == text else cleaned.encode()
+    if isinstance(payload, dict) and payload.get("type") == "error":
+        cleaned_payload = redact_strings(payload)
+    else:
+        cleaned_payload = _error_subtrees(payload)
+    return data if cleaned_payload == payload else orjson.dumps(cleaned_payload)
+
+
+def redact_error_body(body: bytes) -> bytes:
+    """A relayed non-streaming body: rewritten only when it carries an ``error`` (one substring scan)."""
+    return redact_error_json(body) if _ERROR_KEY in body else body
+
+
+def redact_error_frames(chunk: bytes) -> bytes:
+    """Relayed SSE bytes: each ``data:`` line that carries an ``error`` is rewritten by
+    :func:`redact_error_json`; every other byte passes as it came (one substring scan per chunk)."""
+    if _ERROR_KEY not in chunk:
+        return chunk
+    return _DATA_LINE.sub(lambda m: b"data: " + redact_error_json(m.group(1)) if _ERROR_KEY in m.group(1)
+                          else m.group(0), chunk)

@@ -29,7 +29,7 @@ from proxy.hub.events import (
 )
 from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
 from proxy.hub.usage import usage_in_body, usage_in_stream
-from proxy.observe.redact import get_logger
+from proxy.observe.redact import get_logger, redact_error_body, redact_error_frames
 from proxy.upstream.routing import Route, credential_identity
 
 # Largest non-streaming answer relayed from an upstream.
@@ -250,7 +250,7 @@ async def passthrough_chunks(
             if not head:
                 head = chunk
             previous, last = last, chunk
-            yield chunk
+            yield redact_error_frames(chunk)  # error events only: content frames pass as they came
         if record is not None:
             record.usage = usage_in_stream(previous + last, head) or record.usage
     except ProxyError as exc:
@@ -299,7 +299,7 @@ async def read_whole(response: httpx.Response, clock: StreamClock | None, limit:
     body = b"".join(chunks)
     if record is not None:
         record.usage = usage_in_body(body) or record.usage
-    return body
+    return redact_error_body(body)  # an error an upstream answered with 200 may echo a credential
 
 
 def _origin(url: str) -> str:

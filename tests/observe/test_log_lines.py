@@ -12,11 +12,11 @@ from proxy.observe.redact import get_logger
 
 def test_a_newline_in_a_path_cannot_forge_a_request_log_line(caplog):
     caplog.set_level(logging.INFO)
-    record = RequestRecord.start({"method": "GET", "path": "/v1/x\nrequest status=200 model=forged"}, None)
+    record = RequestRecord.start({"method": "GET", "path": "/v1/x\nrequest\tstatus=200\rmodel=forged"}, None)
     record.status = 404
     record.finish()
     lines = [r.getMessage() for r in caplog.records if r.name == "subrelay.requests"]
-    assert len(lines) == 1 and "\n" not in lines[0] and "\\n" in lines[0]
+    assert len(lines) == 1 and not any(c in lines[0] for c in "\n\r\t") and "\\n" in lines[0]
 
 
 def test_control_characters_are_escaped_in_every_logged_value(caplog):
@@ -28,6 +28,6 @@ def test_control_characters_are_escaped_in_every_logged_value(caplog):
 
 def test_a_percent_encoded_newline_reaches_no_log_raw(proxy_url, caplog):
     caplog.set_level(logging.INFO)
-    httpx.get(proxy_url.rsplit("/v1", 1)[0] + "/v1/models%0aINFO%20forged%20line")
+    httpx.get(proxy_url.rsplit("/v1", 1)[0] + "/v1/models%0aINFO:forged-line")
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "\nINFO forged line" not in text
+    assert "\nINFO:forged-line" not in text and "\\nINFO:forged-line" in text
