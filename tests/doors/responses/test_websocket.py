@@ -12,7 +12,7 @@ import tomllib
 import pytest
 import websockets.sync.client as ws_client
 from openai import OpenAI
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from proxy.config.file import parse_config
 from proxy.config.settings import Limits, Settings
@@ -227,3 +227,15 @@ def test_closing_mid_stream_cancels_the_upstream(proxy, mock_codex, caplog):
         time.sleep(0.05)
     assert mock_codex.state.cancelled_streams == 1 and mock_codex.state.finished_streams == 0
     assert any("websocket session closed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_idle_socket_is_closed_between_responses(start_proxy):
+    url = start_proxy(limits=Limits(websocket_idle_seconds=0.3))
+    with ws_client.connect(f"{url.replace('http', 'ws')}/v1/responses") as socket:
+        socket.send(json.dumps({"type": "response.create", "model": KEYED, "input": "hi"}))
+        kinds = []
+        while not kinds or kinds[-1] not in TERMINAL:
+            kinds.append(json.loads(socket.recv(timeout=10))["type"])
+        with pytest.raises(ConnectionClosedOK):  # then nothing for longer than the idle deadline
+            socket.recv(timeout=10)
+    assert kinds[-1] == "response.completed" and socket.close_code == 1000 and socket.close_reason == "idle"
