@@ -133,6 +133,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/", root, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
@@ -292,7 +293,17 @@ async def retrieve_model(request: Request) -> Response:
     route = router.resolve(model_id)  # routable though not listed (e.g. codex/<new slug>); else 404
     if anthropic_client:
         return json_response(anthropic_model(model_id))
-    return json_response({"id": model_id, "object": "model", "created": 0, "owned_by": route.provider.name})
+    return json_response({"id": model_id, "object": "model", "created": router.listed_at, "owned_by": route.provider.name})
+
+
+async def root(request: Request) -> Response:
+    """``GET /``: someone opened the bare address; say where things are instead of a 404."""
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    return json_response({
+        "name": "subrelay", "version": __version__, "api": f"{origin}/v1", "account": f"{origin}/account",
+        "message": f"subrelay is running. Point OpenAI clients at {origin}/v1 (Anthropic clients at {origin}); "
+                   f"your logins and usage are at {origin}/account.",
+    })
 
 
 async def healthz(request: Request) -> Response:

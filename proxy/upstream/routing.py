@@ -9,6 +9,7 @@ for a missing provider simply does not match and the next one does.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -65,6 +66,8 @@ class Router:
         self.unavailable = dict(unavailable or {})
         self.aliases = dict(aliases or {})
         self.fallbacks = dict(fallbacks or {})
+        # /v1/models' `created`: when this router learnt its models (clients sort and cache by it; 0 reads as 1970).
+        self.listed_at = int(time.time())
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises :class:`ModelNotFound` (404) when none exists."""
@@ -144,7 +147,7 @@ class Router:
         def add(model_id: str, owner: str) -> None:
             if model_id not in seen:
                 seen.add(model_id)
-                listed.append({"id": model_id, "object": "model", "created": 0, "owned_by": owner})
+                listed.append({"id": model_id, "object": "model", "created": self.listed_at, "owned_by": owner})
 
         for provider in self.providers.values():
             if provider.problem() is not None:

@@ -73,7 +73,8 @@ async def test_models_lists_the_codex_catalogue_and_retrieves_one(tmp_path):
     ids = [m["id"] for m in listing["data"]]
     assert listing["object"] == "list" and "gpt-6-astra" in ids and "gpt-5.4-mini" in ids
     assert "gpt-5.1-codex" not in ids  # refused by the backend since 2026-07: no longer listed
-    assert one.json() == {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "codex"}
+    created = next(m["created"] for m in listing["data"] if m["id"] == "gpt-5.5")
+    assert one.json() == {"id": "gpt-5.5", "object": "model", "created": created, "owned_by": "codex"} and created > 0
     assert explicit.status_code == 200 and explicit.json()["owned_by"] == "codex"
 
 
@@ -148,3 +149,22 @@ def test_client_keys_pasted_with_bearer_are_refused_at_start_up():
     settings = settings_from_env({"SUBRELAY_API_KEYS": "Bearer sk-client-key-0123456789abcdef"})
     with pytest.raises(ConfigError, match="starting with 'Bearer '; list the keys alone"):
         check_bind_is_safe(settings)
+
+
+def test_the_bare_address_points_to_the_api_and_the_account_page_and_models_have_a_real_created(tmp_path):
+    import time
+
+    from proxy.config.settings import Settings
+    from proxy.server.app import create_app
+    from tests.mock_upstream import ServerThread
+
+    settings = Settings(codex_auth_path=str(tmp_path / "none.json"),
+                        env={"OPENAI_API_KEY": "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"})
+    with ServerThread(create_app(settings)) as thread:
+        root = httpx.get(f"{thread.url}/")
+        models = httpx.get(f"{thread.url}/v1/models").json()["data"]
+        one = httpx.get(f"{thread.url}/v1/models/{models[0]['id']}").json()
+    assert root.status_code == 200
+    assert root.json()["api"] == f"{thread.url}/v1" and root.json()["account"] == f"{thread.url}/account"
+    assert models and all(abs(entry["created"] - time.time()) < 3600 for entry in models)
+    assert one["created"] == models[0]["created"]
