@@ -99,7 +99,7 @@ function actionsCell(user) {
     className: "danger", textContent: "Remove", dataset: { action: "remove" },
     onclick: () => confirm(`Remove ${user.name}, their key and their login?`) && act(() => call("DELETE", path)),
   });
-  return el("td", {}, toggle, rotate, remove);
+  return el("td", { className: "actions" }, toggle, rotate, remove);
 }
 
 function showKey(answer) {
