@@ -150,7 +150,7 @@ class UpstreamClient:
         request = adapter.build_request(chat, route.upstream_model, credential)
         refreshed = rebuilt = False
         while True:
-            response = await self._send(request)
+            response = await self._send(request, route)
             if response.status_code < 400:
                 return response
             body = await _read_error_body(response)
@@ -175,16 +175,22 @@ class UpstreamClient:
             log.warning("%s answered %s: %s", route.label, status, error.message)
             raise error
 
-    async def _send(self, request) -> httpx.Response:
+    async def _send(self, request, route: Route) -> httpx.Response:
+        """One upstream call; a failure names the provider (a down local server is the usual cause) and
+        gets a warning line, since the client's error may never reach whoever runs subrelay."""
+        name = route.provider.name
         try:
             built = self.http.build_request(request.method, _parsed_url(request.url), headers=request.headers,
                                             content=request.body)
             return await self.http.send(built, stream=True)
         except httpx.TimeoutException:
-            raise UpstreamTimeout(f"The upstream at {_origin(request.url)} did not answer in time.") from None
+            log.warning("provider %s (%s) did not answer in time", name, _origin(request.url))
+            raise UpstreamTimeout(f"The provider {name} ({_origin(request.url)}) did not answer in time.") from None
         except httpx.HTTPError as exc:
+            log.warning("provider %s is unreachable at %s (%s)", name, _origin(request.url), type(exc).__name__)
             raise UpstreamFailure(
-                f"Could not connect to the upstream at {_origin(request.url)} ({type(exc).__name__})."
+                f"Could not connect to the provider {name} at {_origin(request.url)} ({type(exc).__name__}); "
+                f"is it running?"
             ) from None
 
 

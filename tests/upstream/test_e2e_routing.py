@@ -217,3 +217,16 @@ def test_an_alias_whose_provider_is_unavailable_says_so(mock_codex, tmp_path, op
     assert error["message"].startswith("The model 'fast' (an alias of 'codex/gpt-5.4-mini') is served by codex, "
                                        "which is unavailable: No ChatGPT login found at ")
     assert "login` (or `codex login`)." in error["message"] and ".." not in error["message"]
+
+
+def test_a_custom_provider_that_is_down_is_named_in_the_502_and_the_log(mock_codex, auth_path, tmp_path, caplog):
+    from tests.server.test_cli import free_port
+
+    config = parse_config(tomllib.loads(f'[providers.local]\nkind = "custom"\n'
+                                        f'base_url = "http://127.0.0.1:{free_port()}/v1"\nmodels = ["llama3"]\n'))
+    settings = Settings(codex_base_url=f"{mock_codex.url}/backend-api/codex", codex_auth_path=auth_path, file=config)
+    with caplog.at_level(logging.WARNING, logger="subrelay.upstream"), ServerThread(create_app(settings)) as thread:
+        answer = httpx.post(f"{thread.url}/v1/chat/completions", json={"model": "local/llama3", "messages": USER})
+    assert answer.status_code == 502
+    assert answer.json()["error"]["message"].startswith("Could not connect to the provider local at http://127.0.0.1:")
+    assert any(r.getMessage().startswith("provider local is unreachable at http://127.0.0.1:") for r in caplog.records)
