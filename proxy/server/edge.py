@@ -210,15 +210,14 @@ class EdgeMiddleware:
         """Whether this request must be refused for want of a valid key (owner keys set, or team mode
         on), having identified the caller otherwise. A store that does not answer is a 503."""
         try:
-            if not (self.keys or await self.gate.active()):
-                return False
-            if self._identify(scope, headers) is not None:
-                return False
             found = await self.gate.identify(presented_key(headers) or _basic_password(headers.get(b"authorization")))
+            if found is None:
+                team_on = await self.gate.active()
+                if not (self.keys or team_on):
+                    return False
+                return self._identify(scope, headers, required=True) is None
         except ProxyError as error:
             scope["subrelay.store_error"] = error
-            return True
-        if found is None:
             return True
         caller, user = found
         scope["subrelay.caller"] = caller
@@ -227,13 +226,13 @@ class EdgeMiddleware:
         ADMISSION.set(admission)
         return False
 
-    def _identify(self, scope, headers: dict[bytes, bytes]) -> Caller | None:
+    def _identify(self, scope, headers: dict[bytes, bytes], required: bool = False) -> Caller | None:
         """The caller behind the presented key (None when a key is required and none matched).
 
         On the account surface and ``/metrics`` the admin key counts too (its own check is
         :class:`proxy.account.api.AdminGuard`), and so does HTTP Basic with the key as password (how a
         browser opening ``/account`` asks for it and then sends it with the page's own calls)."""
-        caller = self.owners.identify(presented_key(headers)) if self.keys else ANONYMOUS
+        caller = self.owners.identify(presented_key(headers)) if self.keys or required else ANONYMOUS
         if caller is None and scope["path"].startswith(ADMIN_PREFIXES):
             for candidate in (_basic_password(headers.get(b"authorization")), headers.get(b"x-admin-key")):
                 caller = self.owners.identify(candidate)
@@ -336,7 +335,8 @@ class _Guarded:
     """
 
     __slots__ = ("edge", "scope", "_receive", "_send", "cors", "task", "received", "body_done", "gone",
-                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm", "record")
+                 "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm", "record",
+                 "_writing", "_write_timer", "deadline", "write_stalled")
 
     WATCH_AFTER = 0.05
 
@@ -350,6 +350,10 @@ class _Guarded:
         self.started = self.finished = self.cancelled_by_us = self.body_timed_out = False
         self._watcher: asyncio.Task | None = None
         self._arm: asyncio.TimerHandle | None = None
+        self._writing: float | None = None  # when the send to the client now blocked began
+        self._write_timer: asyncio.TimerHandle | None = None
+        self.deadline = time.monotonic() + edge.limits.request_seconds  # the whole exchange, writes included
+        self.write_stalled = False
         loop = asyncio.get_running_loop()
         self._timer = None if self.body_done else loop.call_later(edge.limits.body_read_seconds, self._body_too_slow)
 
@@ -413,10 +417,49 @@ class _Guarded:
                 self.record.first_byte = time.perf_counter()
             if not message.get("more_body", False):
                 self.finished = True
-        await self._send(message)
+            elif self._write_timer is None:
+                self._watch_writes()
+        self._writing = time.monotonic()  # read by the write watch: a send that never returns is a stall
+        try:
+            await self._send(message)
+        finally:
+            self._writing = None
+
+    def _watch_writes(self) -> None:
+        """One timer per streamed response (not one per chunk): every quarter of the stall limit (at
+        most 1 s) it checks whether a send to the client has been blocked for the stall limit, or past
+        the request's deadline."""
+        stall = self.edge.limits.stall_seconds
+        self._write_timer = asyncio.get_running_loop().call_later(min(1.0, stall / 4), self._check_write)
+
+    def _check_write(self) -> None:
+        self._write_timer = None
+        if self.finished and self._writing is None:
+            return
+        writing = self._writing
+        if writing is not None:
+            now = time.monotonic()
+            if now - writing >= self.edge.limits.stall_seconds or now >= self.deadline:
+                self._drop_stalled_client(now - writing)
+                return
+        self._watch_writes()
+
+    def _drop_stalled_client(self, blocked: float) -> None:
+        """The client takes nothing: close its connection, which ends the response the way a
+        disconnect does (the stream's producer and its upstream call are cancelled)."""
+        self.write_stalled = True
+        self.record.note(f"client read nothing for {blocked:.0f} s; dropped")
+        log.warning("a client read nothing for %.0f s (SUBRELAY_STALL_TIMEOUT or SUBRELAY_REQUEST_TIMEOUT); "
+                    "its connection was dropped and the upstream call cancelled (%s)", blocked, self.scope["path"])
+        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()  # the blocked send returns and the server reports the disconnect
+        elif self.task is not None:
+            self.cancelled_by_us = True
+            self.task.cancel()
 
     def close(self) -> None:
-        for handle in (self._timer, self._arm):
+        for handle in (self._timer, self._arm, self._write_timer):
             if handle is not None:
                 handle.cancel()
         if self._watcher is not None:

@@ -52,10 +52,10 @@ class TeamGate:
                     pass
         return self.team
 
-    def _team(self) -> Team | None:
+    def _team(self, *, now_please: bool = False) -> Team | None:
         if self.team is None and not self.env.get("SUBRELAY_REDIS_URL"):
             now = time.monotonic()
-            if now >= self._next_look:
+            if now >= self._next_look or now_please:
                 self._next_look = now + _LOOK_AGAIN_SECONDS
                 if os.path.exists(store_path(self.env)):
                     self.open()
@@ -73,8 +73,10 @@ class TeamGate:
 
     async def identify(self, presented: bytes | None) -> tuple[Caller, User] | None:
         """The enabled user whose key was presented, else None."""
-        team = self._team()
-        if team is None or not presented or not looks_like_user_key(presented):
+        if not presented or not looks_like_user_key(presented):
+            return None
+        team = self._team(now_please=True)  # a user's key before the store was noticed: look now
+        if team is None:
             return None
         try:
             user = await team.store.user_by_key_hash(hash_key(presented))

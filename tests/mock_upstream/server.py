@@ -75,6 +75,8 @@ class MockState:
     catalog_not_modified: int = 0
     catalog_down: bool = False
     cancelled_streams: int = 0
+    # The plan's window headers every answer carries (the real backend sends them on every response).
+    window_headers: dict[str, str] = field(default_factory=lambda: {"x-codex-primary-used-percent": "12"})
     finished_streams: int = 0
     auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -159,7 +161,8 @@ class MockCodexServer:
         delay = transcript.delay or s.inter_delta_delay
         truncate = transcript.truncate
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream"), (b"x-codex-primary-used-percent", b"12")]})
+            (b"content-type", b"text/event-stream"),
+            *((k.encode(), v.encode()) for k, v in s.window_headers.items())]})
         gone = asyncio.Event()
 
         async def watch() -> None:  # uvicorn drops writes after a disconnect silently: listen for it
