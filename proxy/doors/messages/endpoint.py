@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.doors.messages.request import parse_messages_request
-from proxy.doors.messages.stream import PING, MessagesEncoder, error_event
+from proxy.doors.messages.stream import PING, MessagesEncoder, asked_for_thinking, error_event
 from proxy.doors.messages.token_count import count_input_tokens
 from proxy.errors import AuthenticationFailed, ModelNotFound, NotFound, ProxyError
 from proxy.hub.checks import decode_json_object, required_model
@@ -128,7 +128,7 @@ async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str])
 
 
 async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
-    encoder = MessagesEncoder(request.model, emit=False)
+    encoder = MessagesEncoder(request.model, emit=False, thinking=asked_for_thinking(request))
     await drain(batches, encoder.encode)
     if encoder.failure is not None:
         raise encoder.failure
@@ -137,7 +137,8 @@ async def _aggregate(request: ModelRequest, batches: AsyncIterator[list[AnswerEv
 
 
 async def _stream(request: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
-    return await stream_encoded(batches, MessagesEncoder(request.model), headers, ping=PING, ping_seconds=PING_SECONDS)
+    return await stream_encoded(batches, MessagesEncoder(request.model, thinking=asked_for_thinking(request)), headers,
+                                ping=PING, ping_seconds=PING_SECONDS)
 
 
 def _late(late: Late[Opened], request: ModelRequest, record) -> Response:
@@ -150,7 +151,7 @@ def _late(late: Late[Opened], request: ModelRequest, record) -> Response:
                                                  record=opened.record):
                 yield data
             return
-        encoder = MessagesEncoder(request.model)
+        encoder = MessagesEncoder(request.model, thinking=asked_for_thinking(request))
         batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(request),
                                      opened.clock, record)
         try:

@@ -49,13 +49,20 @@ def error_event(error: ProxyError) -> bytes:
     return b"event: error\ndata: " + anthropic_error_body(error) + b"\n\n"
 
 
+def asked_for_thinking(request: Any) -> bool:
+    """Whether the Messages request enabled thinking (``enabled`` or ``adaptive``, not absent or ``disabled``)."""
+    thinking = request.body.get("thinking") if isinstance(request.body, dict) else None
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
 class MessagesEncoder(AnswerEncoder):
     """Encodes one answer as Anthropic Messages frames; ``emit=False`` builds only the final Message."""
 
-    def __init__(self, model: str, *, emit: bool = True) -> None:
+    def __init__(self, model: str, *, emit: bool = True, thinking: bool = True) -> None:
         super().__init__(emit=emit)
         self.id = "msg_" + uuid.uuid4().hex[:24]
         self.model = model
+        self.thinking = thinking  # thinking blocks only for a request that asked for them, as Anthropic does
         self.content: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None  # the block being streamed
         self._open_call: int | None = None  # its tool call index, when it is a tool_use block
@@ -76,6 +83,8 @@ class MessagesEncoder(AnswerEncoder):
             block = self._block("text", {"type": "text", "text": ""})
             block["text"] += event.text
             self._delta({"type": "text_delta", "text": event.text})
+        elif not self.thinking and (kind is ReasoningDelta or kind is ReasoningDone):
+            return
         elif kind is ReasoningDelta:
             block = self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
             block["thinking"] += event.text

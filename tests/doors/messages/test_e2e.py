@@ -197,3 +197,16 @@ def test_pings_flow_while_the_upstream_is_silent(proxy, monkeypatch):
         events = [line for line in response.iter_lines() if line.startswith("event:")]
     assert "event: ping" in events
     assert events[0] == "event: message_start" and events[-1] == "event: message_stop"
+
+
+def test_no_thinking_blocks_when_the_request_asked_for_none(proxy):
+    """Codex reasons anyway; an Anthropic client that did not enable thinking gets none, like from Claude."""
+    client = sdk(proxy)
+    plain = client.messages.create(model=CODEX, max_tokens=2000, messages=[{"role": "user", "content": "think"}])
+    assert [block.type for block in plain.content] == ["text"]
+    with client.messages.stream(model=CODEX, max_tokens=2000, messages=[{"role": "user", "content": "think"}]) as stream:
+        kinds = {event.content_block.type for event in stream if event.type == "content_block_start"}
+    assert kinds == {"text"}
+    off = client.messages.create(model=CODEX, max_tokens=2000, thinking={"type": "disabled"},
+                                 messages=[{"role": "user", "content": "think"}])
+    assert [block.type for block in off.content] == ["text"]
