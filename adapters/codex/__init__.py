@@ -15,6 +15,7 @@ from proxy.errors import ProxyError
 from proxy.hub.model import ModelRequest
 
 from ..base import ModelInfo, UpstreamRequest
+from .effort import clamp_effort
 from .errors import error_from_response, is_instructions_rejection
 from .passthrough import fix_responses_body
 from .request import (
@@ -33,6 +34,13 @@ USER_AGENT = f"subrelay/{__version__} (+https://pypi.org/project/subrelay/)"
 
 def shipped_default_instructions() -> str:
     return resources.files(__package__).joinpath("default_instructions.md").read_text("utf-8").strip()
+
+
+@functools.cache
+def shipped_efforts() -> dict[str, tuple[list[str], str]]:
+    """slug → (efforts it takes, its default), from ``models.json``."""
+    data = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
+    return {slug: (list(levels), default) for slug, (levels, default) in data.get("efforts", {}).items()}
 
 
 @functools.cache
@@ -61,6 +69,7 @@ class CodexAdapter:
         # The logged-in account's live catalogue (set by proxy.upstream.catalog); None: use the shipped list.
         self.live_models: list[str] | None = None
         self.live_routable: set[str] = set()
+        self.live_efforts: dict[str, list[str]] = {}  # slug → the efforts its live entry lists
 
     def models(self) -> list[ModelInfo]:
         slugs = self.live_models if self.live_models is not None else catalog()
@@ -69,6 +78,13 @@ class CodexAdapter:
     def claims(self, model: str) -> bool:
         """Whether the account's live catalogue lists ``model`` (so it routes here by name)."""
         return model in self.live_routable or split_effort_suffix(model)[0] in self.live_routable
+
+    def efforts(self, slug: str) -> list[str] | None:
+        """The efforts ``slug`` takes: its live catalogue entry's, else the shipped list's, else None."""
+        if slug in self.live_efforts:
+            return self.live_efforts[slug]
+        shipped = shipped_efforts().get(slug)
+        return shipped[0] if shipped else None
 
     def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         mode = INSTRUCTIONS_DEFAULT if upstream_model in self._needs_default_instructions else INSTRUCTIONS_CLIENT
@@ -109,6 +125,11 @@ class CodexAdapter:
         else:
             model_request.require_translatable(self.name)
             body = to_responses_body(model_request, upstream_model, self.default_instructions, mode)
+        reasoning = body.get("reasoning")
+        if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
+            effort = clamp_effort(reasoning["effort"], self.efforts(body.get("model", "")))
+            body["reasoning"] = {**reasoning, "effort": effort} if effort else {
+                k: v for k, v in reasoning.items() if k != "effort"}
         return self._signed(self.url, body, credential, mode, bool(model_request.system))
 
     def _signed(self, url: str, body: dict, credential: Credential, mode: str, had_system: bool) -> UpstreamRequest:

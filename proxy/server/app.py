@@ -15,7 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from adapters.anthropic import AnthropicAdapter
-from adapters.codex import CodexAdapter
+from adapters.codex import CodexAdapter, shipped_efforts
+from adapters.codex.effort import DEFAULT_LEVELS
+from adapters.codex.model_catalog import cli_entry, complete_catalog
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard, PendingLogins
@@ -277,10 +279,11 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
             continue
         payload = await catalog.refresh(client_version[:32])
         if payload is not None:
-            return payload
+            return complete_catalog(payload)
     slugs = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
-    return {"models": [{"slug": slug, "display_name": slug, "visibility": "list", "priority": index,
-                        "supported_in_api": True} for index, slug in enumerate(slugs)]}
+    efforts = shipped_efforts()
+    return {"models": [cli_entry(slug, index, *efforts.get(slug, (list(DEFAULT_LEVELS), "medium")))
+                       for index, slug in enumerate(slugs)]}
 
 
 async def retrieve_model(request: Request) -> Response:

@@ -26,7 +26,7 @@ import orjson
 from adapters.anthropic import ANTHROPIC_VERSION
 from adapters.anthropic import USER_AGENT as ANTHROPIC_USER_AGENT
 from adapters.codex import USER_AGENT
-from adapters.codex.model_catalog import listed_slugs, routable_slugs
+from adapters.codex.model_catalog import effort_levels, listed_slugs, routable_slugs
 from proxy.credentials.base import Credential
 from proxy.credentials.files import atomic_write_json
 from proxy.observe.redact import get_logger
@@ -225,6 +225,7 @@ class CodexCatalog(LiveCatalog):
         adapter = self.provider.adapter
         adapter.live_models = listed_slugs(payload) if payload is not None else None
         adapter.live_routable = routable_slugs(payload) if payload is not None else set()
+        adapter.live_efforts = effort_levels(payload) if payload is not None else {}
 
     def _valid(self, payload: Any) -> bool:
         return listed_slugs(payload) is not None

@@ -17,6 +17,7 @@ import orjson
 from proxy.errors import BadRequest
 from proxy.hub import checks
 from proxy.hub.checks import required_model
+from proxy.observe.redact import get_logger
 from proxy.hub.model import (
     File,
     Image,
@@ -31,8 +32,16 @@ from proxy.hub.model import (
     ToolResult,
 )
 
+log = get_logger("subrelay.messages")
+
 # A thinking block's signature that subrelay wrote: this prefix, then the Codex encrypted_content.
 SIGNATURE_PREFIX = "subrelay.codex:"
+# The attribution line Claude Code puts as the first system block. It changes per conversation (a
+# fingerprint of the first prompt), so it is dropped when translating: kept, it would defeat the
+# upstream's prompt cache and the derived prompt_cache_key. Claude Code tests for it the same way.
+BILLING_LINE = "x-anthropic-billing-header:"
+# Fields Anthropic reads that no translated upstream has: relayed to Anthropic as sent, else dropped.
+ANTHROPIC_ONLY = ("context_management", "container", "mcp_servers", "service_tier")
 # thinking.budget_tokens → reasoning effort (the Anthropic budgets subrelay itself uses, reversed).
 _EFFORT_BANDS = ((2048, "low"), (12288, "medium"), (28672, "high"))
 
@@ -59,6 +68,14 @@ def parse_messages_request(body: dict[str, Any], raw: bytes) -> ModelRequest:
             request.reasoning_effort = next((effort for limit, effort in _EFFORT_BANDS if budget <= limit), "xhigh")
         elif kind == "disabled":
             request.reasoning_effort = "none"
+    output_config = checks.opt_obj(body, "output_config")
+    if output_config is not None and output_config.get("effort") is not None:
+        # Claude Code's effort (low … max): the reasoning effort, clamped later to what the model lists.
+        request.reasoning_effort = checks.string(output_config["effort"], "output_config.effort", non_empty=True,
+                                                 max_length=32)
+    dropped = [name for name in ANTHROPIC_ONLY if name in body]
+    if dropped:
+        log.debug("messages: %s relayed only to Anthropic; dropped when translated", ", ".join(dropped))
     request.temperature = checks.opt_number(body, "temperature", minimum=0, maximum=1)
     request.top_p = checks.opt_number(body, "top_p", minimum=0, maximum=1)
     checks.opt_integer(body, "top_k", minimum=0)
@@ -91,7 +108,9 @@ def _text_blocks(blocks: list[Any], where: str) -> str:
     for index, block in enumerate(blocks):
         checks.obj(block, f"{where}[{index}]")
         if block.get("type") == "text":
-            texts.append(checks.string(block.get("text"), f"{where}[{index}].text"))
+            text = checks.string(block.get("text"), f"{where}[{index}].text")
+            if not text.startswith(BILLING_LINE):
+                texts.append(text)
     return "\n\n".join(texts)
 
 
