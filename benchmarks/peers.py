@@ -36,7 +36,7 @@ import orjson
 
 from .mock import delta_texts
 from .run import (HERE, MESSAGES, Server, drive, peak_rss_during, start, start_litellm, start_mock, start_subrelay,
-                  summarise, write)
+                  out_dir, summarise, write)
 
 CODEX_LB_VERSION = "1.24.0"
 PORTKEY_VERSION = "1.15.2"
@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-portkey", action="store_true")
     parser.add_argument("--python313")
     parser.add_argument("--markdown", metavar="RESULTS", help="print a saved run as the Markdown table in README.md")
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--out", help="directory for the results (default: results/ for a full run, "
+                                      "results/local/ (not tracked) for --quick and --smoke)")
     args = parser.parse_args(argv)
     if args.markdown:
         saved = orjson.loads(Path(args.markdown).read_bytes())
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> dict:
         for server in (locals().get("slow"), locals().get("mock")):
             if server is not None:
                 server.stop()
-    write(results, Path(args.out), prefix="peers-")
+    write(results, out_dir(args.out, results["mode"]), prefix="peers-")
     print(report(results))
     return results
 

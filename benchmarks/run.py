@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--smoke", action="store_true", help="a few requests only (used by the test suite)")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--runs", type=int)
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--out", help="directory for the results (default: results/ for a full run, "
+                                      "results/local/ (not tracked) for --quick and --smoke)")
     parser.add_argument("--markdown", metavar="RESULTS", help="print a saved run as the README's tables")
     args = parser.parse_args(argv)
     if args.markdown:
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
         for server in reversed(servers):
             server.stop()
     results["figures"] = figures(results)
-    write(results, Path(args.out))
+    write(results, out_dir(args.out, size))
     print(report(results))
     return results
 
@@ -462,6 +463,15 @@ def machine() -> dict:
         pass
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "kernel": platform.release(),
             "litellm": LITELLM_VERSION, "workers": 1, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def out_dir(out: str | None, mode: str) -> Path:
+    """Where a run's files go: only a full run updates the tracked ``results/``; a quick or smoke run
+    (a check on one machine) goes to the untracked ``results/local/``, so it never rewrites the
+    published figures (``results/latest-quick.json`` and the like)."""
+    if out:
+        return Path(out)
+    return HERE / "results" if mode == "full" else HERE / "results" / "local"
 
 
 def write(results: dict, out: Path, prefix: str = "") -> None:

@@ -50,3 +50,17 @@ def test_the_peer_harness_measures_every_scenario_with_complete_answers(tmp_path
             assert "n/a" not in rows[target], (scenario, target, rows[target])
             assert rows[target]["errors"] == 0 and rows[target]["requests"] > 0, (scenario, target)
     assert "responses_stream50_c10" in result.stdout
+
+
+def test_quick_and_smoke_runs_never_rewrite_the_published_results():
+    """Only a full run updates the tracked benchmarks/results/; a quick check on one machine goes to
+    results/local/, which git ignores (``git status`` stays clean after ``benchmarks.run --quick``)."""
+    from benchmarks.run import HERE, out_dir
+
+    assert out_dir(None, "full") == HERE / "results"
+    for mode in ("quick", "smoke"):
+        local = out_dir(None, mode)
+        assert local == HERE / "results" / "local"
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(local / f"latest-{mode}.json")], cwd=ROOT)
+        assert ignored.returncode == 0
+    assert out_dir("/tmp/x", "quick") == Path("/tmp/x")
