@@ -137,3 +137,27 @@ def test_status_says_a_key_was_only_format_checked_and_the_login_outlives_its_ac
     assert "ok (looks valid, not checked)" in openai_row and key not in result.stdout
     codex_row = next(line for line in result.stdout.splitlines() if line.startswith("codex "))
     assert "access token renews itself (next " in codex_row
+
+
+def test_messages_name_the_login_command_as_it_is_installed(tmp_path):
+    """Installed as the README says, the command is .venv/bin/subrelay, not on PATH: advice says that."""
+    script = os.path.join(sys.prefix, "bin", "subrelay")
+    path = ":".join(p for p in os.environ.get("PATH", "").split(":") if os.path.realpath(p) != os.path.dirname(os.path.realpath(script)))
+    result = subprocess.run([script, "status"], capture_output=True, text=True, timeout=30, cwd=os.path.dirname(sys.prefix),
+                            env={**os.environ, "PATH": path, "CODEX_AUTH_PATH": str(tmp_path / "none.json")})
+    expected = os.path.relpath(script, os.path.dirname(sys.prefix))  # e.g. .venv/bin/subrelay
+    assert f"run `{script} login`" in result.stdout or f"run `{expected} login`" in result.stdout
+
+
+def test_a_claude_name_with_no_login_and_no_key_says_both_without_nested_parentheses(tmp_path):
+    from proxy.config.settings import Settings
+    from proxy.server.app import create_app
+    from tests.mock_upstream import ServerThread
+
+    settings = Settings(codex_auth_path=str(tmp_path / "none.json"), env={"CLAUDE_CONFIG_DIR": str(tmp_path)})
+    with ServerThread(create_app(settings)) as thread:
+        answer = httpx.post(f"{thread.url}/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                            json={"model": "claude-opus-4-8", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    message = answer.json()["error"]["message"]
+    assert answer.status_code == 404 and ".)." not in message and "(The model" not in message
+    assert "log in (`" in message and "login`), then set ANTHROPIC_MODEL=gpt-5.5" in message
