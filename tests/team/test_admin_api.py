@@ -301,3 +301,15 @@ def test_the_admin_page_is_served_with_a_strict_policy(admin_proxy):
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "innerHTML" not in script.text and "http" not in script.text
     assert style.status_code == 200 and "text/css" in style.headers["content-type"]
+
+
+def test_a_users_own_key_is_not_an_admin_key(admin_proxy):
+    with client(admin_proxy) as api:
+        key = add(api, "alice")["key"]
+    for headers in ({"authorization": f"Bearer {key}"}, {"x-admin-key": key}):
+        with client(admin_proxy, headers) as api:
+            response = api.get("/api/admin/users")
+            assert response.status_code == 401, response.text
+            assert api.post("/api/admin/users", json={"name": "mallory"}).status_code == 401
+    with client(admin_proxy) as api:
+        assert [user["name"] for user in api.get("/api/admin/users").json()["data"]] == ["alice"]
