@@ -11,7 +11,8 @@ import asyncio
 import os
 import re
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 COMMANDS = ("users", "usage", "backup", "secret", "rotate-secret")
 NO_STORE = "no team store yet (run subrelay users add NAME)"
@@ -250,6 +251,8 @@ async def _usage(store, args: argparse.Namespace) -> int:
 
 
 async def _backup(store, path: str, env: Mapping[str, str]) -> int:
+    import sqlite3
+
     from proxy.team.context import state_dir
     from proxy.team.secretbox import KEY_FILE
 
@@ -264,7 +267,7 @@ async def _backup(store, path: str, env: Mapping[str, str]) -> int:
         store.backup(target)
     except FileExistsError:
         raise Refused(f"{path} exists already; backup never overwrites a file") from None
-    except Exception as exc:  # a half-written copy is worse than none
+    except (OSError, sqlite3.Error) as exc:  # a half-written copy is worse than none
         if os.path.exists(target):
             os.unlink(target)
         raise Refused(f"the backup to {path} failed: {exc}") from None

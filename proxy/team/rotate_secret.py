@@ -8,11 +8,19 @@ running server) is never overwritten: that login is read again and re-sealed fro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Mapping
 
 from proxy.state.team import StoreError, TeamStore
-from proxy.team.secretbox import KEY_FILE, SecretBox, SecretKeyError, load_keys, new_secret, parse_secret, write_key_file
+from proxy.team.secretbox import (
+    KEY_FILE,
+    SecretBox,
+    SecretKeyError,
+    load_keys,
+    new_secret,
+    parse_secret,
+    write_key_file,
+)
 
 _ATTEMPTS = 5  # reads of one login racing a refresh before giving up (each loss means a newer login landed)
 _PASSES = 3  # sweeps over all users: a running server may write a login under the old key during a sweep

@@ -30,8 +30,8 @@ def _team_of_two(proxy, state_dir) -> None:
     assert api.post("/api/admin/users", json={"name": "alice", "rpm": 60, "daily_tokens": 2_000_000,
                                               "fallback": True}).status_code == 201
     assert api.post("/api/admin/users", json={"name": "bob", "models": ["claude-*"], "tpm": 50_000}).status_code == 201
-    today = datetime.datetime.now(datetime.timezone.utc).date()
-    day = lambda back: (today - datetime.timedelta(days=back)).isoformat()  # noqa: E731
+    today = datetime.datetime.now(datetime.UTC).date()
+    day = lambda back: (today - datetime.timedelta(days=back)).isoformat()
 
     async def fill(store):
         sealed = SecretBox(load_keys({}, str(state_dir))).seal(b'{"tokens": {}}', context="alice")
@@ -88,7 +88,7 @@ def test_the_admin_page_shows_two_users_and_manages_them(browser, admin_proxy, s
                             "[w.dataset.window, w.querySelector('.bar > div').style.width, w.querySelector('.bar').className])")
     assert bars == [["primary", "42%", "bar"], ["secondary", "96.5%", "bar full"]]
     days = browser.evaluate("[...document.querySelectorAll('#usage-chart .day')].map(d => [d.dataset.day, +d.dataset.tokens])")
-    today = datetime.datetime.now(datetime.timezone.utc).date()
+    today = datetime.datetime.now(datetime.UTC).date()
     assert len(days) == 14 and days[-1] == [today.isoformat(), 128_000]
     assert dict(days)[(today - datetime.timedelta(days=1)).isoformat()] == 159_000
     assert sum(tokens for _, tokens in days) == 128_000 + 159_000 + 86_000

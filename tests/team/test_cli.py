@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from proxy.state.team import StoredLogin, UsageRow
-from proxy.team.secretbox import KEY_FILE, SecretBox, SecretKeyError, load_keys, new_secret, parse_secret
+from proxy.team.secretbox import (
+    KEY_FILE,
+    SecretBox,
+    SecretKeyError,
+    load_keys,
+    new_secret,
+    parse_secret,
+)
 from tests.server.test_cli import run_cli
 from tests.team.conftest import in_store
 

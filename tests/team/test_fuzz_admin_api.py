@@ -14,7 +14,8 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from proxy.server.app import create_app
 from tests.keepalive import KeepAliveClient
