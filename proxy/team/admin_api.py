@@ -76,20 +76,18 @@ def admin(handler: Handler) -> Handler:
     return guarded
 
 
-def team_of(request: Request, *, create: bool = False) -> Team | None:
-    """The running server's team handles (``app.state.subrelay.team``); else the store opened here, if
-    it exists (or made here when ``create``: the first user added through the API starts team mode)."""
+async def team_of(request: Request, *, create: bool = False) -> Team | None:
+    """The running server's team handles (``app.state.subrelay.team``, opened once a store exists); with
+    ``create``, the store is made first (the first user added through the API starts team mode)."""
     state = request.app.state.subrelay
-    team = getattr(state, "team", None)
-    if team is None:
-        team = getattr(request.app.state, "admin_team", None)
-    if team is None:
-        team = open_team(state.settings.env, create=create)
-        if team is not None:
-            try:
-                state.team = team
-            except AttributeError:  # an app state without the field: keep it beside
-                request.app.state.admin_team = team
+    team = getattr(state, "team", None) or getattr(request.app.state, "admin_team", None)
+    if team is None and create:
+        made = open_team(state.settings.env, create=True)
+        team = getattr(state, "team", None)  # the server's own handles now find the store
+        if team is None:  # an app without team wiring: keep these
+            request.app.state.admin_team = team = made
+        elif made is not None:
+            await made.store.close()
     return team
 
 
@@ -115,7 +113,7 @@ def _name(request: Request) -> str:
 
 @admin
 async def list_users(request: Request) -> Response:
-    team = team_of(request)
+    team = await team_of(request)
     views = [await user_view(team.store, user) for user in await team.store.list_users()] if team else []
     return json_response({"object": "list", "data": views})
 
@@ -128,7 +126,7 @@ async def create_user(request: Request) -> Response:
         raise BadRequest(f"Unknown field {unknown[0]!r}; fields: {', '.join(_NEW_USER_FIELDS)}.", param=unknown[0],
                          code="unknown_parameter")
     users.check_name(body.get("name"))  # a bad name refused before a store is created for it
-    team = team_of(request, create=True)
+    team = await team_of(request, create=True)
     assert team is not None
     user, key = await users.add_user(team.store, body.get("name"), models=body.get("models"), rpm=body.get("rpm"),
                                      tpm=body.get("tpm"), daily_tokens=body.get("daily_tokens"),
@@ -138,33 +136,33 @@ async def create_user(request: Request) -> Response:
 
 @admin
 async def get_user(request: Request) -> Response:
-    store = _store(request)
+    store = await _store(request)
     return json_response(await user_view(store, await users.get_user(store, _name(request))))
 
 
 @admin
 async def change_user(request: Request) -> Response:
     body = await json_body(request)
-    store = _store(request)
+    store = await _store(request)
     user = await users.change_user(store, _name(request), body) if body else await users.get_user(store, _name(request))
     return json_response(await user_view(store, user))
 
 
 @admin
 async def remove_user(request: Request) -> Response:
-    await users.remove_user(_store(request), _name(request))
+    await users.remove_user(await _store(request), _name(request))
     return json_response({"object": "user.deleted", "name": _name(request), "deleted": True})
 
 
 @admin
 async def rotate_key(request: Request) -> Response:
-    store = _store(request)
+    store = await _store(request)
     user, key = await users.rotate_key(store, _name(request))
     return json_response({**await user_view(store, user), "key": key})
 
 
-def _store(request: Request):
-    team = team_of(request)
+async def _store(request: Request):
+    team = await team_of(request)
     if team is None:  # no store: nobody by any name
         return _EMPTY
     return team.store
@@ -189,7 +187,7 @@ _EMPTY: Any = _NoStore()
 @admin
 async def usage(request: Request) -> Response:
     query = request.query_params
-    team = team_of(request)
+    team = await team_of(request)
     report = await usage_report(team.store if team else None, user=query.get("user"), since=query.get("since"),
                                 until=query.get("until"), group_by=query.get("group_by"))
     return json_response(report)

@@ -313,3 +313,14 @@ def test_a_users_own_key_is_not_an_admin_key(admin_proxy):
             assert api.post("/api/admin/users", json={"name": "mallory"}).status_code == 401
     with client(admin_proxy) as api:
         assert [user["name"] for user in api.get("/api/admin/users").json()["data"]] == ["alice"]
+
+
+def test_a_user_added_through_the_api_is_known_to_the_running_server_at_once(admin_proxy):
+    with httpx.Client(base_url=admin_proxy.url, timeout=10) as anyone:
+        assert anyone.get("/v1/models").status_code == 200  # no users yet: no key needed
+        with client(admin_proxy) as api:
+            key = add(api, "alice")["key"]
+            assert anyone.get("/v1/models").status_code == 401  # team mode is on: a key is needed
+            assert anyone.get("/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 200
+            assert api.patch("/api/admin/users/alice", json={"disabled": True}).status_code == 200
+            assert anyone.get("/v1/models", headers={"authorization": f"Bearer {key}"}).status_code == 401
