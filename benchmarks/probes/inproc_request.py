@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 
@@ -22,6 +23,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--stream", action="store_true", help="50-delta streams instead of small non-stream answers")
+    parser.add_argument("--team", action="store_true",
+                        help="team mode on: 100 users in a fresh store, requests with one user's key (with limits)")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
     import tomllib
@@ -39,14 +42,17 @@ def main() -> None:
 
     config = parse_config(tomllib.loads(f'[providers.bench]\nkind = "custom"\n'
                                         f'base_url = "http://127.0.0.1:{args.port}/v1"\napi_key = "sk-bench"\n'))
-    app = create_app(Settings(file=config, codex_auth_path="/nonexistent/auth.json"))
+    env, key = ({}, b"sk-bench")
+    if args.team:
+        env, key = team_store(args.requests)
+    app = create_app(Settings(file=config, codex_auth_path="/nonexistent/auth.json", env=env))
     model = "bench/bench-d50" if args.stream else "bench/bench-d1"
     body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'
             + (b',"stream":true}' if args.stream else b',"max_tokens":16}'))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
              "headers": [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer sk-bench")],
+                         (b"content-length", str(len(body)).encode()), (b"authorization", b"Bearer " + key)],
              "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8787)}
 
     async def one() -> None:
@@ -87,6 +93,27 @@ def main() -> None:
 
     uvloop.install()
     asyncio.run(run())
+
+
+def team_store(requests: int) -> tuple[dict, bytes]:
+    """A fresh team store with 100 users; the key of one whose limits are checked (and never reached)."""
+    import tempfile
+
+    from proxy.team.context import open_team
+    from proxy.team.users import add_user
+
+    env = {"SUBRELAY_STATE_DIR": tempfile.mkdtemp(prefix="subrelay-team-bench-")}
+
+    async def fill() -> bytes:
+        team = open_team(env, create=True)
+        for n in range(99):
+            await add_user(team.store, f"user{n:03d}")
+        limits = {} if os.environ.get("TEAM_NO_LIMITS") else dict(rpm=10 * requests + 1000, tpm=10**12, daily_tokens=10**12)
+        _, key = await add_user(team.store, "bench", **limits)
+        await team.store.close()
+        return key.encode()
+
+    return env, asyncio.run(fill())
 
 
 if __name__ == "__main__":

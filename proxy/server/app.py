@@ -78,7 +78,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
     secrets.add(*settings.api_keys)
-    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager

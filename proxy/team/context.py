@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from proxy.state.team import TeamStore
 from proxy.team.secretbox import SecretBox, load_keys
@@ -45,6 +45,12 @@ class Team:
     store: TeamStore
     box: SecretBox
     env: Mapping[str, str] = field(default_factory=dict)
+    # Where limits are reserved: the store (shared by workers and replicas), or memory for one process.
+    limiter: Any = None
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = self.store
 
 
 def open_team(env: Mapping[str, str], *, create: bool = False) -> Team | None:

@@ -28,8 +28,9 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 class TeamGate:
-    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0) -> None:
+    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1) -> None:
         self.env = env
+        self.workers = workers
         self.fallback_at_percent = fallback_at_percent
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
@@ -44,6 +45,11 @@ class TeamGate:
                 log.error("%s", exc)
             if self.team is not None:
                 from proxy.team.usage import UsageBook
+
+                if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
+                    from proxy.state.limits import MemoryLimiter
+
+                    self.team.limiter = MemoryLimiter()  # one process: no disk write to reserve
 
                 self.book = UsageBook(self.team.store, per_user_metrics=self.env.get("SUBRELAY_METRICS_PER_USER") == "1")
                 try:

@@ -142,7 +142,7 @@ class Admission:
         if not rules:
             return
         try:
-            result = await self.team.store.reserve(rules)
+            result = await self.team.limiter.reserve(rules)
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if isinstance(result, Refusal):
@@ -185,7 +185,7 @@ class Admission:
         if self.reservation is not None:
             actual = {key: used for key, _, _ in self.reservation.parts if not key.endswith(":rpm")}
             try:
-                await self.team.store.settle(self.reservation, actual)
+                await self.team.limiter.settle(self.reservation, actual)
             except StoreError as exc:
                 log.warning("could not settle %s's reservation: %s", self.user.name, exc)
         self.book.add(self.user.name, record)
