@@ -448,8 +448,8 @@ class _Guarded:
         """The client takes nothing: close its connection, which ends the response the way a
         disconnect does (the stream's producer and its upstream call are cancelled)."""
         self.write_stalled = True
-        self.record.note(f"client read nothing for {blocked:.0f} s; dropped")
-        log.warning("a client read nothing for %.0f s (SUBRELAY_STALL_TIMEOUT or SUBRELAY_REQUEST_TIMEOUT); "
+        self.record.note(f"client read nothing for {blocked:.1f} s; dropped")
+        log.warning("a client read nothing for %.1f s (SUBRELAY_STALL_TIMEOUT or SUBRELAY_REQUEST_TIMEOUT); "
                     "its connection was dropped and the upstream call cancelled (%s)", blocked, self.scope["path"])
         transport = getattr(getattr(self._send, "__self__", None), "transport", None)
         if transport is not None:
