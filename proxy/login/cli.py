@@ -26,7 +26,13 @@ from proxy.login.store import Account, remove_login, save_login
 LOGIN_TIMEOUT = 600.0  # a login not completed in ten minutes is abandoned
 
 
-def login(settings: Settings, *, device: bool, no_browser: bool, paste: bool, out=sys.stderr) -> int:
+def login(settings: Settings, *, device: bool, no_browser: bool, paste: bool, out=sys.stderr,
+          user: str | None = None) -> int:
+    if user is not None:
+        problem = _check_user(settings, user)
+        if problem:
+            print(f"subrelay: {problem}", file=out)
+            return 2
     try:
         tokens = asyncio.run(_device(settings, out) if device else _browser(settings, no_browser, paste, out))
     except ProxyError as exc:
@@ -35,11 +41,53 @@ def login(settings: Settings, *, device: bool, no_browser: bool, paste: bool, ou
     except (TimeoutError, KeyboardInterrupt):
         print("subrelay: login abandoned.", file=out)
         return 1
+    if user is not None:
+        return _save_for_user(settings, user, tokens, out)
     account, previous = save_login(settings.codex_auth_path, tokens)
     print(f"Logged in as {_who(account)}. The login is in {settings.codex_auth_path} (shared with the Codex CLI); "
           "a running subrelay uses it at once.", file=out)
     if previous is not None and previous.account_id and previous.account_id != account.account_id:
         print(f"This replaced the login of another account: {_who(previous)}.", file=out)
+    return 0
+
+
+def _check_user(settings: Settings, user: str) -> str | None:
+    """Why ``user`` cannot be logged in (before anyone spends time in a browser), or None."""
+    from proxy.team.context import open_team
+
+    async def check() -> str | None:
+        team = open_team(settings.env)
+        if team is None:
+            return "no team store yet (run `subrelay users add NAME` first)."
+        try:
+            return None if await team.store.get_user(user) else f"no user named {user!r} (see `subrelay users list`)."
+        finally:
+            await team.store.close()
+
+    return asyncio.run(check())
+
+
+def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
+    """``subrelay login --user NAME``: an admin at a terminal logs a person in; the login is sealed
+    into the team store as theirs (the admin never sees it, and it signs nobody else's requests)."""
+    from proxy.login.store import describe
+    from proxy.team.account import save_user_login
+    from proxy.team.context import open_team
+
+    async def save() -> None:
+        team = open_team(settings.env)
+        try:
+            await save_user_login(team, user, tokens)
+        finally:
+            await team.store.close()
+
+    try:
+        asyncio.run(save())
+    except ProxyError as exc:
+        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+        return 1
+    print(f"Logged in {user} as {_who(describe(tokens))}; the login is sealed in the team store and signs only "
+          f"{user}'s requests.", file=out)
     return 0
 
 

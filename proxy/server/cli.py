@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                "else ~/.codex/auth.json). SUBRELAY_AUTH_BASE_URL (default https://auth.openai.com) and "
                "SUBRELAY_LOGIN_PORT (default 1455) point the login elsewhere.")
     login_cmd.add_argument("--device", action="store_true", help="device-code login, for SSH sessions and containers")
+    login_cmd.add_argument("--user", metavar="NAME",
+                           help="team mode: log this user in (their login is sealed in the team store, theirs only)")
     login_cmd.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     login_cmd.add_argument("--paste", action="store_true",
                            help="the browser runs elsewhere: paste the address it ends on")
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             return serve(settings)
         if args.command == "login":
             from proxy.login.cli import login
-            return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste)
+            return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste, user=args.user)
         if args.command == "logout":
             from proxy.login.cli import logout
             return logout(settings)

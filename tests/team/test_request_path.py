@@ -205,3 +205,36 @@ models = ["gpt-5.4"]
         time.sleep(2.2)  # grace's window resets
         mock_codex.state.window_headers = {"x-codex-primary-used-percent": "3"}
         assert route(grace) == "codex/gpt-5.4"
+
+
+def test_an_admin_logs_a_user_in_at_the_terminal_and_only_that_user_is_signed_with_it(
+        team_proxy, mock_codex, team_env, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.login.test_login import login_env
+
+    ivy = make_user(team_env, "ivy")
+    owner_file = str(tmp_path / "owner-auth.json")
+    env = {**login_env(mock_codex, owner_file), **team_env}
+    mock_codex.state.auth.email = "ivy@example.com"
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "login", "--device", "--user", "ivy"], text=True, env=env,
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        head = ""
+        while not re.search(r"\b[0-9A-F]{4}-[0-9A-F]{4}\b", head):
+            head += process.stderr.readline()
+        code = re.search(r"\b([0-9A-F]{4}-[0-9A-F]{4})\b", head).group(1)
+        httpx.post(f"{mock_codex.url}/codex/device/decision", data={"user_code": code, "decision": "approve"})
+        assert process.wait(timeout=30) == 0
+        said = process.stderr.read()
+    finally:
+        process.kill()
+    assert "Logged in ivy" in said and not __import__("os").path.exists(owner_file)  # not the owner's login
+    mock_codex.state.requests.clear()
+    assert post(f"{team_proxy}/v1/chat/completions", ivy, {"model": "gpt-5.4", "messages": USER_TURN}).status_code == 200
+    assert mock_codex.state.requests[-1]["headers"]["chatgpt-account-id"] == "acc-ivy-mock"
+    nobody = subprocess.run([sys.executable, "-m", "proxy", "login", "--device", "--user", "ghost"], text=True, env=env,
+                            capture_output=True, timeout=30)
+    assert nobody.returncode == 2 and "no user named 'ghost'" in nobody.stderr
