@@ -88,6 +88,10 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from proxy.team.context import open_store, open_team
 
     if args.command == "users" and args.users_command == "add":
+        from proxy.team.context import state_dir
+        from proxy.team.secretbox import load_keys
+
+        load_keys(env, state_dir(env))  # a malformed SUBRELAY_SECRET_KEY stops us before a store is made
         team = open_team(env, create=True)  # the store (and its secret key) start with the first user
         assert team is not None
         store = team.store

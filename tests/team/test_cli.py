@@ -129,6 +129,12 @@ def test_bad_input_is_one_clear_line_and_exit_2(team_env, args, words):
     assert [line.split()[0] for line in subrelay(team_env, "users", "list").stdout.splitlines()[1:]] == ["alice"]
 
 
+def test_a_malformed_secret_key_is_refused_before_any_store_is_made(team_env, state_dir):
+    refused(subrelay({**team_env, "SUBRELAY_SECRET_KEY": "too-short"}, "users", "add", "alice"),
+            "SUBRELAY_SECRET_KEY", "subrelay secret")
+    assert not (state_dir / "team.sqlite3").exists()
+
+
 def test_a_duplicate_user_is_refused_and_the_first_key_keeps_its_user(team_env, state_dir):
     add(team_env, "alice")
     refused(subrelay(team_env, "users", "add", "alice"), "A user named 'alice' exists already.")
