@@ -35,6 +35,7 @@ from proxy.observe.redact import get_logger, install_server_log_redaction, secre
 from proxy.server.edge import EdgeMiddleware
 from proxy.team import admin_api, admin_page
 from proxy.state.cooldowns import Cooldowns
+from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
 from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
@@ -77,6 +78,7 @@ class AppState:
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
+    _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
@@ -167,6 +169,7 @@ def _shared_file(settings: Settings, name: str) -> str | None:
     """A file in the directory the workers share, or None for a single process (state in memory)."""
     state_dir = settings.env.get("SUBRELAY_STATE_DIR")
     if settings.workers > 1 and state_dir:
+        check_state_dir(state_dir)  # ours, no link, closed to others: else a clear start-up error
         return os.path.join(state_dir, name)
     return None
 
@@ -197,9 +200,13 @@ def _response_store(settings: Settings) -> ResponseStore:
                                   limits.response_store_seconds)
     path = _shared_file(settings, "responses.sqlite3")
     if path is not None:
+        from proxy.state.local.files import refused
         from proxy.state.local.responses import SharedResponseStore
 
-        return SharedResponseStore(path, limits.response_store_bytes, limits.response_store_seconds)
+        try:
+            return SharedResponseStore(path, limits.response_store_bytes, limits.response_store_seconds)
+        except OSError as exc:  # a planted link or foreign file: this worker keeps its own record
+            refused(path, exc)
     return ResponseStore(limits.response_store_bytes, limits.response_store_seconds)
 
 

@@ -93,6 +93,10 @@ def serve(settings: Settings) -> int:
     from proxy.server.uvicorn import PortInUse, bind
 
     check_bind_is_safe(settings)
+    if settings.workers > 1 and settings.env.get("SUBRELAY_STATE_DIR"):
+        from proxy.state.local.files import check_state_dir
+
+        check_state_dir(settings.env["SUBRELAY_STATE_DIR"])  # before any worker starts: one clear error
     if settings.workers < 1 or settings.workers > 64:
         raise ConfigError(f"--workers must be between 1 and 64, got {settings.workers}")
     if not 1 <= settings.port <= 65535:

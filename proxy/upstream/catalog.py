@@ -28,9 +28,8 @@ from adapters.anthropic import USER_AGENT as ANTHROPIC_USER_AGENT
 from adapters.codex import USER_AGENT
 from adapters.codex.model_catalog import effort_levels, listed_slugs, routable_slugs
 from proxy.credentials.base import Credential
-from proxy.credentials.files import atomic_write_json
 from proxy.observe.redact import get_logger
-from proxy.state.local.files import file_stamp, lock
+from proxy.state.local.files import file_stamp, lock, read_state_file, write_state_json
 from proxy.upstream.routing import Provider, credential_identity
 
 log = get_logger("subrelay.catalog")
@@ -115,17 +114,16 @@ class LiveCatalog:
         if self.shared_path is not None:
             record = {"account": self._account, "etag": self.etag, "payload": self.payload, "read_at": time.time()}
             try:
-                atomic_write_json(self.shared_path, record)
+                write_state_json(self.shared_path, record)  # replaces a planted link, never writes through
                 self._shared_stamp, self._shared_record = file_stamp(self.shared_path), record
             except OSError as exc:
                 log.info("could not share the %s: %s", self.what, exc)
         return self.payload
 
     def _read_shared(self) -> dict[str, Any] | None:
-        try:
-            with open(self.shared_path, "rb") as handle:
-                record = orjson.loads(handle.read())
-        except (OSError, orjson.JSONDecodeError):
+        try:  # a link, or a file another user owns or could write, is refused (with a warning)
+            record = orjson.loads(read_state_file(self.shared_path) or b"null")
+        except orjson.JSONDecodeError:
             return None
         if not isinstance(record, dict) or not isinstance(record.get("read_at"), (int, float)):
             return None

@@ -13,9 +13,8 @@ import time
 
 import orjson
 
-from proxy.credentials.files import atomic_write_json
 from proxy.state.cooldowns import CooldownKey, Cooldowns
-from proxy.state.local.files import file_stamp, lock
+from proxy.state.local.files import file_stamp, lock, read_state_file, write_state_json
 
 _SEP = "\x1f"
 
@@ -47,9 +46,8 @@ class SharedCooldowns(Cooldowns):
 
     def _read(self) -> dict[CooldownKey, float]:
         try:
-            with open(self.path, "rb") as handle:
-                raw = orjson.loads(handle.read() or b"{}")
-        except (OSError, orjson.JSONDecodeError):
+            raw = orjson.loads(read_state_file(self.path) or b"{}")
+        except orjson.JSONDecodeError:
             return {}
         if not isinstance(raw, dict):
             return {}
@@ -69,7 +67,7 @@ class SharedCooldowns(Cooldowns):
         try:
             self._merge(self._read())
             now = time.time()
-            atomic_write_json(self.path, {_SEP.join(key): until for key, until in self._until.items() if until > now})
+            write_state_json(self.path, {_SEP.join(key): until for key, until in self._until.items() if until > now})
         except OSError:
             pass
         finally:

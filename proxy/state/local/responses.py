@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from proxy.observe.redact import get_logger
+from proxy.state.local.files import open_state_file
 from proxy.state.responses import ResponseStore, current_owner, not_found, replayable
 
 log = get_logger("subrelay.responses")
@@ -38,8 +39,12 @@ class SharedResponseStore(ResponseStore):
         self._db = self._open(busy_timeout)
 
     def _open(self, busy_timeout: float, *, retry: bool = True) -> sqlite3.Connection:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        os.close(fd)  # created 0600 before SQLite opens it, so conversations are never world-readable
+        # Created 0600 before SQLite opens it (its -wal/-shm then get the same mode), so conversations
+        # are never readable by others; a link, or a file of another user or open to others, is refused.
+        os.close(open_state_file(self.path, os.O_RDWR | os.O_CREAT))
+        for suffix in ("-wal", "-shm"):
+            if os.path.lexists(self.path + suffix):
+                os.close(open_state_file(self.path + suffix))
         db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
