@@ -54,6 +54,10 @@ MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", 
                   "/messages", "/v1/models")
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
+# Model requests that always pass the team admission (proxy.team.policy): their key check may be
+# completed there, in the same store round trip as the limits.
+ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
+                            "/v1/messages"})
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
@@ -210,7 +214,8 @@ class EdgeMiddleware:
         """Whether this request must be refused for want of a valid key (owner keys set, or team mode
         on), having identified the caller otherwise. A store that does not answer is a 503."""
         try:
-            found = await self.gate.identify(presented_key(headers) or _basic_password(headers.get(b"authorization")))
+            found = await self.gate.identify(presented_key(headers) or _basic_password(headers.get(b"authorization")),
+                                             may_defer=scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS)
             if found is None:
                 team_on = await self.gate.active()
                 if not (self.keys or team_on):

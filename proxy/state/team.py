@@ -105,6 +105,24 @@ class UsageRow:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The one step on a team user's common path (:meth:`TeamStore.admit`).
+
+    ``state`` is ``ok`` (``reservation`` holds the reserved limits), ``refused`` (``refusal`` says which
+    limit and when) or ``stale`` (the key no longer belongs to this user at this generation, or the user
+    is disabled: the request is refused as unauthenticated). ``login_version``, ``account_id`` and
+    ``windows`` describe the user's own login, so signing and the quota-aware fallback need no other read.
+    """
+
+    state: str
+    reservation: Reservation | None = None
+    refusal: Refusal | None = None
+    login_version: int | None = None
+    account_id: str | None = None
+    windows: dict[str, Any] | None = None
+
+
 USAGE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 
 
@@ -182,6 +200,24 @@ class TeamStore(ABC):
     async def usage(self, *, user: str | None = None, since: str | None = None,
                     until: str | None = None) -> list[UsageRow]:
         """Usage rows (per user, day, model, provider), days within [since, until]."""
+
+    # -- the common path in one step ---------------------------------------------------------------
+    remote = False  # a network store: worth caching key lookups behind admit()'s generation check
+
+    async def admit(self, key_hash: str, name: str, generation: int, rules: list[LimitRule]) -> Admitted:
+        """Check that ``key_hash`` is still ``name``'s key at ``generation`` and enabled, reserve
+        ``rules``, and describe the user's login: atomically, and one round trip on a network store.
+        This default composes the other methods (a local store's reads cost microseconds)."""
+        user = await self.user_by_key_hash(key_hash)
+        if user is None or user.name != name or user.generation != generation or user.disabled:
+            return Admitted("stale")
+        result = await self.reserve(rules) if rules else None
+        if isinstance(result, Refusal):
+            return Admitted("refused", refusal=result)
+        login = await self.get_login(name)
+        account_id = login.account_id if login else None
+        windows = await self.get_plan_windows(f"account:{account_id}") if account_id else None
+        return Admitted("ok", result, None, login.version if login else None, account_id, windows)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def ping(self) -> bool:

@@ -20,6 +20,8 @@ from proxy.team.keys import hash_key, looks_like_user_key
 
 log = get_logger("subrelay.team")
 _LOOK_AGAIN_SECONDS = 1.0
+_CACHE_SECONDS = 60.0  # how long a key seen on a network store is trusted *provisionally* (see identify)
+_CACHE_SIZE = 10_000
 
 
 def store_unavailable(exc: Exception) -> ServiceUnavailable:
@@ -34,6 +36,7 @@ class TeamGate:
         self.fallback_at_percent = fallback_at_percent
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
+        self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
         self._next_look = 0.0
 
     def open(self) -> Team | None:
@@ -77,23 +80,43 @@ class TeamGate:
         except StoreError as exc:
             raise store_unavailable(exc) from None
 
-    async def identify(self, presented: bytes | None) -> tuple[Caller, User] | None:
-        """The enabled user whose key was presented, else None."""
+    async def identify(self, presented: bytes | None, *, may_defer: bool = False) -> tuple[Caller, User] | None:
+        """The enabled user whose key was presented, else None.
+
+        With a network store (Redis) and ``may_defer`` (a model request, which always reaches
+        :meth:`proxy.team.policy.Admission.admit`), a recently seen key is taken from a short local cache
+        and checked there instead, in the same round trip as the limits: the key's user, generation and
+        disabled flag are compared atomically, so a revoked or rotated key still fails on its very next
+        request. Every other request looks the key up afresh."""
         if not presented or not looks_like_user_key(presented):
             return None
         team = self._team(now_please=True)  # a user's key before the store was noticed: look now
         if team is None:
             return None
+        key_hash = hash_key(presented)
+        if may_defer and team.store.remote:
+            cached = self._cache.get(key_hash)
+            if cached is not None and cached[1] > time.monotonic():
+                return Caller("user", name=cached[0].name, key_id=cached[0].key_id), cached[0]
         try:
-            user = await team.store.user_by_key_hash(hash_key(presented))
+            user = await team.store.user_by_key_hash(key_hash)
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:
+            self._cache.pop(key_hash, None)
             return None
+        if team.store.remote:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
         return Caller("user", name=user.name, key_id=user.key_id), user
+
+    def forget(self, key_hash: str) -> None:
+        """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""
+        self._cache.pop(key_hash, None)
 
     def admission(self, user: User):
         """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
         from proxy.team.policy import Admission
 
-        return Admission(self.team, user, self.book, self.fallback_at_percent)
+        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self)

@@ -30,6 +30,7 @@ from proxy.observe.metrics import REFRESHES
 from proxy.observe.redact import get_logger, secrets
 from proxy.state.team import StoredLogin, StoreError
 from proxy.team.caller import CALLER
+from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
 from proxy.team.gate import TeamGate, store_unavailable
 from proxy.team.secretbox import SecretKeyError
@@ -65,6 +66,16 @@ class UserLogin:
         self._opened: tuple[int, str, dict[str, Any], Credential] | None = None  # (version, sealed, auth, credential)
 
     async def current(self) -> Credential:
+        admitted = ADMISSION.get()
+        opened = self._opened
+        if admitted is not None and admitted.login_known and admitted.user.name == self.name:
+            if admitted.login_version is None:  # the store said so in the admitting round trip
+                raise AuthenticationFailed(f"No ChatGPT login for user {self.name!r} yet. {self.login_hint}",
+                                           code="login_required")
+            if opened is not None and opened[0] == admitted.login_version:  # unchanged since we opened it
+                credential = opened[3]
+                if credential.expires_at is None or credential.expires_at - _SKEW > time.time():
+                    return credential
         stored = await self._stored()
         credential, _ = self._open(stored)
         if credential.expires_at is not None and credential.expires_at - _SKEW <= time.time():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from proxy.errors import PermissionDenied, RateLimited
+from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
@@ -87,10 +87,14 @@ class Admission:
     user: User
     book: UsageBook
     threshold: float
+    gate: Any = None  # the TeamGate (to forget a cached key found stale)
     reservation: Reservation | None = None
     estimate: tuple[int, int] = (0, 0)
     login_key: str | None = None
     seen_windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the store's one-step admit said of the user's login (network stores): signing needs no read.
+    login_version: int | None = None
+    login_known: bool = False
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
@@ -99,9 +103,34 @@ class Admission:
         if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
             raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r} (allowed: "
                                    f"{', '.join(user.models)}).", code="model_not_allowed")
+        if self.team.store.remote:
+            return await self._admit_in_one_step(routes, request, record)
         routes = await self._choose(routes, record)
         await self._reserve(request)
         return routes
+
+    async def _admit_in_one_step(self, routes: list, request: Any, record: RequestRecord | None) -> list:
+        """A network store: the key check, the limits and the login's state in one round trip."""
+        user = self.user
+        rules = self._rules(request)
+        in_store = self.team.limiter is self.team.store
+        try:
+            result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules if in_store else [])
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if result.state == "stale":
+            if self.gate is not None:
+                self.gate.forget(user.key_hash)
+            raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
+                                       code="invalid_api_key")
+        if result.state == "refused":
+            raise self._over_limit(result.refusal)
+        self.reservation = result.reservation
+        if not in_store:
+            await self._reserve(request)
+        self.login_version, self.login_known = result.login_version, True
+        self.login_key = f"account:{result.account_id}" if result.account_id else None
+        return self._choose_by(routes, result.windows, record)
 
     async def _choose(self, routes: list, record: RequestRecord | None) -> list:
         if not routes or not _is_own_login(routes[0]):
@@ -116,6 +145,15 @@ class Admission:
             windows = await self.team.store.get_plan_windows(self.login_key) if self.login_key else None
         except StoreError as exc:
             raise store_unavailable(exc) from None
+        return self._choose_by(routes, windows, record)
+
+    def _choose_by(self, routes: list, windows: dict[str, Any] | None, record: RequestRecord | None) -> list:
+        if not routes or not _is_own_login(routes[0]):
+            return routes
+        if not self.user.fallback:
+            return routes[:1]
+        if len(routes) < 2:
+            return routes
         reason = full_window(windows, self.threshold, time.time())
         if reason is None:
             return routes
@@ -126,6 +164,25 @@ class Admission:
         return routes[1:]
 
     async def _reserve(self, request: Any) -> None:
+        rules = self._rules(request)
+        if not rules:
+            return
+        try:
+            result = await self.team.limiter.reserve(rules)
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if isinstance(result, Refusal):
+            raise self._over_limit(result)
+        self.reservation = result
+
+    def _over_limit(self, refusal: Refusal) -> RateLimited:
+        which = refusal.key.split(":", 2)[1]
+        label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[which]
+        return RateLimited(f"User {self.user.name!r} is over their limit of {label}; try again in "
+                           f"{max(int(refusal.retry_after + 0.999), 1)} s.", retry_after=refusal.retry_after,
+                           code="user_rate_limit_exceeded")
+
+    def _rules(self, request: Any) -> list[LimitRule]:
         user = self.user
         self.estimate = estimate_tokens(request)
         tokens = sum(self.estimate)
@@ -139,19 +196,7 @@ class Admission:
             left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
             rules.append(LimitRule(f"{user.name}:day:{now.date().isoformat()}", user.daily_tokens, float(left),
                                    min(tokens, user.daily_tokens)))
-        if not rules:
-            return
-        try:
-            result = await self.team.limiter.reserve(rules)
-        except StoreError as exc:
-            raise store_unavailable(exc) from None
-        if isinstance(result, Refusal):
-            which = result.key.split(":", 2)[1]
-            label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[which]
-            raise RateLimited(f"User {user.name!r} is over their limit of {label}; try again in "
-                              f"{max(int(result.retry_after + 0.999), 1)} s.", retry_after=result.retry_after,
-                              code="user_rate_limit_exceeded")
-        self.reservation = result
+        return rules
 
     async def opened(self, route: Any, headers) -> None:
         """Keep the plan's windows of the user's own login from its answer (written only when changed)."""
@@ -184,10 +229,10 @@ class Admission:
             used = self.estimate[0]  # cancelled mid-answer: settled at its input
         if self.reservation is not None:
             actual = {key: used for key, _, _ in self.reservation.parts if not key.endswith(":rpm")}
-            try:
+            if actual and self.team.limiter is self.team.store:
+                self.book.settle_later(self.team.limiter, self.reservation, actual)  # batched, off the request path
+            elif actual:
                 await self.team.limiter.settle(self.reservation, actual)
-            except StoreError as exc:
-                log.warning("could not settle %s's reservation: %s", self.user.name, exc)
         self.book.add(self.user.name, record)
 
 

@@ -29,7 +29,14 @@ class UsageBook:
         self.per_user_metrics = per_user_metrics
         self._rows: dict[tuple[str, str, str, str], UsageRow] = {}
         self._metric_users: set[str] = set()
+        self._settles: list[tuple] = []  # (limiter, reservation, actual): settled with the next flush
         self._task: asyncio.Task | None = None
+
+    def settle_later(self, limiter, reservation, actual: dict[str, int]) -> None:
+        """Settle a reservation in the shared store with the next flush (not on the request path): the
+        reservation holds its estimate a few seconds longer, never less."""
+        if len(self._settles) < 100_000:
+            self._settles.append((limiter, reservation, actual))
 
     def add(self, user: str, record: RequestRecord) -> None:
         day = time.strftime("%Y-%m-%d", time.gmtime())
@@ -53,6 +60,12 @@ class UsageBook:
                 USER_TOKENS.labels(user, "output").inc(usage.completion_tokens or 0)
 
     async def flush(self) -> None:
+        settles, self._settles = self._settles, []
+        for limiter, reservation, actual in settles:
+            try:
+                await limiter.settle(reservation, actual)
+            except StoreError as exc:  # the reservation simply expires with its window
+                log.warning("could not settle a reservation (%s)", exc)
         if not self._rows:
             return
         rows, self._rows = list(self._rows.values()), {}

@@ -126,3 +126,35 @@ async def test_plan_windows_are_kept_per_login(team_store):
 
 async def test_the_store_answers_readiness(team_store):
     assert await team_store.ping()
+
+
+async def test_admit_checks_the_key_reserves_and_describes_the_login_in_one_step(team_store):
+    user = _user()
+    await team_store.add_user(user)
+    await team_store.put_login("alice", StoredLogin("sealed", 3, account_id="acc-a"), expected_version=None)
+    await team_store.put_plan_windows("account:acc-a", {"primary": {"used_percent": 97.0}})
+    rules = [LimitRule("alice:rpm", 2, 60, 1)]
+    first = await team_store.admit(user.key_hash, "alice", 1, rules)
+    assert first.state == "ok" and isinstance(first.reservation, Reservation)
+    assert (first.login_version, first.account_id) == (3, "acc-a")
+    assert first.windows["primary"]["used_percent"] == 97.0
+    assert (await team_store.admit(user.key_hash, "alice", 1, rules)).state == "ok"
+    refused = await team_store.admit(user.key_hash, "alice", 1, rules)
+    assert refused.state == "refused" and refused.refusal.key == "alice:rpm"
+
+
+async def test_admit_refuses_a_key_that_changed_since_it_was_cached(team_store):
+    user = _user()
+    await team_store.add_user(user)
+    assert (await team_store.admit(user.key_hash, "alice", 1, [])).state == "ok"
+    assert (await team_store.admit(user.key_hash, "alice", 0, [])).state == "stale"  # an older generation
+    assert (await team_store.admit(user.key_hash, "bob", 1, [])).state == "stale"  # someone else's name
+    user.disabled, user.generation = True, 2
+    await team_store.save_user(user)
+    assert (await team_store.admit(user.key_hash, "alice", 2, [])).state == "stale"  # disabled
+    user.disabled, user.generation, old_hash = False, 3, user.key_hash
+    user.key_hash = "c" * 64
+    await team_store.save_user(user)
+    assert (await team_store.admit(old_hash, "alice", 3, [])).state == "stale"  # rotated away
+    assert (await team_store.admit("c" * 64, "alice", 3, [])).state == "ok"
+    assert (await team_store.admit("c" * 64, "alice", 3, [])).login_version is None  # no login yet

@@ -134,3 +134,58 @@ for i = 1, #KEYS / 2 do
 end
 return 1
 """
+
+# The common path of a team user's request in one round trip.
+# KEYS: key-hash index, user record, login, then per rule its sorted set and hash (as RESERVE).
+# ARGV: expected name, expected generation, plan-windows key prefix, reservation id, then per rule
+# limit, window, amount. Returns {'stale'} | {'refused', rule index, retry_after} |
+# {'ok', now, login JSON or false, plan windows JSON or false}.
+ADMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
+local record = redis.call('GET', KEYS[2])
+if not record then return {'stale'} end
+local user = cjson.decode(record)
+if tostring(user['generation']) ~= ARGV[2] or user['disabled'] == true then return {'stale'} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rules = (#KEYS - 3) / 2
+for i = 1, rules do
+  local z, h = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  local limit, window, amount = tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3]), tonumber(ARGV[3 * i + 4])
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  if #expired > 0 then
+    local gone = 0
+    for _, id in ipairs(expired) do gone = gone + (tonumber(redis.call('HGET', h, id)) or 0) end
+    redis.call('HDEL', h, unpack(expired))
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+    redis.call('HINCRBY', h, '_t', -gone)
+  end
+  local used = tonumber(redis.call('HGET', h, '_t')) or 0
+  if used + amount > limit then
+    local excess = used + amount - limit
+    local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
+    for j = 1, #entries, 2 do
+      excess = excess - (tonumber(redis.call('HGET', h, entries[j])) or 0)
+      if excess <= 0 then return {'refused', tostring(i), tostring(math.max(tonumber(entries[j + 1]) - now, 0.001))} end
+    end
+    return {'refused', tostring(i), tostring(window)}
+  end
+end
+for i = 1, rules do
+  local z, h = KEYS[2 * i + 2], KEYS[2 * i + 3]
+  local window, amount = tonumber(ARGV[3 * i + 3]), tonumber(ARGV[3 * i + 4])
+  redis.call('ZADD', z, now + window, ARGV[4])
+  redis.call('HSET', h, ARGV[4], amount)
+  redis.call('HINCRBY', h, '_t', amount)
+  local ttl = math.ceil(window * 1000) + 1000
+  redis.call('PEXPIRE', z, ttl)
+  redis.call('PEXPIRE', h, ttl)
+end
+local login = redis.call('GET', KEYS[3])
+local windows = false
+if login then
+  local account = cjson.decode(login)['account_id']
+  if type(account) == 'string' then windows = redis.call('GET', ARGV[3] .. 'account:' .. account) end
+end
+return {'ok', tostring(now), login or false, windows}
+"""

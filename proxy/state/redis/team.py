@@ -30,6 +30,7 @@ from proxy.state.redis import scripts
 from proxy.state.redis.connection import RedisOptions, bounded, create_client
 from proxy.state.team import (
     USAGE_FIELDS,
+    Admitted,
     LimitRule,
     Refusal,
     Reservation,
@@ -49,7 +50,7 @@ class RedisTeamStore(TeamStore):
         self._p = "{" + self.options.prefix + "}:"
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "ADD_USER", "SAVE_USER", "REMOVE_USER", "USER_BY_KEY", "PUT_LOGIN", "ACQUIRE_LEASE", "RELEASE_LEASE",
-            "RESERVE", "SETTLE")}
+            "RESERVE", "SETTLE", "ADMIT")}
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str]) -> "RedisTeamStore":
@@ -144,6 +145,29 @@ class RedisTeamStore(TeamStore):
                 args.append(max(int(actual[key]), 0))
         if keys:
             await self._run("SETTLE", keys, args)
+
+    # -- the common path in one round trip -----------------------------------------------------------
+    remote = True
+
+    async def admit(self, key_hash: str, name: str, generation: int, rules: list[LimitRule]) -> Admitted:
+        reservation_id = uuid.uuid4().hex
+        keys = [self._p + "k:" + key_hash, self._p + "u:" + name, self._p + "l:" + name]
+        args: list[Any] = [name, str(int(generation)), self._p + "p:", reservation_id]
+        for rule in rules:
+            keys += [self._p + "r:" + rule.key, self._p + "ra:" + rule.key]
+            args += [int(rule.limit), repr(float(rule.window)), int(rule.amount)]
+        outcome = await self._run("ADMIT", keys, args)
+        verdict = outcome[0]
+        if verdict == b"stale":
+            return Admitted("stale")
+        if verdict == b"refused":
+            return Admitted("refused", refusal=Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2])))
+        now = float(outcome[1])
+        reservation = Reservation(reservation_id, tuple((r.key, r.amount, now + r.window) for r in rules))
+        login = orjson.loads(outcome[2]) if outcome[2] else None
+        windows = orjson.loads(outcome[3]) if outcome[3] else None
+        return Admitted("ok", reservation, None, login.get("version") if login else None,
+                        login.get("account_id") if login else None, windows)
 
     # -- plan windows --------------------------------------------------------------------------
     async def put_plan_windows(self, login_key: str, windows: dict[str, Any]) -> None:
