@@ -69,6 +69,15 @@ _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
 ErrorRenderer = Callable[[str, ProxyError], bytes]
 
 
+def missing_key_message(path: str) -> str:
+    """Which key a refused request needs, for the surface it was for."""
+    if path.startswith(("/api/admin", "/admin")):
+        return ("This needs the admin key (SUBRELAY_ADMIN_KEY) in 'x-admin-key' or 'Authorization: Bearer <key>'.")
+    return ("Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or 'x-api-key') "
+            "with your subrelay key: a team member's own key (subrelay users add), or one in SUBRELAY_API_KEYS. "
+            "A disabled, rotated or removed key is refused.")
+
+
 def openai_error_body(path: str, error: ProxyError) -> bytes:
     return error.to_json()
 
@@ -80,6 +89,8 @@ class _ClientWentAway(ProxyError):
 
 
 class EdgeMiddleware:
+    missing_key_message = staticmethod(missing_key_message)
+
     def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
                  gate: TeamGate | None = None) -> None:
         self.app = app
@@ -136,8 +147,7 @@ class EdgeMiddleware:
             return
         if path not in PUBLIC_PATHS and await self.needs_key(scope, headers):
             error = scope.get("subrelay.store_error") or AuthenticationFailed(
-                "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or "
-                "'x-api-key') with one of the keys in SUBRELAY_API_KEYS.")
+                missing_key_message(path))
             # The account page in a browser: let it ask for the key (the password; any user name).
             if isinstance(error, AuthenticationFailed):
                 error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"

@@ -76,8 +76,7 @@ async def _refusal(edge: EdgeMiddleware, scope, headers: dict[bytes, bytes], pub
     needs_key = getattr(edge, "needs_key", None)  # owner keys and team users (team mode), where the edge has it
     if await needs_key(scope, headers) if needs_key is not None else edge.keys and edge._identify(scope, headers) is None:
         error = scope.get("subrelay.store_error") or AuthenticationFailed(
-            "Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' with one of "
-            "the keys in SUBRELAY_API_KEYS.")
+            edge.missing_key_message(scope["path"]))
         if isinstance(error, AuthenticationFailed):
             error.headers["WWW-Authenticate"] = "Bearer"
         return error

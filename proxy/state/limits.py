@@ -8,8 +8,8 @@ N admits exactly N however requests race.
 
 from __future__ import annotations
 
+import itertools
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -33,6 +33,7 @@ class MemoryLimiter:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
         self._max_keys = max_keys
+        self._ids = itertools.count(1)  # reservation ids only need to be unique in this process
 
     async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
         now = self._clock()
@@ -43,7 +44,7 @@ class MemoryLimiter:
             window.expire(now)
             if window.total + rule.amount > rule.limit:
                 return Refusal(rule.key, self._retry_after(window, rule, now))
-        reservation_id = uuid.uuid4().hex
+        reservation_id = str(next(self._ids))
         parts = []
         for rule in rules:
             window = self._windows.get(rule.key)

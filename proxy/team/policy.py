@@ -79,7 +79,7 @@ def full_window(windows: dict[str, Any] | None, threshold: float, now: float) ->
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Admission:
     """One user request's passage through team mode (made by the edge once the user is known)."""
 

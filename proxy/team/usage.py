@@ -29,6 +29,7 @@ class UsageBook:
         self.per_user_metrics = per_user_metrics
         self._rows: dict[tuple[str, str, str, str], UsageRow] = {}
         self._metric_users: set[str] = set()
+        self._day_at, self._day = 0, ""
         self._settles: list[tuple] = []  # (limiter, reservation, actual): settled with the next flush
         self._task: asyncio.Task | None = None
 
@@ -39,7 +40,10 @@ class UsageBook:
             self._settles.append((limiter, reservation, actual))
 
     def add(self, user: str, record: RequestRecord) -> None:
-        day = time.strftime("%Y-%m-%d", time.gmtime())
+        now = int(time.time())
+        if now != self._day_at:  # the UTC day, worked out at most once a second
+            self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
+        day = self._day
         key = (user, day, record.model, record.provider)
         row = self._rows.get(key)
         if row is None:
