@@ -15,9 +15,7 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
 import time
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
@@ -27,12 +25,12 @@ from starlette.responses import Response
 
 from proxy.account.status import chatgpt_status, fetch_usage, provider_states
 from proxy.config.settings import Settings, is_loopback
-from proxy.errors import NotFound, PermissionDenied, RateLimited, ServiceUnavailable
+from proxy.errors import NotFound, PermissionDenied, ServiceUnavailable
+from proxy.account.pending import MAX_PENDING  # noqa: F401 (the cap on logins in progress, part of this API)
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
 from proxy.invocation import command
 from proxy.login.oauth import (
-    DeviceCode,
     LoginPending,
     poll_device_login,
     start_device_login,
@@ -40,58 +38,10 @@ from proxy.login.oauth import (
 from proxy.login.store import remove_login, save_login
 from proxy.team.account import remove_user_login, save_user_login, user_status
 from proxy.team.caller import CALLER
+from proxy.state.team import OWNER_LOGIN
 from proxy.observe.metrics import COOLDOWNS, metrics_text
 
 PREFIX = "/api/llm/subscription/openai"
-MAX_PENDING = 8
-
-
-@dataclass(slots=True)
-class PendingLogin:
-    device: DeviceCode
-    next_poll: float
-    owner: str = "anonymous"  # the caller who started it: only they may complete it (Caller.scope_id)
-
-
-class PendingLogins:
-    """Device logins started through the API, by opaque handle."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, PendingLogin] = {}
-
-    def check_room(self) -> None:
-        """A 429 when :data:`MAX_PENDING` logins are in progress: checked before asking the auth server."""
-        self._expire()
-        if len(self._pending) >= MAX_PENDING:
-            raise RateLimited(f"Too many logins in progress (at most {MAX_PENDING}); finish or wait for one.",
-                                  code="too_many_pending_logins")
-
-    def add(self, device: DeviceCode) -> str:
-        self.check_room()
-        handle = secrets.token_urlsafe(32)
-        self._pending[handle] = PendingLogin(device, time.time(), CALLER.get().scope_id)
-        return handle
-
-    def get(self, handle: str) -> PendingLogin:
-        self._expire()
-        pending = self._pending.get(handle) if isinstance(handle, str) else None
-        if pending is None or not hmac.compare_digest(pending.owner, CALLER.get().scope_id):  # nobody else's login
-            raise NotFound("No login in progress has that handle (it is unknown, finished or expired).",
-                           code="login_not_found")
-        return pending
-
-    def drop(self, handle: str) -> None:
-        self._pending.pop(handle, None)
-
-    def clear(self) -> int:
-        count = len(self._pending)
-        self._pending.clear()
-        return count
-
-    def _expire(self) -> None:
-        now = time.time()
-        for handle in [h for h, p in self._pending.items() if p.device.expires_at < now]:
-            del self._pending[handle]
 
 
 class AdminGuard:
@@ -128,10 +78,14 @@ def _state(request: Request):
     return state
 
 
-def _user() -> str | None:
-    """The team user calling (their own login is the one acted on), or None for the owner."""
+def _user(state=None) -> str | None:
+    """Whose login in the team store is acted on: the calling team user's, or (with Redis, where the
+    owner's login lives in the store too) the owner's; None for the owner's ``auth.json``."""
     caller = CALLER.get()
-    return caller.name if caller.kind == "user" else None
+    if caller.kind == "user":
+        return caller.name
+    team = state.team if state is not None else None
+    return OWNER_LOGIN if team is not None and team.store.remote else None
 
 
 async def status(request: Request) -> Response:
@@ -140,8 +94,8 @@ async def status(request: Request) -> Response:
 
 
 async def _status(state) -> dict:
-    if _user() is not None:
-        return await user_status(state, _user())
+    if _user(state) is not None:
+        return await user_status(state, _user(state))
     source = state.codex_source()
     result = await chatgpt_status(state.settings, state.upstream.http, source)
     return result
@@ -149,9 +103,9 @@ async def _status(state) -> dict:
 
 async def device_start(request: Request) -> Response:
     state = _state(request)
-    state.pending_logins.check_room()  # a refused start costs the auth server nothing
+    await state.pending_logins.check_room()  # a refused start costs the auth server nothing
     device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
-    handle = state.pending_logins.add(device)
+    handle = await state.pending_logins.add(device)
     return json_response({"device_code": handle, "user_code": device.user_code,
                           "verification_uri": device.verification_uri, "verification_uri_complete": None,
                           "expires_at": int(device.expires_at * 1000), "interval_seconds": int(device.interval)})
@@ -161,7 +115,7 @@ async def device_poll(request: Request) -> Response:
     state = _state(request)
     body = decode_json_object(await request.body())
     handle = body.get("device_code")
-    pending = state.pending_logins.get(handle)
+    pending = await state.pending_logins.get(handle)
     if time.time() < pending.next_poll:  # the client polls faster than the server allows: answer pending
         return json_response({**(await _status(state)), "connected": False, "pending": True})
     try:
@@ -171,13 +125,14 @@ async def device_poll(request: Request) -> Response:
         if waiting.slow_down:
             pending.device.interval += 5
         pending.next_poll = time.time() + pending.device.interval
+        await state.pending_logins.save(handle, pending)
         return json_response({"vendor": "openai", "connected": False, "pending": True})
     except Exception:
-        state.pending_logins.drop(handle)
+        await state.pending_logins.drop(handle)
         raise
-    state.pending_logins.drop(handle)
-    if _user() is not None:
-        await save_user_login(state.team, _user(), tokens)
+    await state.pending_logins.drop(handle)
+    if _user(state) is not None:
+        await save_user_login(state.team, _user(state), tokens)
     else:
         save_login(state.settings.codex_auth_path, tokens)
     return json_response({**(await _status(state)), "pending": False})
@@ -185,10 +140,10 @@ async def device_poll(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     state = _state(request)
-    if _user() is not None:
-        await remove_user_login(state.team, _user())
+    await state.pending_logins.clear()
+    if _user(state) is not None:
+        await remove_user_login(state.team, _user(state))
         return json_response({"vendor": "openai", "connected": False})
-    state.pending_logins.clear()
     remove_login(state.settings.codex_auth_path)
     return json_response({"vendor": "openai", "connected": False})
 
@@ -245,10 +200,10 @@ async def codex_cli_usage(request: Request) -> Response:
     login, so a Codex CLI pointed at subrelay shows its limits in ``/status``. Behind the client key."""
     state = request.app.state.subrelay
     source = state.codex_source()
-    if _user() is not None:
+    if _user(state) is not None:
         source = next((p.credentials for p in state.router.providers.values() if hasattr(p.credentials, "user_login")),
                       None)
-        source = source.user_login(_user()) if source is not None else None
+        source = source.user_login(_user(state)) if source is not None else None
         if source is None:
             raise NotFound("No Codex provider is configured here.", code="not_logged_in")
     elif source is None or source.problem() is not None:

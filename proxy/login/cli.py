@@ -43,6 +43,10 @@ def login(settings: Settings, *, device: bool, no_browser: bool, paste: bool, ou
         return 1
     if user is not None:
         return _save_for_user(settings, user, tokens, out)
+    if settings.env.get("SUBRELAY_REDIS_URL"):  # replicas share nothing but Redis: the owner's login lives there
+        from proxy.state.team import OWNER_LOGIN
+
+        return _save_for_user(settings, OWNER_LOGIN, tokens, out)
     account, previous = save_login(settings.codex_auth_path, tokens)
     print(f"Logged in as {_who(account)}. The login is in {settings.codex_auth_path} (shared with the Codex CLI); "
           "a running subrelay uses it at once.", file=out)
@@ -86,8 +90,12 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     except ProxyError as exc:
         print(f"subrelay: the login could not be saved: {exc.message}", file=out)
         return 1
-    print(f"Logged in {user} as {_who(describe(tokens))}; the login is sealed in the team store and signs only "
-          f"{user}'s requests.", file=out)
+    if user.startswith("_"):
+        print(f"Logged in as {_who(describe(tokens))}; the login is sealed in the shared store (SUBRELAY_REDIS_URL), "
+              "where every replica uses it.", file=out)
+    else:
+        print(f"Logged in {user} as {_who(describe(tokens))}; the login is sealed in the team store and signs only "
+              f"{user}'s requests.", file=out)
     return 0
 
 

@@ -20,7 +20,8 @@ from adapters.codex.effort import DEFAULT_LEVELS
 from adapters.codex.model_catalog import cli_entry, complete_catalog
 from proxy import __version__
 from proxy.account import api as account_api
-from proxy.account.api import AdminGuard, PendingLogins
+from proxy.account.api import AdminGuard
+from proxy.account.pending import PendingLogins
 from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
@@ -44,7 +45,7 @@ from proxy.upstream.routing import Router
 from proxy.team.context import Team
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
-from proxy.team.logins import CallerLogins
+from proxy.team.logins import CallerLogins, import_owner_login
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
@@ -99,8 +100,11 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
-                                          pending_logins=PendingLogins(), gate=gate)
-            gate.open()
+                                          pending_logins=PendingLogins(gate.shared_team), gate=gate)
+            team = gate.open()
+            owner = app.state.subrelay.codex_source()
+            if team is not None and owner is not None:
+                await import_owner_login(team, owner)  # with Redis: the owner's login moves to the store
             for catalog in catalogs:
                 catalog.start()
             try:

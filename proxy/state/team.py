@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# The owner's own ChatGPT login (SUBRELAY_API_KEYS callers, or no keys) when it lives in a network store
+# (Redis: replicas share nothing else). Not a valid user name, so no user can ever be signed with it.
+OWNER_LOGIN = "_owner"
+
+
 class StoreError(Exception):
     """The store cannot answer (unreachable, damaged): a 503 ``state_store_unavailable`` at the door."""
 
@@ -200,6 +205,24 @@ class TeamStore(ABC):
     async def usage(self, *, user: str | None = None, since: str | None = None,
                     until: str | None = None) -> list[UsageRow]:
         """Usage rows (per user, day, model, provider), days within [since, until]."""
+
+    # -- device logins in progress (started on one replica, polled on another) ----------------------
+    @abstractmethod
+    async def put_pending(self, handle: str, sealed: str, owner: str, expires_at: float) -> None: ...
+
+    @abstractmethod
+    async def get_pending(self, handle: str) -> tuple[str, str] | None:
+        """(sealed, owner) of an unexpired pending login."""
+
+    @abstractmethod
+    async def delete_pending(self, handle: str) -> None: ...
+
+    @abstractmethod
+    async def count_pending(self) -> int:
+        """Unexpired pending logins (the cap is checked before asking the auth server)."""
+
+    @abstractmethod
+    async def clear_pending(self, owner: str) -> int: ...
 
     # -- the common path in one step ---------------------------------------------------------------
     remote = False  # a network store: worth caching key lookups behind admit()'s generation check

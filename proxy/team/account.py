@@ -11,7 +11,7 @@ from proxy.account.status import fetch_usage, summarise_usage
 from proxy.errors import ProxyError
 from proxy.login.store import describe
 from proxy.observe.redact import secrets
-from proxy.state.team import StoreError
+from proxy.state.team import OWNER_LOGIN, StoreError
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
@@ -49,7 +49,7 @@ async def user_status(state, name: str) -> dict[str, Any]:
     """The status shape of :func:`proxy.account.status.chatgpt_status`, for ``name``'s own login."""
     status: dict[str, Any] = {"vendor": "openai", "connected": False, "account_email": None, "plan": None,
                               "account_id": None, "expires_at": None, "usage": None, "usage_error": None,
-                              "user": name}
+                              "user": None if name == OWNER_LOGIN else name}
     team = state.team
     try:
         stored = await team.store.get_login(name) if team is not None else None

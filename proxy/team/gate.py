@@ -111,6 +111,13 @@ class TeamGate:
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
         return Caller("user", name=user.name, key_id=user.key_id), user
 
+    def shared_team(self) -> Team | None:
+        """The team store when state must be shared beyond this process (several workers, or Redis)."""
+        team = self._team()
+        if team is None or not (self.workers > 1 or team.store.remote):
+            return None
+        return team
+
     def forget(self, key_hash: str) -> None:
         """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""
         self._cache.pop(key_hash, None)

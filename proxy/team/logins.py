@@ -28,7 +28,7 @@ from proxy.credentials.jwt import jwt_claims
 from proxy.errors import AuthenticationFailed, ProxyError, UpstreamTimeout
 from proxy.observe.metrics import REFRESHES
 from proxy.observe.redact import get_logger, secrets
-from proxy.state.team import StoredLogin, StoreError
+from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError
 from proxy.team.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
@@ -62,6 +62,7 @@ class UserLogin:
         self.token_url = token_url
         self.http = http
         self.login_hint = login_hint
+        self.who = "the owner" if name == OWNER_LOGIN else f"user {name!r}"
         self._lock = asyncio.Lock()
         self._opened: tuple[int, str, dict[str, Any], Credential] | None = None  # (version, sealed, auth, credential)
 
@@ -70,7 +71,7 @@ class UserLogin:
         opened = self._opened
         if admitted is not None and admitted.login_known and admitted.user.name == self.name:
             if admitted.login_version is None:  # the store said so in the admitting round trip
-                raise AuthenticationFailed(f"No ChatGPT login for user {self.name!r} yet. {self.login_hint}",
+                raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                            code="login_required")
             if opened is not None and opened[0] == admitted.login_version:  # unchanged since we opened it
                 credential = opened[3]
@@ -149,7 +150,7 @@ class UserLogin:
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if stored is None:
-            raise AuthenticationFailed(f"No ChatGPT login for user {self.name!r} yet. {self.login_hint}",
+            raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                        code="login_required")
         if stored.needs_login:
             raise AuthenticationFailed(f"{self.name}'s ChatGPT login must be renewed ({stored.needs_login}: it "
@@ -194,9 +195,14 @@ class CallerLogins:
 
     def problem(self) -> str | None:
         caller = CALLER.get()
-        if caller.kind == "user":
-            return None  # whether this user has a login is answered (401 with the way to log in) when signing
+        if caller.kind == "user" or self._owner_in_store():
+            return None  # whether there is a login is answered (401 with the way to log in) when signing
         return self.owner.problem()
+
+    def _owner_in_store(self) -> bool:
+        """With a network store (Redis), the owner's login lives there too: replicas share nothing else."""
+        team = self.gate.team
+        return team is not None and team.store.remote
 
     def user_login(self, name: str) -> UserLogin:
         login = self._users.get(name)
@@ -211,7 +217,7 @@ class CallerLogins:
     def _source(self):
         caller = CALLER.get()
         if caller.kind != "user":
-            return self.owner
+            return self.user_login(OWNER_LOGIN) if self._owner_in_store() else self.owner
         if self.gate.team is None:
             raise ProxyError("Team mode is on but its store is not open.", code="state_store_unavailable",
                              status_code=503)
@@ -225,3 +231,24 @@ class CallerLogins:
 
     def load(self) -> Credential:
         return self.owner.load()
+
+
+async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
+    """With Redis, the owner's ``auth.json`` is copied into the store on first start (said in the log),
+    so every replica signs the owner's requests with one login and one refresh at a time."""
+    if not team.store.remote:
+        return
+    try:
+        if await team.store.get_login(OWNER_LOGIN) is not None:
+            return
+        auth = owner._read()
+        owner.load()  # a login that can be used (raises otherwise: nothing to import)
+    except (AuthenticationFailed, StoreError):
+        return
+    saved = seal_login(team, OWNER_LOGIN, auth, 1)
+    try:
+        if await team.store.put_login(OWNER_LOGIN, saved, expected_version=None):
+            log.info("imported the owner's ChatGPT login from %s into the shared store (Redis); replicas use it "
+                     "from there, and refreshes are saved there", owner.path)
+    except StoreError as exc:
+        log.warning("could not import the owner's ChatGPT login into the shared store: %s", exc)

@@ -44,6 +44,59 @@ async def test_a_conversation_continues_with_previous_response_id_whichever_repl
     await client.close()
 
 
+async def test_the_owners_login_lives_in_redis_once_imported_from_auth_json(cluster: Cluster):
+    import os
+
+    from proxy.state.team import OWNER_LOGIN
+
+    store = RedisTeamStore.from_url(cluster.redis.url, {})
+    try:
+        stored = await store.get_login(OWNER_LOGIN)
+    finally:
+        await store.close()
+    assert stored is not None and stored.account_id  # sealed in Redis, version-guarded like a user's login
+    assert any("imported the owner's ChatGPT login" in replica.log() for replica in cluster.replicas)
+    auth_path = cluster.base_env["CODEX_AUTH_PATH"]
+    kept = auth_path + ".kept"
+    os.rename(auth_path, kept)  # the replicas' local file is gone: they sign from Redis
+    try:
+        client = _client(cluster.url)
+        for _ in range(3):
+            answer = await client.chat.completions.with_raw_response.create(
+                model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+            assert answer.parse().choices[0].message.content
+        await client.close()
+    finally:
+        os.rename(kept, auth_path)
+
+
+async def test_a_device_login_started_on_one_replica_is_finished_on_another(cluster: Cluster):
+    from proxy.account.api import PREFIX
+
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as http:
+        start = await http.post(f"{PREFIX}/device/start", json={})
+        assert start.status_code == 200, start.text
+        handle, code = start.json()["device_code"], start.json()["user_code"]
+        started_on = start.headers.get(REPLICA_HEADER)
+        cluster.mock.state.auth.email = "owner-two@example.com"
+        await http.post(cluster.extra['mock_url'] + "/codex/device/decision", data={"user_code": code, "decision": "approve"})
+        polled_on, deadline = set(), time.monotonic() + 20
+        while True:
+            poll = await http.post(f"{PREFIX}/device/poll", json={"device_code": handle})
+            assert poll.status_code == 200, poll.text
+            polled_on.add(poll.headers.get(REPLICA_HEADER))
+            if poll.json().get("connected"):
+                break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.3)
+    assert polled_on - {started_on}  # at least one poll was answered by another replica
+    assert poll.json()["account_email"] == "owner-two@example.com"
+    answer = await _client(cluster.url).chat.completions.with_raw_response.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    assert cluster.mock.state.requests[-1]["headers"]["chatgpt-account-id"] == "acc-owner-two-mock"
+    assert answer.parse().choices[0].message.content
+
+
 async def test_redis_stopped_answers_503_within_the_timeout_and_recovers_without_a_restart(cluster: Cluster):
     client = _client(cluster.url)
     assert (await client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}]))

@@ -158,3 +158,20 @@ async def test_admit_refuses_a_key_that_changed_since_it_was_cached(team_store):
     assert (await team_store.admit(old_hash, "alice", 3, [])).state == "stale"  # rotated away
     assert (await team_store.admit("c" * 64, "alice", 3, [])).state == "ok"
     assert (await team_store.admit("c" * 64, "alice", 3, [])).login_version is None  # no login yet
+
+
+async def test_a_pending_device_login_is_found_by_its_handle_until_it_expires(team_store):
+    import time
+
+    await team_store.put_pending("h1", "sealed-1", "user:alice", time.time() + 30)
+    await team_store.put_pending("h2", "sealed-2", "user:bob", time.time() + 0.1)
+    assert await team_store.get_pending("h1") == ("sealed-1", "user:alice")
+    assert await team_store.count_pending() == 2
+    await asyncio.sleep(0.2)
+    assert await team_store.get_pending("h2") is None and await team_store.count_pending() == 1
+    assert await team_store.clear_pending("user:bob") == 0
+    assert await team_store.clear_pending("user:alice") == 1
+    assert await team_store.get_pending("h1") is None
+    await team_store.put_pending("h3", "sealed-3", "owner:x", time.time() + 30)
+    await team_store.delete_pending("h3")
+    assert await team_store.count_pending() == 0

@@ -47,6 +47,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DEFAULT 0, cached_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0, "
         "reasoning_tokens INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (user, day, model, provider))",
     ),
+    (  # 2: device logins in progress, shared by the workers
+        "CREATE TABLE pending_logins (handle TEXT PRIMARY KEY, sealed TEXT NOT NULL, owner TEXT NOT NULL, "
+        "expires_at REAL NOT NULL)",
+    ),
 )
 _USER_COLUMNS = "name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation"
 
@@ -191,6 +195,29 @@ class SqliteTeamStore(TeamStore):
                 query += f" AND {clause}"
                 args.append(value)
         return [UsageRow(*row) for row in self._all(query + " ORDER BY day, user, model, provider", tuple(args))]
+
+    # -- pending device logins -----------------------------------------------------------------
+    async def put_pending(self, handle: str, sealed: str, owner: str, expires_at: float) -> None:
+        with _Immediate(self._db):
+            self._db.execute("DELETE FROM pending_logins WHERE expires_at <= ?", (self._clock(),))
+            self._db.execute("INSERT OR REPLACE INTO pending_logins VALUES (?,?,?,?)", (handle, sealed, owner, expires_at))
+
+    async def get_pending(self, handle: str) -> tuple[str, str] | None:
+        row = self._one("SELECT sealed, owner FROM pending_logins WHERE handle = ? AND expires_at > ?",
+                        (handle, self._clock()))
+        return (row[0], row[1]) if row else None
+
+    async def delete_pending(self, handle: str) -> None:
+        with _Immediate(self._db):
+            self._db.execute("DELETE FROM pending_logins WHERE handle = ?", (handle,))
+
+    async def count_pending(self) -> int:
+        return self._one("SELECT COUNT(*) FROM pending_logins WHERE expires_at > ?", (self._clock(),))[0]
+
+    async def clear_pending(self, owner: str) -> int:
+        with _Immediate(self._db):
+            self._db.execute("DELETE FROM pending_logins WHERE expires_at <= ?", (self._clock(),))
+            return self._db.execute("DELETE FROM pending_logins WHERE owner = ?", (owner,)).rowcount
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def ping(self) -> bool:

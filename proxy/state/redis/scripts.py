@@ -49,9 +49,10 @@ if not name then return false end
 return redis.call('GET', ARGV[1] .. name)
 """
 
-# KEYS: user record, login. ARGV: expected version ('' for none), login JSON. 1 saved, 0 not.
+# KEYS: user record, login. ARGV: expected version ('' for none), login JSON, '1' for the server's own
+# login (the owner's, kept without a user record). 1 saved, 0 not.
 PUT_LOGIN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[1] ~= '' then
   local current = redis.call('GET', KEYS[2])
   if not current then return 0 end

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from proxy.state.redis import scripts
 from proxy.state.redis.connection import RedisOptions, bounded, create_client
 from proxy.state.team import (
+    OWNER_LOGIN,
     USAGE_FIELDS,
     Admitted,
     LimitRule,
@@ -109,7 +110,7 @@ class RedisTeamStore(TeamStore):
                   "updated_at": login.updated_at or time.time()}
         expected = "" if expected_version is None else str(int(expected_version))
         return bool(await self._run("PUT_LOGIN", [self._p + "u:" + name, self._p + "l:" + name],
-                                    [expected, orjson.dumps(record)]))
+                                    [expected, orjson.dumps(record), "1" if name == OWNER_LOGIN else "0"]))
 
     async def delete_login(self, name: str) -> bool:
         return bool(await bounded(self._redis.delete(self._p + "l:" + name), self._timeout))
@@ -145,6 +146,41 @@ class RedisTeamStore(TeamStore):
                 args.append(max(int(actual[key]), 0))
         if keys:
             await self._run("SETTLE", keys, args)
+
+    # -- pending device logins -----------------------------------------------------------------
+    async def put_pending(self, handle: str, sealed: str, owner: str, expires_at: float) -> None:
+        ttl = max(int((expires_at - time.time()) * 1000), 1)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._p + "pend:" + handle, orjson.dumps({"sealed": sealed, "owner": owner}), px=ttl)
+        pipe.zadd(self._p + "pending", {handle: expires_at})
+        pipe.zremrangebyscore(self._p + "pending", "-inf", time.time())
+        await bounded(pipe.execute(), self._timeout)
+
+    async def get_pending(self, handle: str) -> tuple[str, str] | None:
+        raw = await bounded(self._redis.get(self._p + "pend:" + handle), self._timeout)
+        if not raw:
+            return None
+        record = orjson.loads(raw)
+        return record["sealed"], record["owner"]
+
+    async def delete_pending(self, handle: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._p + "pend:" + handle)
+        pipe.zrem(self._p + "pending", handle)
+        await bounded(pipe.execute(), self._timeout)
+
+    async def count_pending(self) -> int:
+        return int(await bounded(self._redis.zcount(self._p + "pending", time.time(), "+inf"), self._timeout))
+
+    async def clear_pending(self, owner: str) -> int:
+        handles = [h.decode() for h in await bounded(self._redis.zrange(self._p + "pending", 0, -1), self._timeout)]
+        cleared = 0
+        for handle in handles:
+            found = await self.get_pending(handle)
+            if found is not None and found[1] == owner:
+                await self.delete_pending(handle)
+                cleared += 1
+        return cleared
 
     # -- the common path in one round trip -----------------------------------------------------------
     remote = True
