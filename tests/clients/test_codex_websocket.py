@@ -29,11 +29,11 @@ def codex_builtin(npm_clients, proxy_settings, tmp_path, websockets_on):  # noqa
         for folder in (home, codex_home, workdir):
             folder.mkdir()
         (codex_home / "config.toml").write_text(f'model = "gpt-5.4"\nopenai_base_url = "{proxy.url}/v1"\n')
-        env = {**_isolated_env(home), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-unused-by-subrelay",
+        env = {**_isolated_env(home, npm_clients), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-unused-by-subrelay",
                "CODEX_API_KEY": "sk-unused-by-subrelay"}
 
         def run(prompt: str) -> subprocess.CompletedProcess:
-            return subprocess.run([str(npm_clients / "node_modules" / ".bin" / "codex"), "exec", "--skip-git-repo-check",
+            return subprocess.run([npm_clients.bin("codex"), "exec", "--skip-git-repo-check",
                                    prompt], capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
                                   stdin=subprocess.DEVNULL)
         yield run
