@@ -30,6 +30,7 @@ from proxy.hub.events import (
 from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
 from proxy.hub.usage import usage_in_body, usage_in_stream
 from proxy.observe.redact import get_logger, redact_error_body, redact_error_frames
+from proxy.upstream.direct import direct_sender
 from proxy.upstream.routing import Route, credential_identity
 
 # Largest non-streaming answer relayed from an upstream.
@@ -141,6 +142,7 @@ class UpstreamClient:
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
+        self.direct = direct_sender(http)  # model calls skip httpx's objects on its aiohttp transport
 
     async def open(self, route: Route, chat: Any) -> httpx.Response:
         """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it)."""
@@ -180,6 +182,8 @@ class UpstreamClient:
         gets a warning line, since the client's error may never reach whoever runs subrelay."""
         name = route.provider.name
         try:
+            if self.direct is not None:
+                return await self.direct.send(request.method, request.url, request.headers, request.body)
             built = self.http.build_request(request.method, _parsed_url(request.url), headers=request.headers,
                                             content=request.body)
             return await self.http.send(built, stream=True)

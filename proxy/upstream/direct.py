@@ -1,0 +1,103 @@
+"""The hot path's upstream calls straight on aiohttp's session, without httpx's request and response objects.
+
+The shared ``httpx.AsyncClient`` (its aiohttp transport, :mod:`proxy.upstream.transport`) stays the client of
+everything else (logins, catalogues, usage). For model calls, httpx's layer cost more than the rest of the
+request put together: per request it built a URL, two ``Headers`` objects, cookie bookkeeping through
+``urllib.request`` and ``email`` (about 270 Python calls), which was about a third of a small request's
+instructions (benchmarks/README.md, issue 21). This module sends the same request through the same aiohttp
+session (one connection pool) and hands back a :class:`DirectResponse` with the little of
+``httpx.Response`` the proxy uses: ``status_code``, ``headers``, ``aiter_bytes()`` and ``aclose()``.
+Failures are raised as the httpx exceptions the callers already handle, so a refused connection is still a
+502 and a read timeout a 504. With ``SUBRELAY_UPSTREAM_TRANSPORT=httpx`` (what respx tests patch) none of
+this is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+import httpx
+
+# httpx's defaults that aiohttp handles itself: the connection, and the encodings it can decode.
+_LEFT_TO_AIOHTTP = frozenset({"accept-encoding", "connection"})
+
+
+class DirectResponse:
+    """An upstream answer read through aiohttp; closing it returns (or drops) the connection."""
+
+    __slots__ = ("_response", "status_code", "headers")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers: Mapping[str, str] = response.headers  # case-insensitive, like httpx.Headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, content-encoding removed."""
+        read = self._response.content.readany
+        try:
+            while True:
+                chunk = await read()
+                if not chunk:
+                    return
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise as_httpx_error(exc) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()  # a body read to the end keeps the connection; a partial one closes it
+
+
+class DirectSender:
+    """Sends one upstream request on aiohttp's session with the httpx client's headers and timeouts."""
+
+    __slots__ = ("_session", "_defaults", "_timeout")
+
+    def __init__(self, session: aiohttp.ClientSession, http: httpx.AsyncClient) -> None:
+        self._session = session
+        self._defaults = {name: value for name, value in http.headers.items() if name not in _LEFT_TO_AIOHTTP}
+        t = http.timeout
+        self._timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.read, connect=t.pool)
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> DirectResponse:
+        merged = dict(self._defaults)
+        if headers:
+            lowered = {name.lower() for name in headers}
+            merged = {name: value for name, value in merged.items() if name not in lowered}
+            merged.update(headers)
+        try:
+            response = await self._session.request(method, url, headers=merged, data=body or None,
+                                                   allow_redirects=False, timeout=self._timeout)
+        except aiohttp.ClientError as exc:
+            raise as_httpx_error(exc) from exc
+        return DirectResponse(response)
+
+
+def direct_sender(http: httpx.AsyncClient) -> DirectSender | None:
+    """A sender on the aiohttp session behind ``http``, or None when ``http`` runs on another transport
+    (httpx's own, a test's mock): then every call goes through httpx as before."""
+    from proxy.upstream.transport import FastTransport
+
+    transport = getattr(http, "_transport", None)
+    if not isinstance(transport, FastTransport):
+        return None
+    if not isinstance(transport.client, aiohttp.ClientSession):
+        transport.client = transport.get_client()  # one session, one pool, for both paths
+    return DirectSender(transport.client, http)
+
+
+def as_httpx_error(exc: aiohttp.ClientError) -> httpx.HTTPError:
+    """The httpx exception the callers map to a client error (502 for a connection, 504 for time)."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # read and connect timeouts (asyncio.TimeoutError too)
+        return (httpx.ConnectTimeout if isinstance(exc, aiohttp.ConnectionTimeoutError) else httpx.ReadTimeout)(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.client_exceptions.NonHttpUrlClientError)):
+        return httpx.UnsupportedProtocol(message)
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        return httpx.ReadError(message)
+    return httpx.RemoteProtocolError(message)  # a malformed answer: the upstream's fault, a 502
