@@ -56,6 +56,8 @@ async def user_status(state, name: str) -> dict[str, Any]:
     except StoreError as exc:
         raise store_unavailable(exc) from None
     if stored is None:
+        if name != OWNER_LOGIN:
+            status["team"] = await own_figures(state, name)
         return status
     status.update(account_email=stored.email, plan=stored.plan_type, account_id=stored.account_id)
     source = next((p.credentials for p in state.router.providers.values() if isinstance(p.credentials, CallerLogins)),
@@ -75,4 +77,29 @@ async def user_status(state, name: str) -> dict[str, Any]:
     except ProxyError as exc:
         status["usage_error"] = exc.message
     status["checked_at"] = int(time.time())
+    if name != OWNER_LOGIN:
+        status["team"] = await own_figures(state, name)
     return status
+
+
+async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
+    """What a team member sees of themselves: their limits and their usage per day (the last ``days``
+    days, figures not yet written to the store included)."""
+    team = state.team
+    since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - (days - 1) * 86400))
+    try:
+        user = await team.store.get_user(name)
+        rows = await team.store.usage(user=name, since=since)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+    per_day: dict[str, dict[str, int]] = {}
+    book = state.gate.book if state.gate is not None else None
+    for row in [*rows, *(book.pending(name) if book is not None else ())]:
+        if row.day < since:
+            continue
+        day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0})
+        for field in day:
+            day[field] += getattr(row, field)
+    return {"user": name, "limits": {"rpm": user.rpm, "tpm": user.tpm, "daily_tokens": user.daily_tokens,
+                                     "models": list(user.models), "fallback": user.fallback} if user else None,
+            "usage": [{"day": day, **figures} for day, figures in sorted(per_day.items())]}

@@ -30,6 +30,9 @@ log = get_logger("subrelay.team")
 OUTPUT_ESTIMATE = 1024  # tokens reserved for the answer when the request sets no maximum
 MAX_OUTPUT_ESTIMATE = 8192  # a bounded estimate: a huge max_tokens does not lock a person out
 _WINDOW_HEADERS = ("primary", "secondary")
+# The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
+MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
+                         "/v1/responses/compact", "/v1/messages"})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
@@ -95,9 +98,11 @@ class Admission:
     # What the store's one-step admit said of the user's login (network stores): signing needs no read.
     login_version: int | None = None
     login_known: bool = False
+    admitted: bool = False  # reached admit(): a model request (the account API, /v1/models… are not usage)
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
+        self.admitted = True
         user = self.user
         model = getattr(request, "model", "") or ""
         if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
@@ -220,6 +225,8 @@ class Admission:
 
     async def settle(self, record: RequestRecord) -> None:
         """Settle the reservation from the reported usage, and account the request (batched)."""
+        if not self.admitted and record.path not in MODEL_PATHS:
+            return  # the account API, /v1/models and the like are not usage
         usage = record.usage
         if usage is not None:
             used = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)

@@ -63,6 +63,10 @@ class UsageBook:
                 USER_TOKENS.labels(user, "input").inc(usage.prompt_tokens or 0)
                 USER_TOKENS.labels(user, "output").inc(usage.completion_tokens or 0)
 
+    def pending(self, user: str) -> list[UsageRow]:
+        """This process's figures for ``user`` not yet written to the store."""
+        return [row for key, row in self._rows.items() if key[0] == user]
+
     async def flush(self) -> None:
         settles, self._settles = self._settles, []
         for limiter, reservation, actual in settles:
