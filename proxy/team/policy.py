@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
@@ -197,10 +196,9 @@ class Admission:
         if user.tpm:
             rules.append(LimitRule(f"{user.name}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
         if user.daily_tokens:
-            now = datetime.now(timezone.utc)
-            left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
-            rules.append(LimitRule(f"{user.name}:day:{now.date().isoformat()}", user.daily_tokens, float(left),
-                                   min(tokens, user.daily_tokens)))
+            now = time.time()
+            day, left = time.strftime("%Y-%m-%d", time.gmtime(now)), 86400.0 - now % 86400  # the UTC day
+            rules.append(LimitRule(f"{user.name}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
         return rules
 
     async def opened(self, route: Any, headers) -> None:

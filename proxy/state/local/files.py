@@ -38,7 +38,7 @@ def check_state_dir(path: str) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         raise ConfigError(f"SUBRELAY_STATE_DIR {path!r} does not exist (create it: mkdir -m 700 {path}).") from None
-    fix = f"use a private directory: mkdir -m 700 <dir> and point SUBRELAY_STATE_DIR at it"
+    fix = "use a private directory: mkdir -m 700 <dir> and point SUBRELAY_STATE_DIR at it"
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"SUBRELAY_STATE_DIR {path!r} is a link or not a directory; {fix}.")
     if st.st_uid != os.geteuid():

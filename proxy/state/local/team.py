@@ -63,11 +63,21 @@ class SqliteTeamStore(TeamStore):
             self._db = _open(path, busy_timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"The team store at {path} cannot be opened: {exc}") from None
+        # Key lookups are answered from memory while nothing was written to the store since: a commit by
+        # another process (a `subrelay users` command, another worker) changes the WAL file, and _writes counts our own commits; so a revoked key is never
+        # served stale. Two stat calls cost far less than a read transaction (its locks and checks).
+        self._writes = 0
+        self._wal = path + "-wal"  # in WAL mode every commit (and checkpoint) changes this file
+        self._seen: tuple = ()
+        self._by_key: dict[str, User | None] = {}
+
+    def _tx(self) -> "_Immediate":
+        return _Immediate(self._db, self)
 
     # -- users ---------------------------------------------------------------------------------
     async def add_user(self, user: User) -> None:
         try:
-            with _Immediate(self._db):
+            with self._tx():
                 self._db.execute(f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", _user_row(user))
         except sqlite3.IntegrityError:
             raise UserExists(f"A user named {user.name!r} exists already.") from None
@@ -80,18 +90,25 @@ class SqliteTeamStore(TeamStore):
         return [_user(row) for row in self._all(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name", ())]
 
     async def save_user(self, user: User) -> None:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute(f"UPDATE users SET ({_USER_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?,?) WHERE name = ?",
                              (*_user_row(user), user.name))
 
     async def remove_user(self, name: str) -> bool:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("DELETE FROM logins WHERE name = ?", (name,))
             return self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
 
     async def user_by_key_hash(self, key_hash: str) -> User | None:
+        seen = (_stamp(self._wal), self._writes)
+        if seen != self._seen or len(self._by_key) >= 4096:
+            self._by_key.clear()
+            self._seen = seen
+        elif key_hash in self._by_key:
+            return self._by_key[key_hash]
         row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE key_hash = ?", (key_hash,))
-        return _user(row) if row else None
+        user = self._by_key[key_hash] = _user(row) if row else None
+        return user
 
     async def has_users(self) -> bool:
         return self._one("SELECT 1 FROM users LIMIT 1", ()) is not None
@@ -103,7 +120,7 @@ class SqliteTeamStore(TeamStore):
         return StoredLogin(*row) if row else None
 
     async def put_login(self, name: str, login: StoredLogin, *, expected_version: int | None) -> bool:
-        with _Immediate(self._db):
+        with self._tx():
             row = self._db.execute("SELECT version FROM logins WHERE name = ?", (name,)).fetchone()
             if expected_version is not None and (row is None or row[0] != expected_version):
                 return False
@@ -115,12 +132,12 @@ class SqliteTeamStore(TeamStore):
             return True
 
     async def delete_login(self, name: str) -> bool:
-        with _Immediate(self._db):
+        with self._tx():
             return self._db.execute("DELETE FROM logins WHERE name = ?", (name,)).rowcount > 0
 
     async def acquire_lease(self, key: str, token: str, ttl: float) -> bool:
         now = self._clock()
-        with _Immediate(self._db):
+        with self._tx():
             row = self._db.execute("SELECT token, expires_at FROM leases WHERE key = ?", (key,)).fetchone()
             if row is not None and row[0] != token and row[1] > now:
                 return False
@@ -128,14 +145,14 @@ class SqliteTeamStore(TeamStore):
             return True
 
     async def release_lease(self, key: str, token: str) -> None:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("DELETE FROM leases WHERE key = ? AND token = ?", (key, token))
 
     # -- limits --------------------------------------------------------------------------------
     async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
         now = self._clock()
         reservation_id = uuid.uuid4().hex
-        with _Immediate(self._db):
+        with self._tx():
             for rule in rules:
                 self._db.execute("DELETE FROM reservations WHERE key = ? AND expires_at <= ?", (rule.key, now))
                 used = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE key = ?",
@@ -160,12 +177,12 @@ class SqliteTeamStore(TeamStore):
     async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
         changes = [(max(int(actual[key]), 0), reservation.id, key) for key, _, _ in reservation.parts if key in actual]
         if changes:
-            with _Immediate(self._db):
+            with self._tx():
                 self._db.executemany("UPDATE reservations SET amount = ? WHERE id = ? AND key = ?", changes)
 
     # -- plan windows --------------------------------------------------------------------------
     async def put_plan_windows(self, login_key: str, windows: dict) -> None:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("INSERT OR REPLACE INTO plan_windows VALUES (?,?,?)",
                              (login_key, orjson.dumps(windows), self._clock()))
 
@@ -179,7 +196,7 @@ class SqliteTeamStore(TeamStore):
             return
         columns = ", ".join(USAGE_FIELDS)
         updates = ", ".join(f"{name} = {name} + excluded.{name}" for name in USAGE_FIELDS)
-        with _Immediate(self._db):
+        with self._tx():
             self._db.executemany(
                 f"INSERT INTO usage (user, day, model, provider, {columns}) VALUES (?,?,?,?,?,?,?,?,?,?) "
                 f"ON CONFLICT (user, day, model, provider) DO UPDATE SET {updates}",
@@ -198,7 +215,7 @@ class SqliteTeamStore(TeamStore):
 
     # -- pending device logins -----------------------------------------------------------------
     async def put_pending(self, handle: str, sealed: str, owner: str, expires_at: float) -> None:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("DELETE FROM pending_logins WHERE expires_at <= ?", (self._clock(),))
             self._db.execute("INSERT OR REPLACE INTO pending_logins VALUES (?,?,?,?)", (handle, sealed, owner, expires_at))
 
@@ -208,14 +225,14 @@ class SqliteTeamStore(TeamStore):
         return (row[0], row[1]) if row else None
 
     async def delete_pending(self, handle: str) -> None:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("DELETE FROM pending_logins WHERE handle = ?", (handle,))
 
     async def count_pending(self) -> int:
         return self._one("SELECT COUNT(*) FROM pending_logins WHERE expires_at > ?", (self._clock(),))[0]
 
     async def clear_pending(self, owner: str) -> int:
-        with _Immediate(self._db):
+        with self._tx():
             self._db.execute("DELETE FROM pending_logins WHERE expires_at <= ?", (self._clock(),))
             return self._db.execute("DELETE FROM pending_logins WHERE owner = ?", (owner,)).rowcount
 
@@ -247,6 +264,14 @@ class SqliteTeamStore(TeamStore):
             return self._db.execute(query, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"The team store could not be read: {exc}") from None
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def _open(path: str, busy_timeout: float) -> sqlite3.Connection:
@@ -296,8 +321,9 @@ def _user(row: tuple) -> User:
 class _Immediate:
     """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time across workers (waiting up to the busy timeout)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, store: "SqliteTeamStore | None" = None) -> None:
         self.db = db
+        self.store = store
 
     def __enter__(self) -> None:
         try:
@@ -307,3 +333,5 @@ class _Immediate:
 
     def __exit__(self, kind, value, traceback) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if self.store is not None:
+            self.store._writes += 1  # this connection's own writes do not move PRAGMA data_version
