@@ -34,6 +34,7 @@ from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
 from proxy.server.edge import EdgeMiddleware
+from proxy.server.hot_routes import HotRoutes
 from proxy.team import admin_api, admin_page
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.local.files import check_state_dir
@@ -225,7 +226,8 @@ class SubrelayApp(Starlette):
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
-        return EdgeMiddleware(super().build_middleware_stack(), self.settings, render_error=error_body, gate=self.gate)
+        inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate)
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
