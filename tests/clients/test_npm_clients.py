@@ -200,8 +200,8 @@ def test_codex_cli_usage_limit_ends_the_turn_with_the_plan_message(codex_cli, mo
 
 def test_codex_cli_runs_a_model_only_the_account_catalogue_has(codex_cli, mock_codex):
     """``nova-1`` is in no catalogue Codex ships and matches no routing pattern: it routes through the
-    account's live catalogue. (With API-key auth Codex 0.171 still prints "fallback metadata": it
-    does not read a custom provider's /models list.)"""
+    account's live catalogue. (These configs have no ``model_catalog_url``, so Codex prints "fallback
+    metadata": it never asks for the list. test_codex_models.py runs it with the list.)"""
     result = codex_cli("say hi", "-m", "nova-1")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
