@@ -42,12 +42,14 @@ class User:
     disabled: bool = False
     created_at: float = 0.0
     generation: int = 1  # raised by every change, so caches can tell they are stale
+    # Limits for some models only: glob -> {"rpm"|"tpm"|"daily_tokens": n}; the first matching glob applies.
+    model_limits: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see: everything but the key hash."""
         return {"name": self.name, "key_id": self.key_id, "models": list(self.models), "rpm": self.rpm,
                 "tpm": self.tpm, "daily_tokens": self.daily_tokens, "fallback": self.fallback,
-                "disabled": self.disabled, "created_at": self.created_at}
+                "disabled": self.disabled, "created_at": self.created_at, "model_limits": dict(self.model_limits)}
 
 
 @dataclass(slots=True)

@@ -59,6 +59,9 @@ def _limit_options(parser: argparse.ArgumentParser, *, changing: bool = False) -
     parser.add_argument("--rpm", help=f"requests per minute{none}")
     parser.add_argument("--tpm", help=f"tokens per minute{none}")
     parser.add_argument("--daily-tokens", help=f"tokens per UTC day{none}")
+    parser.add_argument("--model-limit", action="append", metavar="GLOB:FIELD=N[,FIELD=N]",
+                        help="limits for some models only, e.g. 'gpt-5.5*:rpm=10,tpm=100000' (repeat for several; "
+                             "fields rpm, tpm, daily_tokens)" + ("; 'none' removes them all" if changing else ""))
     parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None if changing else False,
                         help="may switch to a configured fallback before their plan's limit is hit")
 
@@ -122,7 +125,7 @@ async def _users(store, args: argparse.Namespace) -> int:
     if action == "add":
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
-                                         fallback=args.fallback)
+                                         fallback=args.fallback, model_limits=_model_limits(args.model_limit))
         if args.json:
             _print_json({**user.public(), "key": key})
             return 0
@@ -140,8 +143,11 @@ async def _users(store, args: argparse.Namespace) -> int:
                 changes[field] = None if raw.strip().lower() == "none" else _number(raw)
         if args.fallback is not None:
             changes["fallback"] = args.fallback
+        if args.model_limit:
+            changes["model_limits"] = None if args.model_limit == ["none"] else _model_limits(args.model_limit)
         if not changes:
-            raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens or --[no-]fallback")
+            raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens, --model-limit or "
+                          "--[no-]fallback")
         user = await users.change_user(store, args.name, changes)
         print(f"Changed {user.name}: {_limits_text(user)}.")
         return 0
@@ -169,6 +175,20 @@ async def _users(store, args: argparse.Namespace) -> int:
     await users.remove_user(store, args.name)
     print(f"Removed {args.name}, their key and their ChatGPT login.")
     return 0
+
+
+def _model_limits(options: list[str] | None) -> dict[str, Any] | None:
+    """``--model-limit 'gpt-5.5*:rpm=10,tpm=100000'`` (repeatable) as the admin API's ``model_limits``."""
+    if not options:
+        return None
+    limits: dict[str, Any] = {}
+    for option in options:
+        pattern, _, spec = option.rpartition(":")
+        fields = dict(part.partition("=")[::2] for part in spec.split(",") if part)
+        if not pattern or not fields:
+            raise Refused(f"--model-limit {option!r}: write GLOB:FIELD=N[,FIELD=N], e.g. 'gpt-5.5*:rpm=10,tpm=100000'")
+        limits[pattern] = {field.strip().replace("-", "_"): _number(value) for field, value in fields.items()}
+    return limits
 
 
 def _number(value: str | None) -> Any:
@@ -219,8 +239,11 @@ def _login_text(login: dict[str, Any] | None) -> str:
 
 
 def _limits_text(user) -> str:
+    per_model = "; ".join(f"{pattern}: " + ", ".join(f"{k} {v}" for k, v in limits.items())
+                          for pattern, limits in user.model_limits.items())
     return (f"models {','.join(user.models) or 'all'}, rpm {_or_dash(user.rpm)}, tpm {_or_dash(user.tpm)}, "
-            f"daily tokens {_or_dash(user.daily_tokens)}, fallback {'yes' if user.fallback else 'no'}")
+            f"daily tokens {_or_dash(user.daily_tokens)}, fallback {'yes' if user.fallback else 'no'}"
+            + (f", per model ({per_model})" if per_model else ""))
 
 
 def _or_dash(value: Any) -> str:

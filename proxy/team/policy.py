@@ -180,8 +180,11 @@ class Admission:
         self.reservation = result
 
     def _over_limit(self, refusal: Refusal) -> RateLimited:
-        which = refusal.key.split(":", 2)[1]
-        label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[which]
+        kind, _, tail = refusal.key[len(self.user.name) + 1:].partition(":")  # rpm | tpm | day:<date>, [:<glob>]
+        pattern = tail.partition(":")[2] if kind == "day" else tail
+        label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[kind]
+        if pattern:
+            label += f" for {pattern!r}"
         return RateLimited(f"User {self.user.name!r} is over their limit of {label}; try again in "
                            f"{max(int(refusal.retry_after + 0.999), 1)} s.", retry_after=refusal.retry_after,
                            code="user_rate_limit_exceeded")
@@ -199,6 +202,20 @@ class Admission:
             now = time.time()
             day, left = time.strftime("%Y-%m-%d", time.gmtime(now)), 86400.0 - now % 86400  # the UTC day
             rules.append(LimitRule(f"{user.name}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
+        if user.model_limits:  # limits for some models only: the first glob that matches the model asked for
+            model = getattr(request, "model", "") or ""
+            pattern = next((p for p in user.model_limits if fnmatch.fnmatchcase(model, p)), None)
+            if pattern is not None:
+                limits = user.model_limits[pattern]
+                if limits.get("rpm"):
+                    rules.append(LimitRule(f"{user.name}:rpm:{pattern}", limits["rpm"], 60.0, 1))
+                if limits.get("tpm"):
+                    rules.append(LimitRule(f"{user.name}:tpm:{pattern}", limits["tpm"], 60.0, min(tokens, limits["tpm"])))
+                if limits.get("daily_tokens"):
+                    now = time.time()
+                    day, left = time.strftime("%Y-%m-%d", time.gmtime(now)), 86400.0 - now % 86400
+                    rules.append(LimitRule(f"{user.name}:day:{day}:{pattern}", limits["daily_tokens"], left,
+                                           min(tokens, limits["daily_tokens"])))
         return rules
 
     async def opened(self, route: Any, headers) -> None:
@@ -233,7 +250,8 @@ class Admission:
         else:
             used = self.estimate[0]  # cancelled mid-answer: settled at its input
         if self.reservation is not None:
-            actual = {key: used for key, _, _ in self.reservation.parts if not key.endswith(":rpm")}
+            tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
+            actual = {key: used for key, _, _ in self.reservation.parts if key.startswith(("tpm", "day"), tokens_only)}
             if actual and self.team.limiter is self.team.store:
                 self.book.settle_later(self.team.limiter, self.reservation, actual)  # batched, off the request path
             elif actual:

@@ -44,6 +44,24 @@ def check_models(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def check_model_limits(value: Any) -> dict[str, dict[str, int]]:
+    """``{"gpt-5.5*": {"rpm": 10, "tpm": 100000}, …}``: limits for some models only (the first matching glob)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > _MAX_PATTERNS:
+        raise BadRequest(f"'model_limits' must be an object of up to {_MAX_PATTERNS} model globs, each with "
+                         "rpm, tpm and/or daily_tokens.", param="model_limits", code="invalid_model_limits")
+    checked: dict[str, dict[str, int]] = {}
+    for pattern, limits in value.items():
+        check_models([pattern])
+        if not isinstance(limits, dict) or not limits or set(limits) - set(LIMIT_FIELDS):
+            raise BadRequest(f"'model_limits.{pattern[:60]}' must name rpm, tpm and/or daily_tokens.",
+                             param="model_limits", code="invalid_model_limits")
+        checked[pattern] = {field: check_limit(f"model_limits.{field}", number) for field, number in limits.items()
+                            if number is not None}
+    return checked
+
+
 def check_flag(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"'{field}' must be true or false.", param=field, code="invalid_type")
@@ -51,14 +69,14 @@ def check_flag(field: str, value: Any) -> bool:
 
 
 async def add_user(store: TeamStore, name: Any, *, models: Any = None, rpm: Any = None, tpm: Any = None,
-                   daily_tokens: Any = None, fallback: Any = False) -> tuple[User, str]:
+                   daily_tokens: Any = None, fallback: Any = False, model_limits: Any = None) -> tuple[User, str]:
     """A new user and their key (the only time the key exists outside the client)."""
     key = new_key()
     digest = hash_key(key)
     user = User(name=check_name(name), key_hash=digest, key_id=digest[:12], models=check_models(models),
                 rpm=check_limit("rpm", rpm), tpm=check_limit("tpm", tpm),
                 daily_tokens=check_limit("daily_tokens", daily_tokens), fallback=check_flag("fallback", fallback),
-                created_at=time.time())
+                created_at=time.time(), model_limits=check_model_limits(model_limits))
     try:
         await store.add_user(user)
     except UserExists:
@@ -76,7 +94,7 @@ async def get_user(store: TeamStore, name: Any) -> User:
 async def change_user(store: TeamStore, name: Any, changes: dict[str, Any]) -> User:
     """Apply ``changes`` (disabled, models, rpm, tpm, daily_tokens, fallback); unknown fields are a 400."""
     user = await get_user(store, name)
-    allowed = {"disabled", "models", "fallback", *LIMIT_FIELDS}
+    allowed = {"disabled", "models", "fallback", "model_limits", *LIMIT_FIELDS}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise BadRequest(f"Unknown field {unknown[0]!r}; fields: {', '.join(sorted(allowed))}.", param=unknown[0],
@@ -87,6 +105,8 @@ async def change_user(store: TeamStore, name: Any, changes: dict[str, Any]) -> U
             values[field] = check_limit(field, value)
         elif field == "models":
             values[field] = check_models(value)
+        elif field == "model_limits":
+            values[field] = check_model_limits(value)
         else:
             values[field] = check_flag(field, value)
     updated = replace(user, **values, generation=user.generation + 1)

@@ -238,3 +238,15 @@ def test_an_admin_logs_a_user_in_at_the_terminal_and_only_that_user_is_signed_wi
     nobody = subprocess.run([sys.executable, "-m", "proxy", "login", "--device", "--user", "ghost"], text=True, env=env,
                             capture_output=True, timeout=30)
     assert nobody.returncode == 2 and "no user named 'ghost'" in nobody.stderr
+
+
+def test_a_limit_for_one_model_only_holds_that_model_and_not_the_others(team_proxy, mock_codex, team_env):
+    key = make_user(team_env, "mo", model_limits={"gpt-5.4-mini": {"rpm": 2}})
+    device_login(team_proxy, key, mock_codex, "mo@example.com")
+    mini = [post(f"{team_proxy}/v1/chat/completions", key, {"model": "gpt-5.4-mini", "messages": USER_TURN})
+            for _ in range(3)]
+    assert [r.status_code for r in mini] == [200, 200, 429], [r.text for r in mini]
+    assert "'gpt-5.4-mini'" in mini[2].json()["error"]["message"]
+    other = [post(f"{team_proxy}/v1/chat/completions", key, {"model": "gpt-5.4", "messages": USER_TURN})
+             for _ in range(3)]
+    assert [r.status_code for r in other] == [200, 200, 200]  # other models are not held by that limit

@@ -51,8 +51,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE pending_logins (handle TEXT PRIMARY KEY, sealed TEXT NOT NULL, owner TEXT NOT NULL, "
         "expires_at REAL NOT NULL)",
     ),
+    (  # 3: limits per model
+        "ALTER TABLE users ADD COLUMN model_limits TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
-_USER_COLUMNS = "name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation"
+_USER_COLUMNS = ("name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation, "
+                 "model_limits")
 
 
 class SqliteTeamStore(TeamStore):
@@ -78,7 +82,7 @@ class SqliteTeamStore(TeamStore):
     async def add_user(self, user: User) -> None:
         try:
             with self._tx():
-                self._db.execute(f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", _user_row(user))
+                self._db.execute(f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _user_row(user))
         except sqlite3.IntegrityError:
             raise UserExists(f"A user named {user.name!r} exists already.") from None
 
@@ -91,7 +95,7 @@ class SqliteTeamStore(TeamStore):
 
     async def save_user(self, user: User) -> None:
         with self._tx():
-            self._db.execute(f"UPDATE users SET ({_USER_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?,?) WHERE name = ?",
+            self._db.execute(f"UPDATE users SET ({_USER_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?,?,?) WHERE name = ?",
                              (*_user_row(user), user.name))
 
     async def remove_user(self, name: str) -> bool:
@@ -309,13 +313,14 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 def _user_row(user: User) -> tuple:
     return (user.name, user.key_hash, user.key_id, orjson.dumps(list(user.models)).decode(), user.rpm, user.tpm,
-            user.daily_tokens, int(user.fallback), int(user.disabled), user.created_at, user.generation)
+            user.daily_tokens, int(user.fallback), int(user.disabled), user.created_at, user.generation,
+            orjson.dumps(user.model_limits).decode())
 
 
 def _user(row: tuple) -> User:
-    (name, key_hash, key_id, models, rpm, tpm, daily, fallback, disabled, created, generation) = row
+    (name, key_hash, key_id, models, rpm, tpm, daily, fallback, disabled, created, generation, model_limits) = row
     return User(name, key_hash, key_id, tuple(orjson.loads(models)), rpm, tpm, daily, bool(fallback), bool(disabled),
-                created, generation)
+                created, generation, orjson.loads(model_limits))
 
 
 class _Immediate:

@@ -265,7 +265,8 @@ def _user_json(user: User) -> bytes:
     return orjson.dumps({"name": user.name, "key_hash": user.key_hash, "key_id": user.key_id,
                          "models": list(user.models), "rpm": user.rpm, "tpm": user.tpm,
                          "daily_tokens": user.daily_tokens, "fallback": user.fallback, "disabled": user.disabled,
-                         "created_at": user.created_at, "generation": user.generation})
+                         "created_at": user.created_at, "generation": user.generation,
+                         "model_limits": user.model_limits})
 
 
 def _user(raw: bytes) -> User:
