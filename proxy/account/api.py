@@ -36,8 +36,8 @@ from proxy.login.oauth import (
     start_device_login,
 )
 from proxy.login.store import remove_login, save_login
-from proxy.team.account import remove_user_login, save_user_login, user_status
-from proxy.team.caller import CALLER
+from proxy.account.team_member import remove_user_login, save_user_login, user_status
+from proxy.hub.caller import CALLER
 from proxy.state.team import OWNER_LOGIN
 from proxy.observe.metrics import COOLDOWNS, metrics_text
 

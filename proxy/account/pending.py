@@ -2,7 +2,7 @@
 
 In memory for one process; in the team store when one is shared (several workers, or replicas on
 Redis), so a login started on one replica can be polled on another. Only the caller who started a
-login may complete it (its :class:`~proxy.team.caller.Caller` scope is kept with it), and the device
+login may complete it (its :class:`~proxy.hub.caller.Caller` scope is kept with it), and the device
 code is sealed at rest like a login, since it can complete one.
 """
 
@@ -19,7 +19,7 @@ import orjson
 from proxy.errors import NotFound, RateLimited
 from proxy.login.oauth import DeviceCode
 from proxy.state.team import StoreError
-from proxy.team.caller import CALLER
+from proxy.hub.caller import CALLER
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 

@@ -75,7 +75,7 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     """``subrelay login --user NAME``: an admin at a terminal logs a person in; the login is sealed
     into the team store as theirs (the admin never sees it, and it signs nobody else's requests)."""
     from proxy.login.store import describe
-    from proxy.team.account import save_user_login
+    from proxy.account.team_member import save_user_login
     from proxy.team.context import open_team
 
     async def save() -> None:

@@ -38,7 +38,7 @@ from proxy.observe.redact import get_logger
 from proxy.server.edge_websocket import websocket_edge
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
-from proxy.team.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
+from proxy.hub.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
 

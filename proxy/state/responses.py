@@ -9,7 +9,7 @@ process, in a file the workers share with ``--workers N`` (:mod:`proxy.state.loc
 The byte cap is the memory: each record is kept as the serialized JSON it was counted as (parsed
 only when a next turn asks for it; parsed objects take ~10× their JSON), plus a fixed charge per
 entry for the bookkeeping. Each record belongs to the caller that created it (the edge's
-:data:`proxy.team.caller.CALLER`: a client key, or a team user); another caller gets the same 400 as
+:data:`proxy.hub.caller.CALLER`: a client key, or a team user); another caller gets the same 400 as
 for an unknown id, so ids neither leak conversations nor reveal that they exist.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest
-from proxy.team.caller import CALLER
+from proxy.hub.caller import CALLER
 
 # What one entry costs besides its JSON: the id string, this record, the OrderedDict node, the float.
 ENTRY_OVERHEAD = 320
@@ -34,7 +34,7 @@ ENTRY_OVERHEAD = 320
 @dataclass(slots=True)
 class StoredResponse:
     blob: bytes  # the conversation so far as JSON: input items, then this response's output
-    owner: str  # the caller's scope id (proxy.team.caller.Caller.scope_id)
+    owner: str  # the caller's scope id (proxy.hub.caller.Caller.scope_id)
     size: int
     stored_at: float
 

@@ -14,7 +14,7 @@ from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import User
-from proxy.team.caller import Caller
+from proxy.hub.caller import Caller
 from proxy.team.context import Team, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 

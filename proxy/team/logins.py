@@ -29,7 +29,7 @@ from proxy.errors import AuthenticationFailed, ProxyError, UpstreamTimeout
 from proxy.observe.metrics import REFRESHES
 from proxy.observe.redact import get_logger, secrets
 from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError
-from proxy.team.caller import CALLER
+from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
 from proxy.team.gate import TeamGate, store_unavailable

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from proxy.server.app import create_app
-from proxy.team.account import save_user_login
+from proxy.account.team_member import save_user_login
 from proxy.team.context import open_team
 from proxy.team.users import add_user
 from tests.clients.test_npm_clients import (  # noqa: F401 (npm_clients is a fixture)

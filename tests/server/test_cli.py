@@ -109,7 +109,7 @@ def test_a_taken_port_says_what_holds_it_and_how_to_pick_another(tmp_path):
                 time.sleep(0.1)
         second = run_cli("serve", "--port", str(port), env=env)
         assert second.returncode == 1
-        assert f"already in use by another subrelay (version " in second.stderr
+        assert "already in use by another subrelay (version " in second.stderr
     finally:
         first.terminate()
         _, err = first.communicate(timeout=10)

@@ -59,7 +59,7 @@ def test_a_revoked_key_is_refused_on_the_next_request_on_every_worker(team_worke
     # jo's login: the admin logs jo in (the owner's file is copied in as jo's, for this test's sake).
     import asyncio
 
-    from proxy.team.account import save_user_login
+    from proxy.account.team_member import save_user_login
     from proxy.team.context import open_team
 
     async def give_login() -> None:
