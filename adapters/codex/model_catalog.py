@@ -43,8 +43,9 @@ def effort_levels(payload: Any) -> dict[str, list[str]]:
 
 
 def cli_entry(slug: str, priority: int, efforts: list[str], default_effort: str | None) -> dict[str, Any]:
-    """A model entry the Codex CLI accepts (``ModelInfo``: every field without a serde default, plus
-    the useful defaulted ones), for a model subrelay routes but has no live catalogue entry for."""
+    """The fields the Codex CLI requires of a ``ModelInfo`` (every one without a serde default, plus
+    the useful defaulted ones), under a backend entry. ``base_instructions`` is empty: the prompt
+    comes from the backend's ``model_messages``, so this alone is not an entry to list."""
     return {
         "slug": slug, "display_name": slug, "description": f"{slug} through subrelay",
         "default_reasoning_level": default_effort if default_effort in efforts else (efforts[0] if efforts else None),
@@ -60,12 +61,26 @@ def cli_entry(slug: str, priority: int, efforts: list[str], default_effort: str 
     }
 
 
+def has_prompt(entry: dict[str, Any]) -> bool:
+    """Whether an entry carries the agent prompt Codex sends as its first developer message
+    (``model_messages.instructions_template``, else ``base_instructions``). Codex 0.171 refuses a
+    list whose entry has neither, and sends no prompt at all for ``base_instructions: ""``."""
+    messages = entry.get("model_messages")
+    template = messages.get("instructions_template") if isinstance(messages, dict) else None
+    if isinstance(template, str) and template.strip():
+        return True
+    base = entry.get("base_instructions")
+    return isinstance(base, str) and bool(base.strip())
+
+
 def complete_catalog(payload: dict[str, Any]) -> dict[str, Any]:
     """The backend's catalogue with any field the Codex CLI requires filled in (the backend's own
-    values kept), so one incomplete entry never makes the CLI drop the whole list."""
+    values kept), so one incomplete entry never makes the CLI drop the whole list. An entry without
+    a prompt is left out: Codex then runs that model on its own defaults (and its own prompt)
+    instead of on no prompt."""
     models = []
     for index, entry in enumerate(payload.get("models") or ()):
-        if not isinstance(entry, dict) or not isinstance(entry.get("slug"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("slug"), str) or not has_prompt(entry):
             continue
         efforts = supported_levels(entry) or ["low", "medium", "high", "xhigh"]
         base = cli_entry(entry["slug"], index, efforts, entry.get("default_reasoning_level"))

@@ -15,9 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from adapters.anthropic import AnthropicAdapter
-from adapters.codex import CodexAdapter, shipped_efforts
-from adapters.codex.effort import DEFAULT_LEVELS
-from adapters.codex.model_catalog import cli_entry, complete_catalog
+from adapters.codex import CodexAdapter
+from adapters.codex.model_catalog import complete_catalog
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
@@ -285,18 +284,17 @@ def anthropic_model(model_id: str) -> dict:
 
 
 async def codex_cli_models(state: AppState, client_version: str) -> dict:
-    """What the Codex CLI asks its provider for (``GET …/models?client_version=``): the logged-in
-    account's own catalogue from the backend, or the shipped slugs in the same shape."""
+    """What the Codex CLI asks its provider for (``GET …/models?client_version=``, when its provider
+    block names it with ``model_catalog_url``): the logged-in account's own catalogue from the
+    backend. Without one, an empty list: subrelay has no prompt for an entry of its own, and Codex
+    keeps its bundled list rather than run on no prompt."""
     for catalog in state.catalogs:
         if not isinstance(catalog, CodexCatalog):
             continue
         payload = await catalog.refresh(client_version[:32])
         if payload is not None:
             return complete_catalog(payload)
-    slugs = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
-    efforts = shipped_efforts()
-    return {"models": [cli_entry(slug, index, *efforts.get(slug, (list(DEFAULT_LEVELS), "medium")))
-                       for index, slug in enumerate(slugs)]}
+    return {"models": []}
 
 
 async def retrieve_model(request: Request) -> Response:

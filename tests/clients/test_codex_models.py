@@ -65,12 +65,16 @@ def test_codex_cli_uses_subrelays_model_list(setup, npm_clients, proxy_settings,
     sent = mock_codex.state.requests[-1]["body"]
     if setup == "plain-block":  # Codex never asks, says so, and sends no effort of its own
         assert FALLBACK_WARNING in output
+        assert "mock backend prompt" not in json.dumps(sent["input"])  # its own prompt instead
         assert not (codex_home / "models_cache.json").exists()
         assert "effort" not in sent.get("reasoning", {})
         return
     assert FALLBACK_WARNING not in output, output[-3000:]
     source = codex_home / "models_cache.json" if setup == "model_catalog_url" else saved
     entries = {entry["slug"]: entry for entry in json.loads(source.read_text())["models"]}
-    # the CLI fetched the list itself (its cache), and sends what subrelay's entry says
+    # the CLI fetched the list itself (its cache), and sends what subrelay's entry says: the
+    # account's prompt for the model first, its default effort and verbosity
+    prompt = sent["input"][0]["content"][0]["text"]
+    assert prompt == entries["nova-1"]["model_messages"]["instructions_template"]
     assert sent["reasoning"]["effort"] == entries["nova-1"]["default_reasoning_level"]
     assert sent["text"]["verbosity"] == entries["nova-1"]["default_verbosity"]

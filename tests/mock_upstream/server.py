@@ -40,6 +40,8 @@ LIVE_MODELS = [
     {"slug": "nova-1", "display_name": "A slug no routing pattern knows", "visibility": "list", "priority": 6},
     {"slug": "gpt-5.1-codex", "display_name": "GPT-5.1 Codex (retired)", "visibility": "hide", "priority": 99},
 ]
+for _entry in LIVE_MODELS[:-1]:  # like the backend's entries: the agent prompt Codex sends (the retired one has none)
+    _entry["model_messages"] = {"instructions_template": f"You are Codex on {_entry['slug']} (mock backend prompt)."}
 REFUSED_PARAMETERS = ("temperature", "top_p", "max_output_tokens", "max_tokens", "max_completion_tokens", "stop")
 ACCOUNT_ID = "acc-0000-mock"
 
