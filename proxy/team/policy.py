@@ -101,17 +101,23 @@ class Admission:
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
+        inbound = getattr(request, "inbound", None)
+        if getattr(inbound, "format", None) == "messages.count_tokens":  # counting is free: no limit, no usage
+            self._check_model(getattr(request, "model", "") or "")
+            return routes
         self.admitted = True
-        user = self.user
-        model = getattr(request, "model", "") or ""
-        if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
-            raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r} (allowed: "
-                                   f"{', '.join(user.models)}).", code="model_not_allowed")
+        self._check_model(getattr(request, "model", "") or "")
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         routes = await self._choose(routes, record)
         await self._reserve(request)
         return routes
+
+    def _check_model(self, model: str) -> None:
+        user = self.user
+        if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
+            raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r} (allowed: "
+                                   f"{', '.join(user.models)}).", code="model_not_allowed")
 
     async def _admit_in_one_step(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """A network store: the key check, the limits and the login's state in one round trip."""

@@ -250,3 +250,27 @@ def test_a_limit_for_one_model_only_holds_that_model_and_not_the_others(team_pro
     other = [post(f"{team_proxy}/v1/chat/completions", key, {"model": "gpt-5.4", "messages": USER_TURN})
              for _ in range(3)]
     assert [r.status_code for r in other] == [200, 200, 200]  # other models are not held by that limit
+
+
+def test_count_tokens_is_free_and_claude_models_are_limited_like_any_other(mock_codex, auth_path, tmp_path, team_env):
+    from proxy.config.settings import Settings
+    from tests.mock_upstream.anthropic_server import AnthropicMockState, MockAnthropicServer
+
+    app = MockAnthropicServer()
+    app.state = AnthropicMockState()
+    key = make_user(team_env, "nia", rpm=1)
+    with ServerThread(app) as claude_server:
+        settings = Settings(codex_base_url=f"{mock_codex.url}/backend-api/codex",
+                            codex_token_url=f"{mock_codex.url}/oauth/token", codex_auth_path=auth_path,
+                            anthropic_base_url=claude_server.url,
+                            env={**team_env, "ANTHROPIC_API_KEY": app.state.api_key, "CLAUDE_CONFIG_DIR": str(tmp_path)})
+        with ServerThread(create_app(settings)) as proxy:
+            client = anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
+            for _ in range(3):  # forwarded to Anthropic for a Claude model, and never counted against the limit
+                with pytest.raises(anthropic.APIStatusError) as refused:  # (the mock Anthropic has no count_tokens)
+                    client.messages.count_tokens(model="claude-sonnet-4-6", messages=USER_TURN)
+                assert refused.value.status_code != 429
+            assert client.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=USER_TURN).content
+            with pytest.raises(anthropic.RateLimitError) as over:
+                client.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=USER_TURN)
+            assert over.value.body["error"]["type"] == "rate_limit_error"
