@@ -6,7 +6,7 @@ import fnmatch
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,7 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from adapters.anthropic import AnthropicAdapter
 from adapters.codex import CodexAdapter
-from adapters.codex.model_catalog import complete_catalog
+from adapters.codex.model_catalog import complete_catalog, listed_slugs
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
@@ -43,6 +43,8 @@ from proxy.upstream.client import UpstreamClient
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
 from proxy.team.context import Team
+from proxy.hub.caller import CALLER
+from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
@@ -62,6 +64,7 @@ class AppState:
     admin: AdminGuard
     pending_logins: PendingLogins
     gate: TeamGate | None = None
+    member_catalogs: MemberCatalogs = field(default_factory=MemberCatalogs)  # team members' own model lists
 
     @property
     def team(self) -> Team | None:
@@ -242,7 +245,14 @@ async def list_models(request: Request) -> Response:
     client_version = request.query_params.get("client_version")
     if client_version is not None:
         return json_response(await codex_cli_models(state, client_version))
-    entries = _allowed(state.router.models())
+    entries = state.router.models()
+    own = await state.member_catalogs.for_caller(state)
+    if own is not None:  # a team member: the Codex models *their* plan has, not the owner's login's
+        codex = next(p.name for p in state.router.providers.values() if hasattr(p.credentials, "user_login"))
+        created = entries[0]["created"] if entries else 0
+        entries = [e for e in entries if e["owned_by"] != codex] + [
+            {"id": slug, "object": "model", "created": created, "owned_by": codex} for slug in listed_slugs(own) or ()]
+    entries = _allowed(entries)
     if "anthropic-version" in request.headers:  # the Anthropic SDK or Claude Code: its list shape and paging
         return json_response(anthropic_model_page(entries, request.query_params))
     return json_response({"object": "list", "data": entries})
@@ -287,7 +297,10 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
     """What the Codex CLI asks its provider for (``GET …/models?client_version=``, when its provider
     block names it with ``model_catalog_url``): the logged-in account's own catalogue from the
     backend. Without one, an empty list: subrelay has no prompt for an entry of its own, and Codex
-    keeps its bundled list rather than run on no prompt."""
+    keeps its bundled list rather than run on no prompt. A team member gets their own plan's catalogue."""
+    if CALLER.get().kind == "user":
+        own = await state.member_catalogs.for_caller(state, client_version)
+        return complete_catalog(own) if own is not None else {"models": []}
     for catalog in state.catalogs:
         if not isinstance(catalog, CodexCatalog):
             continue

@@ -207,12 +207,7 @@ class CodexCatalog(LiveCatalog):
         credential = await self._credential()
         if credential is None:
             return self.payload
-        headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
-                   "User-Agent": USER_AGENT, "Accept": "application/json"}
-        if credential.account_id:
-            headers["chatgpt-account-id"] = credential.account_id
-        if self.etag and self.payload is not None:
-            headers["If-None-Match"] = self.etag
+        headers = codex_catalog_headers(credential, self.etag if self.payload is not None else None)
         got = await self._get_json({"client_version": client_version or self.client_version}, headers)
         if got is not None and got[0] == 200 and listed_slugs(got[1]) is not None:
             self._apply(got[1], got[2].get("etag"))
@@ -230,6 +225,17 @@ class CodexCatalog(LiveCatalog):
 
     def _identity(self, credential: Credential) -> str | None:
         return credential.account_id
+
+
+def codex_catalog_headers(credential: Credential, etag: str | None = None) -> dict[str, str]:
+    """How the Codex catalogue is asked for with one login (subrelay's own name, never a client's)."""
+    headers = {"Authorization": f"Bearer {credential.access_token}", "originator": "subrelay",
+               "User-Agent": USER_AGENT, "Accept": "application/json"}
+    if credential.account_id:
+        headers["chatgpt-account-id"] = credential.account_id
+    if etag:
+        headers["If-None-Match"] = etag
+    return headers
 
 
 class AnthropicCatalog(LiveCatalog):

@@ -74,6 +74,7 @@ class MockState:
     head_delay: float = 0.0  # seconds before the response head (an upstream slow to answer at all)
     silence: float = 0.0  # seconds of silence before the first delta (long silent reasoning)
     catalog_calls: int = 0
+    account_models: dict[str, list[str]] = field(default_factory=dict)  # account id -> its plan's slugs only
     catalog_not_modified: int = 0
     catalog_down: bool = False
     cancelled_streams: int = 0
@@ -210,13 +211,17 @@ class MockCodexServer:
         if s.catalog_down or b"client_version=" not in scope.get("query_string", b""):
             await send_json(send, 503 if s.catalog_down else 400, {"detail": "unavailable"})
             return
-        etag = '"catalog-v1"'
+        models = LIVE_MODELS
+        only = s.account_models.get(headers.get("chatgpt-account-id", ""))
+        if only is not None:  # another plan: fewer models
+            models = [entry for entry in LIVE_MODELS if entry["slug"] in only]
+        etag = '"catalog-v1"' if only is None else f'"catalog-{len(models)}"'
         if headers.get("if-none-match") == etag:
             s.catalog_not_modified += 1
             await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag.encode())]})
             await send({"type": "http.response.body", "body": b""})
             return
-        await send_json(send, 200, {"models": LIVE_MODELS}, {"etag": etag})
+        await send_json(send, 200, {"models": models}, {"etag": etag})
 
     async def _token(self, raw: bytes, send) -> None:
         s = self.state

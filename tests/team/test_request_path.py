@@ -274,3 +274,23 @@ def test_count_tokens_is_free_and_claude_models_are_limited_like_any_other(mock_
             with pytest.raises(anthropic.RateLimitError) as over:
                 client.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=USER_TURN)
             assert over.value.body["error"]["type"] == "rate_limit_error"
+
+
+def test_each_member_lists_the_models_their_own_plan_has_and_nobody_elses_list_changes(
+        team_proxy, mock_codex, team_env):
+    plus = make_user(team_env, "pat")
+    pro = make_user(team_env, "quinn")
+    device_login(team_proxy, plus, mock_codex, "pat@example.com")
+    device_login(team_proxy, pro, mock_codex, "quinn@example.com")
+    mock_codex.state.account_models = {"acc-pat-mock": ["gpt-5.4-mini", "gpt-5.5"]}
+
+    def listed(key: str) -> set[str]:
+        entries = httpx.get(f"{team_proxy}/v1/models", headers={"authorization": f"Bearer {key}"}).json()["data"]
+        return {e["id"] for e in entries if e["owned_by"] == "codex"}
+
+    assert listed(plus) == {"gpt-5.4-mini", "gpt-5.5"}  # read with pat's own login: pat's plan
+    assert {"gpt-6-astra", "nova-1"} <= listed(pro)  # quinn's plan is not narrowed by pat's
+    assert listed(plus) == {"gpt-5.4-mini", "gpt-5.5"}
+    for_codex = httpx.get(f"{team_proxy}/v1/models", params={"client_version": "0.171.0"},
+                          headers={"authorization": f"Bearer {plus}"}).json()
+    assert {m["slug"] for m in for_codex["models"]} == {"gpt-5.4-mini", "gpt-5.5"}
