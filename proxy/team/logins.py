@@ -38,6 +38,7 @@ from proxy.team.secretbox import SecretKeyError
 log = get_logger("subrelay.team.logins")
 LEASE_SECONDS = 30.0  # longer than a refresh can take (the token endpoint's timeout)
 WAIT_SECONDS = 10.0  # how long a loser waits for the winner's token
+SAVE_SECONDS = 15.0  # how long the winner keeps trying to save a rotated login through a store blip
 _SKEW = 60.0
 _DEAD_CODES = frozenset({"refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant"})
 
@@ -95,7 +96,7 @@ class UserLogin:
                 if not await self.team.store.acquire_lease(lease, token, LEASE_SECONDS):
                     return await self._adopt(stored.version)
                 try:
-                    return await self._refresh_and_save(stored, auth)
+                    return await self._refresh_and_save(stored, auth, lease, token)
                 finally:
                     await self.team.store.release_lease(lease, token)
             except StoreError as exc:
@@ -112,7 +113,8 @@ class UserLogin:
         raise UpstreamTimeout(f"Timed out waiting for another replica to refresh {self.name}'s ChatGPT login.",
                               code="refresh_lock_timeout")
 
-    async def _refresh_and_save(self, stored: StoredLogin, auth: dict[str, Any]) -> Credential:
+    async def _refresh_and_save(self, stored: StoredLogin, auth: dict[str, Any], lease: str = "",
+                                token: str = "") -> Credential:
         refresh_token = (auth.get("tokens") or {}).get("refresh_token")
         if not isinstance(refresh_token, str) or not refresh_token:
             raise AuthenticationFailed(f"{self.name}'s ChatGPT login has expired and has no refresh token. "
@@ -132,12 +134,34 @@ class UserLogin:
         updated["tokens"] = tokens
         updated["last_refresh"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         saved = seal_login(self.team, self.name, updated, stored.version + 1)
-        if not await self.team.store.put_login(self.name, saved, expected_version=stored.version):
+        if not await self._save_rotated(saved, stored.version, lease, token):
             log.warning("%s's login changed during a refresh; keeping the newer one", self.name)
             return self._open(await self._stored())[0]
         REFRESHES.labels("ok").inc()
         log.info("refreshed the ChatGPT login of %s", self.name)
         return self._open(saved)[0]
+
+    async def _save_rotated(self, saved: StoredLogin, seen_version: int, lease: str, token: str) -> bool:
+        """Save a rotated login, riding out a store blip while still holding the lease: the old refresh
+        token is spent, so giving up (and letting another replica refresh with it) would log this person
+        out. Retries for up to :data:`SAVE_SECONDS`, renewing the lease between tries."""
+        deadline = time.monotonic() + SAVE_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                return await self.team.store.put_login(self.name, saved, expected_version=seen_version)
+            except StoreError as exc:
+                if time.monotonic() + pause > deadline:
+                    log.error("refreshed the ChatGPT login of %s but could not save it (%s)", self.who, exc)
+                    raise
+                log.warning("saving the refreshed login of %s failed (%s); trying again", self.who, exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            if lease:
+                try:
+                    await self.team.store.acquire_lease(lease, token, LEASE_SECONDS)  # still ours: renewed
+                except StoreError:
+                    pass
 
     async def _mark_dead(self, stored: StoredLogin, code: str) -> None:
         marked = StoredLogin(stored.sealed, stored.version + 1, stored.account_id, stored.email, stored.plan_type,
