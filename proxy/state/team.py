@@ -69,7 +69,7 @@ class StoredLogin:
                 "needs_login": self.needs_login, "updated_at": self.updated_at}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every limited request, and frozen init is slow
 class LimitRule:
     """One limit to reserve against: ``amount`` of ``limit`` per ``window`` seconds under ``key``."""
 
@@ -79,7 +79,7 @@ class LimitRule:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every limited request, and frozen init is slow
 class Reservation:
     """Granted amounts, settled later against what the request really used."""
 
@@ -87,7 +87,7 @@ class Reservation:
     parts: tuple[tuple[str, int, float], ...]  # (key, amount, expires_at)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every limited request, and frozen init is slow
 class Refusal:
     key: str
     retry_after: float

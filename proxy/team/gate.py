@@ -37,6 +37,7 @@ class TeamGate:
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
+        self.seen_windows: dict[str, dict[str, int]] = {}  # per login: the plan windows last written (rounded)
         self._next_look = 0.0
 
     def open(self) -> Team | None:

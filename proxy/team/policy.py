@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
@@ -93,7 +93,6 @@ class Admission:
     reservation: Reservation | None = None
     estimate: tuple[int, int] = (0, 0)
     login_key: str | None = None
-    seen_windows: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What the store's one-step admit said of the user's login (network stores): signing needs no read.
     login_version: int | None = None
     login_known: bool = False
@@ -205,8 +204,7 @@ class Admission:
         if user.tpm:
             rules.append(LimitRule(f"{user.name}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
         if user.daily_tokens:
-            now = time.time()
-            day, left = time.strftime("%Y-%m-%d", time.gmtime(now)), 86400.0 - now % 86400  # the UTC day
+            day, left = _utc_day()
             rules.append(LimitRule(f"{user.name}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
         if user.model_limits:  # limits for some models only: the first glob that matches the model asked for
             model = getattr(request, "model", "") or ""
@@ -218,8 +216,7 @@ class Admission:
                 if limits.get("tpm"):
                     rules.append(LimitRule(f"{user.name}:tpm:{pattern}", limits["tpm"], 60.0, min(tokens, limits["tpm"])))
                 if limits.get("daily_tokens"):
-                    now = time.time()
-                    day, left = time.strftime("%Y-%m-%d", time.gmtime(now)), 86400.0 - now % 86400
+                    day, left = _utc_day()
                     rules.append(LimitRule(f"{user.name}:day:{day}:{pattern}", limits["daily_tokens"], left,
                                            min(tokens, limits["daily_tokens"])))
         return rules
@@ -237,8 +234,11 @@ class Admission:
         if self.login_key is None:
             return
         rounded = {name: round(entry["used_percent"]) for name, entry in windows.items()}
-        if self.seen_windows.get(self.login_key) != rounded:
-            self.seen_windows[self.login_key] = rounded
+        seen = _SEEN_WINDOWS if self.gate is None else self.gate.seen_windows  # across requests: write on change
+        if seen.get(self.login_key) != rounded:
+            if len(seen) > 10_000:
+                seen.clear()
+            seen[self.login_key] = rounded
             try:
                 await self.team.store.put_plan_windows(self.login_key, windows)
             except StoreError as exc:
@@ -263,6 +263,18 @@ class Admission:
             elif actual:
                 await self.team.limiter.settle(self.reservation, actual)
         self.book.add(self.user.name, record)
+
+
+_SEEN_WINDOWS: dict[str, dict[str, int]] = {}  # plan windows last written, per login (when no gate keeps them)
+_day_cache: list = [0, ""]  # (the second it was worked out, the UTC day then)
+
+
+def _utc_day() -> tuple[str, float]:
+    """Today's UTC date and the seconds left in it (the date worked out at most once a second)."""
+    now = time.time()
+    if int(now) != _day_cache[0]:
+        _day_cache[0], _day_cache[1] = int(now), time.strftime("%Y-%m-%d", time.gmtime(now))
+    return _day_cache[1], 86400.0 - now % 86400
 
 
 def _is_own_login(route: Any) -> bool:
