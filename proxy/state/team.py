@@ -162,6 +162,11 @@ class TeamStore(ABC):
     @abstractmethod
     async def has_users(self) -> bool: ...
 
+    async def owner_state(self) -> tuple[bool, "StoredLogin | None"]:
+        """Whether any user exists, and the owner's login kept in the store (:data:`OWNER_LOGIN`): what an
+        owner's request needs, in one round trip on a network store."""
+        return await self.has_users(), await self.get_login(OWNER_LOGIN) if self.remote else None
+
     # -- logins --------------------------------------------------------------------------------
     @abstractmethod
     async def get_login(self, name: str) -> StoredLogin | None: ...

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import os
 import time
+from contextvars import ContextVar
 from collections.abc import Mapping
 
 from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
-from proxy.state.team import User
+from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import Caller
 from proxy.team.context import Team, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 
 log = get_logger("subrelay.team")
+# A login the edge already read for this request (name, login or None), so signing needs no second read.
+PREFETCHED_LOGIN: ContextVar[tuple[str, StoredLogin | None] | None] = ContextVar("subrelay_prefetched_login",
+                                                                                 default=None)
 _LOOK_AGAIN_SECONDS = 1.0
 _CACHE_SECONDS = 60.0  # how long a key seen on a network store is trusted *provisionally* (see identify)
 _CACHE_SIZE = 10_000
@@ -77,9 +81,13 @@ class TeamGate:
         if team is None:
             return False
         try:
-            return await team.store.has_users()
+            if not team.store.remote:
+                return await team.store.has_users()
+            has_users, owner_login = await team.store.owner_state()  # one round trip for an owner's request
         except StoreError as exc:
             raise store_unavailable(exc) from None
+        PREFETCHED_LOGIN.set((OWNER_LOGIN, owner_login))
+        return has_users
 
     async def identify(self, presented: bytes | None, *, may_defer: bool = False) -> tuple[Caller, User] | None:
         """The enabled user whose key was presented, else None.

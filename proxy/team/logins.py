@@ -32,7 +32,7 @@ from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError
 from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
-from proxy.team.gate import TeamGate, store_unavailable
+from proxy.team.gate import PREFETCHED_LOGIN, TeamGate, store_unavailable
 from proxy.team.secretbox import SecretKeyError
 
 log = get_logger("subrelay.team.logins")
@@ -86,7 +86,7 @@ class UserLogin:
 
     async def refresh(self, *, stale: Credential | None = None) -> Credential:
         async with self._lock:
-            stored = await self._stored()
+            stored = await self._stored(fresh=True)
             credential, auth = self._open(stored)
             if stale is not None and credential.access_token != stale.access_token:
                 return credential  # someone (another task, worker or replica) refreshed already
@@ -107,7 +107,7 @@ class UserLogin:
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            stored = await self._stored()
+            stored = await self._stored(fresh=True)
             if stored.version != seen_version:
                 return self._open(stored)[0]
         raise UpstreamTimeout(f"Timed out waiting for another replica to refresh {self.name}'s ChatGPT login.",
@@ -136,7 +136,7 @@ class UserLogin:
         saved = seal_login(self.team, self.name, updated, stored.version + 1)
         if not await self._save_rotated(saved, stored.version, lease, token):
             log.warning("%s's login changed during a refresh; keeping the newer one", self.name)
-            return self._open(await self._stored())[0]
+            return self._open(await self._stored(fresh=True))[0]
         REFRESHES.labels("ok").inc()
         log.info("refreshed the ChatGPT login of %s", self.name)
         return self._open(saved)[0]
@@ -168,11 +168,15 @@ class UserLogin:
                              needs_login=code, updated_at=time.time())
         await self.team.store.put_login(self.name, marked, expected_version=stored.version)
 
-    async def _stored(self) -> StoredLogin:
-        try:
-            stored = await self.team.store.get_login(self.name)
-        except StoreError as exc:
-            raise store_unavailable(exc) from None
+    async def _stored(self, *, fresh: bool = False) -> StoredLogin:
+        prefetched = None if fresh else PREFETCHED_LOGIN.get()
+        if prefetched is not None and prefetched[0] == self.name:
+            stored = prefetched[1]  # read by the edge in this request's one round trip
+        else:
+            try:
+                stored = await self.team.store.get_login(self.name)
+            except StoreError as exc:
+                raise store_unavailable(exc) from None
         if stored is None:
             raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                        code="login_required")

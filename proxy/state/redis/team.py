@@ -96,6 +96,13 @@ class RedisTeamStore(TeamStore):
         raw = await self._run("USER_BY_KEY", [self._p + "k:" + key_hash], [self._p + "u:"])
         return _user(raw) if raw else None
 
+    async def owner_state(self) -> tuple[bool, StoredLogin | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._p + "users")
+        pipe.get(self._p + "l:" + OWNER_LOGIN)
+        has, raw = await bounded(pipe.execute(), self._timeout)
+        return bool(has), StoredLogin(**_known(StoredLogin, orjson.loads(raw))) if raw else None
+
     async def has_users(self) -> bool:
         return bool(await bounded(self._redis.exists(self._p + "users"), self._timeout))
 
