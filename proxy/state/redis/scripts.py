@@ -136,6 +136,12 @@ end
 return 1
 """
 
+# An owner's request: whether any user exists (then keys are required), and the owner's stored login.
+# KEYS: users set, the owner's login. Returns {0|1, login JSON or false}.
+OWNER_STATE = """
+return {redis.call('EXISTS', KEYS[1]), redis.call('GET', KEYS[2])}
+"""
+
 # The common path of a team user's request in one round trip.
 # KEYS: key-hash index, user record, login, then per rule its sorted set and hash (as RESERVE).
 # ARGV: expected name, expected generation, plan-windows key prefix, reservation id, then per rule

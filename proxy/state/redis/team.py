@@ -51,7 +51,7 @@ class RedisTeamStore(TeamStore):
         self._p = "{" + self.options.prefix + "}:"
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "ADD_USER", "SAVE_USER", "REMOVE_USER", "USER_BY_KEY", "PUT_LOGIN", "ACQUIRE_LEASE", "RELEASE_LEASE",
-            "RESERVE", "SETTLE", "ADMIT")}
+            "RESERVE", "SETTLE", "ADMIT", "OWNER_STATE")}
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str]) -> "RedisTeamStore":
@@ -97,10 +97,7 @@ class RedisTeamStore(TeamStore):
         return _user(raw) if raw else None
 
     async def owner_state(self) -> tuple[bool, StoredLogin | None]:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(self._p + "users")
-        pipe.get(self._p + "l:" + OWNER_LOGIN)
-        has, raw = await bounded(pipe.execute(), self._timeout)
+        has, raw = await self._run("OWNER_STATE", [self._p + "users", self._p + "l:" + OWNER_LOGIN], [])
         return bool(has), StoredLogin(**_known(StoredLogin, orjson.loads(raw))) if raw else None
 
     async def has_users(self) -> bool:
