@@ -96,7 +96,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 if hasattr(provider.credentials, "http") and provider.credentials.http is None:
                     provider.credentials.http = http
             catalogs = [kind(provider, http, refresh_seconds=settings.codex_catalog_seconds,
-                             shared_path=_shared_file(settings, f"catalog-{provider.name}.json"))
+                             shared=_catalog_slot(settings, f"catalog-{provider.name}"))
                         for provider in router.providers.values()
                         for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
             app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
@@ -179,6 +179,21 @@ def _shared_file(settings: Settings, name: str) -> str | None:
         check_state_dir(state_dir)  # ours, no link, closed to others: else a clear start-up error
         return os.path.join(state_dir, name)
     return None
+
+
+def _catalog_slot(settings: Settings, name: str):
+    """Where the workers or replicas agree on one live catalogue: Redis across hosts, a file in the state
+    directory for the workers of one host, nowhere for one process."""
+    if settings.env.get("SUBRELAY_REDIS_URL"):
+        from proxy.state.redis.slot import RedisSlot
+
+        return RedisSlot.from_url(settings.env["SUBRELAY_REDIS_URL"], settings.env, name)
+    path = _shared_file(settings, name + ".json")
+    if path is None:
+        return None
+    from proxy.state.local.files import FileSlot
+
+    return FileSlot(path)
 
 
 def _cooldowns(settings: Settings) -> Cooldowns:

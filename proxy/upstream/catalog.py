@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from typing import Any
 
@@ -29,7 +28,9 @@ from adapters.codex import USER_AGENT
 from adapters.codex.model_catalog import effort_levels, listed_slugs, routable_slugs
 from proxy.credentials.base import Credential
 from proxy.observe.redact import get_logger
-from proxy.state.local.files import file_stamp, lock, read_state_file, write_state_json
+from proxy.state.team import StoreError
+from proxy.state.local.files import FileSlot
+from proxy.state.slots import SharedSlot
 from proxy.upstream.routing import Provider, credential_identity
 
 log = get_logger("subrelay.catalog")
@@ -44,7 +45,8 @@ class LiveCatalog:
     what = "model catalogue"
 
     def __init__(self, provider: Provider, http: httpx.AsyncClient, *, refresh_seconds: float = 900.0,
-                 timeout: float = 15.0, shared_path: str | None = None, poll_seconds: float = 5.0) -> None:
+                 timeout: float = 15.0, shared_path: str | None = None, poll_seconds: float = 5.0,
+                 shared: SharedSlot | None = None) -> None:
         self.provider = provider
         self.http = http
         self.refresh_seconds = refresh_seconds
@@ -53,7 +55,8 @@ class LiveCatalog:
         self.etag: str | None = None
         self._task: asyncio.Task | None = None
         self._account: str | None = None  # whose catalogue this is (an account id, or a key's hash)
-        self.shared_path = shared_path
+        # Where the workers (a file) or the replicas (Redis) agree on one catalogue; None: this process alone.
+        self.shared: SharedSlot | None = shared if shared is not None else FileSlot(shared_path) if shared_path else None
         self.poll_seconds = poll_seconds
         self._shared_stamp: tuple[int, int, int] | None = None  # of the shared file as last read
         self._shared_record: dict[str, Any] | None = None
@@ -108,22 +111,21 @@ class LiveCatalog:
 
     # -- sharing between workers ---------------------------------------------------------------------
 
-    def _publish(self) -> dict[str, Any] | None:
+    async def _publish(self) -> dict[str, Any] | None:
         """Write what this worker now holds for the others (also after a failed read, so they
         agree on the fallback and do not all retry at once); returns the payload."""
-        if self.shared_path is not None:
+        if self.shared is not None:
             record = {"account": self._account, "etag": self.etag, "payload": self.payload, "read_at": time.time()}
             try:
-                write_state_json(self.shared_path, record)  # replaces a planted link, never writes through
-                self._shared_stamp, self._shared_record = file_stamp(self.shared_path), record
-            except OSError as exc:
+                self._shared_stamp, self._shared_record = await self.shared.write(record), record
+            except (OSError, StoreError) as exc:
                 log.info("could not share the %s: %s", self.what, exc)
         return self.payload
 
-    def _read_shared(self) -> dict[str, Any] | None:
-        try:  # a link, or a file another user owns or could write, is refused (with a warning)
-            record = orjson.loads(read_state_file(self.shared_path) or b"null")
-        except orjson.JSONDecodeError:
+    async def _read_shared(self) -> dict[str, Any] | None:
+        try:
+            record = orjson.loads(await self.shared.read() or b"null")
+        except (orjson.JSONDecodeError, StoreError):
             return None
         if not isinstance(record, dict) or not isinstance(record.get("read_at"), (int, float)):
             return None
@@ -143,22 +145,26 @@ class LiveCatalog:
         except Exception as exc:
             log.debug("no catalogue: %s", type(exc).__name__)
             return
-        if self._take_shared(account):
-            return
-        held = lock(self.shared_path + ".lock", wait=False)
-        if held is None:
-            return  # another worker is reading it; its file arrives next round
         try:
-            if not self._take_shared(account):  # nobody wrote it since the look above
+            if await self._take_shared(account):
+                return
+            held = await self.shared.try_lock()
+        except StoreError as exc:  # the shared store is away: keep what we have, try next round
+            log.debug("the shared %s is unavailable: %s", self.what, exc)
+            return
+        if held is None:
+            return  # another worker is reading it; its record arrives next round
+        try:
+            if not await self._take_shared(account):  # nobody wrote it since the look above
                 await self.refresh()
         finally:
-            os.close(held)
+            await self.shared.unlock(held)
 
-    def _take_shared(self, account: str | None) -> bool:
-        """Apply the shared file if it changed; whether it is fresh for ``account``."""
-        stamp = file_stamp(self.shared_path)
+    async def _take_shared(self, account: str | None) -> bool:
+        """Apply the shared record if it changed; whether it is fresh for ``account``."""
+        stamp = await self.shared.stamp()
         if stamp != self._shared_stamp:
-            self._shared_stamp, self._shared_record = stamp, self._read_shared()
+            self._shared_stamp, self._shared_record = stamp, await self._read_shared()
             if self._fresh(account):
                 self._account = account
                 record = self._shared_record
@@ -182,10 +188,11 @@ class LiveCatalog:
     async def _run(self) -> None:
         while True:
             try:
-                await (self.follow_shared() if self.shared_path else self.refresh())
+                await (self.follow_shared() if self.shared is not None else self.refresh())
             except Exception:  # never let the refresher die; the next round tries again
                 log.exception("refreshing the %s failed", self.what)
-            await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared_path else self.refresh_seconds)
+            await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared is not None
+                                else self.refresh_seconds)
 
 
 class CodexCatalog(LiveCatalog):
@@ -211,7 +218,7 @@ class CodexCatalog(LiveCatalog):
         got = await self._get_json({"client_version": client_version or self.client_version}, headers)
         if got is not None and got[0] == 200 and listed_slugs(got[1]) is not None:
             self._apply(got[1], got[2].get("etag"))
-        return self._publish()
+        return await self._publish()
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
         self.payload, self.etag = payload, etag
@@ -261,7 +268,7 @@ class AnthropicCatalog(LiveCatalog):
             page = got[1] if got is not None and got[0] == 200 else None
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
-                return self._publish()
+                return await self._publish()
             ids += [entry["id"] for entry in data if isinstance(entry, dict) and _model_id(entry.get("id"))]
             last = page.get("last_id")
             if page.get("has_more") is not True or not isinstance(last, str):
@@ -269,7 +276,7 @@ class AnthropicCatalog(LiveCatalog):
             params = {"limit": "1000", "after_id": last}
         if ids:
             self._apply({"models": list(dict.fromkeys(ids))}, None)
-        return self._publish()
+        return await self._publish()
 
     def _apply(self, payload: dict[str, Any] | None, etag: str | None) -> None:
         self.payload, self.etag = payload, etag

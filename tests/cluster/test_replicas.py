@@ -44,6 +44,17 @@ async def test_a_conversation_continues_with_previous_response_id_whichever_repl
     await client.close()
 
 
+async def test_the_replicas_read_the_model_catalogue_once_between_them(cluster: Cluster):
+    deadline = time.monotonic() + 30
+    while True:  # every replica lists the account's own model once one of them read the catalogue
+        listed = [{m["id"] for m in httpx.get(r.url + "/v1/models", timeout=5).json()["data"]} for r in cluster.replicas]
+        if all("nova-1" in models for models in listed):
+            break
+        assert time.monotonic() < deadline, listed
+        await asyncio.sleep(0.5)
+    assert cluster.mock.state.catalog_calls == 1  # one read for three replicas, shared through Redis
+
+
 async def test_the_owners_login_lives_in_redis_once_imported_from_auth_json(cluster: Cluster):
     import os
 

@@ -142,3 +142,27 @@ def lock(path: str, *, wait: bool) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+class FileSlot:
+    """A :class:`proxy.state.slots.SharedSlot` in the state directory: an atomically replaced file, its
+    change stamp, and a non-blocking ``flock`` beside it to elect the refresher."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def stamp(self):
+        return file_stamp(self.path)
+
+    async def read(self) -> bytes | None:
+        return read_state_file(self.path)  # a link, or a file another user owns or could write, is refused
+
+    async def write(self, record: dict[str, Any]):
+        write_state_json(self.path, record)  # replaces a planted link, never writes through
+        return file_stamp(self.path)
+
+    async def try_lock(self):
+        return lock(self.path + ".lock", wait=False)
+
+    async def unlock(self, handle) -> None:
+        os.close(handle)
