@@ -14,7 +14,7 @@ this is used.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 import aiohttp
 import httpx
@@ -34,11 +34,13 @@ class DirectResponse:
         self.headers: Mapping[str, str] = response.headers  # case-insensitive, like httpx.Headers
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, content-encoding removed."""
-        read = self._response.content.readany
+        """The body as it arrives, content-encoding removed: each piece is everything buffered when it is
+        read (what ``readany()`` returns)."""
+        content = self._response.content
+        read = _read_buffered if _FAST_READ and type(content) is aiohttp.StreamReader else _readany
         try:
             while True:
-                chunk = await read()
+                chunk = await read(content)
                 if not chunk:
                     return
                 yield chunk
@@ -47,6 +49,48 @@ class DirectResponse:
 
     async def aclose(self) -> None:
         self._response.release()  # a body read to the end keeps the connection; a partial one closes it
+
+
+# The StreamReader internals _read_buffered uses; without any of them (another aiohttp), readany() is used.
+_FAST_READ = {"_buffer", "_buffer_offset", "_size", "_cursor", "_http_chunk_splits", "_eof", "_exception", "_timer",
+              "_protocol"} <= set(getattr(aiohttp.StreamReader, "__slots__", ())) and all(
+    hasattr(aiohttp.StreamReader, name) for name in ("_wait", "_read_nowait"))
+
+
+def _readany(content: aiohttp.StreamReader) -> Awaitable[bytes]:
+    return content.readany()
+
+
+async def _read_buffered(content: aiohttp.StreamReader) -> bytes:
+    """``content.readany()`` without its per-HTTP-chunk Python.
+
+    aiohttp's ``readany`` hands out what is buffered one HTTP chunk at a time, and for every chunk calls the
+    protocol's ``resume_reading()``, which re-enters ``data_received(b"")``, paused or not: about seven Python
+    calls per chunk, and an upstream SSE stream sends one chunk per event (benchmarks/README.md, issue 21).
+    This joins the buffered chunks at once and resumes the protocol once, only when it was paused (a resume
+    of an unpaused protocol does nothing: its parser holds nothing back unless reading was paused). The
+    bytes, their order and the flow control are the same; an offset into a chunk or a single chunk takes
+    aiohttp's own path."""
+    if content._exception is not None:
+        raise content._exception
+    while not content._buffer and not content._eof:
+        await content._wait("readany")
+    buffer = content._buffer
+    if len(buffer) < 2 or content._buffer_offset:
+        return content._read_nowait(-1)
+    content._timer.assert_timeout()
+    data = b"".join(buffer)
+    buffer.clear()
+    size = len(data)
+    content._size -= size
+    cursor = content._cursor = content._cursor + size
+    splits = content._http_chunk_splits
+    while splits and splits[0] < cursor:  # as aiohttp drops them: offsets already handed out
+        splits.popleft()
+    protocol = content._protocol
+    if getattr(protocol, "_reading_paused", True) or getattr(protocol, "_buffer_paused", True):
+        protocol.resume_reading()
+    return data
 
 
 class DirectSender:

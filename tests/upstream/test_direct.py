@@ -21,6 +21,11 @@ COMPLETION = orjson.dumps({"id": "c1", "object": "chat.completion", "created": 1
                            "choices": [{"index": 0, "finish_reason": "stop",
                                         "message": {"role": "assistant", "content": "hello there"}}]})
 
+# 3,000 deltas of 100 characters: about 0.5 MB, past aiohttp's read buffer limit, so the proxy's reading of
+# the upstream pauses and resumes while the client reads.
+FRAMES = [b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
+          + (b"%04d" % n) * 25 + b'"}}]}\n\n' for n in range(3000)] + [b"data: [DONE]\n\n"]
+
 
 class Upstream:
     """A bare ASGI upstream whose answer each test picks; it keeps the last request's headers."""
@@ -48,6 +53,12 @@ class Upstream:
                         "body": b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,'
                                 b'"delta":{"content":"hel"}}]}\n\n'})
             raise RuntimeError("upstream crashed mid-stream")
+        elif self.mode == "burst":  # many small frames written back to back, so several arrive in one read
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            for frame in FRAMES:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
         elif self.mode == "silent":  # headers, then nothing for longer than the read timeout
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})
@@ -92,3 +103,15 @@ def test_an_upstream_silent_past_the_read_timeout_is_a_504():
                             timeout=10)
     assert answer.status_code == 504
     assert "stopped sending" in answer.json()["error"]["message"]
+
+
+def test_a_burst_of_stream_frames_reaches_the_client_byte_for_byte_in_order():
+    upstream = Upstream()
+    upstream.mode = "burst"
+    with ServerThread(upstream) as mock, _proxy(mock.url) as proxy:
+        for _ in range(2):  # the second on the kept-alive upstream connection
+            with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", timeout=30,
+                              json={"model": "local/m", "messages": USER, "stream": True}) as answer:
+                assert answer.status_code == 200
+                body = b"".join(answer.iter_bytes())
+            assert body == b"".join(FRAMES)
