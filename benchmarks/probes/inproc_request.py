@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--stream", action="store_true", help="50-delta streams instead of small non-stream answers")
+    parser.add_argument("--codex", action="store_true",
+                        help="Chat -> Codex translation (a ChatGPT login's provider on the mock's Codex endpoint)")
     parser.add_argument("--team", action="store_true",
                         help="team mode on: 100 users in a fresh store, requests with one user's key (with limits)")
     args = parser.parse_args()
@@ -45,8 +47,12 @@ def main() -> None:
     env, key = ({}, b"sk-bench")
     if args.team:
         env, key = team_store(args.requests)
-    app = create_app(Settings(file=config, codex_auth_path="/nonexistent/auth.json", env=env))
-    model = "bench/bench-d50" if args.stream else "bench/bench-d1"
+    auth = "/nonexistent/auth.json"
+    settings: dict = {}
+    if args.codex:
+        auth, settings = codex_login(args.port)
+    app = create_app(Settings(file=config, codex_auth_path=auth, env=env, **settings))
+    model = ("codex" if args.codex else "bench") + ("/bench-d50" if args.stream else "/bench-d1")
     body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'
             + (b',"stream":true}' if args.stream else b',"max_tokens":16}'))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
@@ -93,6 +99,21 @@ def main() -> None:
 
     uvloop.install()
     asyncio.run(run())
+
+
+def codex_login(port: int) -> tuple[str, dict]:
+    """A ChatGPT login file (a token that never expires here) and the mock as the Codex backend."""
+    import json
+    import tempfile
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+    from benchmarks.run import _jwt
+
+    path = os.path.join(tempfile.mkdtemp(prefix="subrelay-codex-bench-"), "auth.json")
+    with open(path, "w") as file:
+        json.dump({"tokens": {"access_token": _jwt(), "refresh_token": "rt_bench", "account_id": "acc-bench"},
+                   "last_refresh": "2026-11-20T10:00:00Z"}, file)
+    return path, {"codex_base_url": f"http://127.0.0.1:{port}/backend-api/codex"}
 
 
 def team_store(requests: int) -> tuple[dict, bytes]:
