@@ -25,6 +25,14 @@ _HEADERS = [
 ]
 
 
+class LastChunk(bytes):
+    """A stream's last bytes, sent with the end of the response in one write to the client (the end
+    costs the client a write of its own otherwise). A producer yields one only when it knows nothing
+    can follow, from what it already has: a chunk is never held back to find out."""
+
+    __slots__ = ()
+
+
 class EventStreamResponse:
     def __init__(
         self,
@@ -63,8 +71,12 @@ class EventStreamResponse:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             started = True
             async for chunk in self._chunks:
+                if type(chunk) is LastChunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not disconnected:
                 if started:  # the server is stopping: end the stream so the client can tell

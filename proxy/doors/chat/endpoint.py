@@ -20,8 +20,8 @@ from starlette.responses import Response
 from proxy.doors.chat.aggregate import CompletionAggregator
 from proxy.doors.chat.request import parse_chat_request
 from proxy.doors.chat.stream import ChunkEncoder, new_completion_id
-from proxy.hub.event_stream import EventStreamResponse
-from proxy.hub.events import AnswerEvent, first_failure
+from proxy.hub.event_stream import EventStreamResponse, LastChunk
+from proxy.hub.events import AnswerEvent, StreamTranslator, first_failure
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import client_body
 from proxy.hub.keepalive import CHAT_KEEPALIVE, Late, head_within, late_stream, paced
@@ -58,9 +58,10 @@ async def create_chat_completion(request: Request) -> Response:
     adapter = opened.route.provider.adapter
     if getattr(adapter, "passthrough_format", None) == "chat":
         return await _relay(opened, chat, headers)
-    batches = translated_batches(opened.response, adapter.new_translator(chat), clock, request.scope.get("subrelay.record"))
+    translator = adapter.new_translator(chat)
+    batches = translated_batches(opened.response, translator, clock, request.scope.get("subrelay.record"))
     if chat.stream:
-        return await _stream(chat, batches, headers)
+        return await _stream(chat, batches, headers, translator)
     return await _aggregate(chat, batches, headers)
 
 
@@ -90,7 +91,8 @@ async def _aggregate(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent
     return json_response(aggregator.result(new_completion_id(), chat.model), headers=headers)
 
 
-async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str]) -> Response:
+async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]], headers: dict[str, str],
+                  translator: StreamTranslator) -> Response:
     first, pending = await prime(batches)
     error = first_failure(first)
     if error is not None:
@@ -99,20 +101,30 @@ async def _stream(chat: ModelRequest, batches: AsyncIterator[list[AnswerEvent]],
     encoder = ChunkEncoder(new_completion_id(), chat.model, chat.include_usage)
 
     async def answer() -> AsyncIterator[bytes]:
-        yield encoder.start() + encoder.encode(first)
+        # A finished translator means the batch in hand is the answer's last: it goes out with [DONE] and
+        # the end of the response in one write (an upstream read often holds the whole answer).
+        data = encoder.start() + encoder.encode(first)
+        if pending is None and translator.finished:
+            yield LastChunk(data + encoder.done())
+            return
+        yield data
         if pending is not None:
             later = await pending
             if later is None:
-                yield encoder.done()
+                yield LastChunk(encoder.done())
                 return
             yield encoder.encode(later)
         async for batch in batches:
             data = encoder.encode(batch)
+            if encoder.ended:  # a failure's error line ends the stream
+                yield LastChunk(data)
+                return
+            if translator.finished:
+                yield LastChunk(data + encoder.done())
+                return
             if data:
                 yield data
-            if encoder.ended:
-                return
-        yield encoder.done()
+        yield LastChunk(encoder.done())
 
     body = _paced(answer())
 
