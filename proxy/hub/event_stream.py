@@ -54,17 +54,26 @@ class EventStreamResponse:
         producer = asyncio.current_task()
         disconnected = False
 
-        async def watch_for_disconnect() -> None:
+        def client_gone() -> None:
             nonlocal disconnected
+            disconnected = True
+            if producer is not None:
+                producer.cancel()
+
+        async def watch_for_disconnect() -> None:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    disconnected = True
-                    if producer is not None:
-                        producer.cancel()
+                    client_gone()
                     return
 
-        watcher = asyncio.create_task(watch_for_disconnect())
+        # The edge's guarded exchange already watches the client: it tells us (no second watcher task).
+        on_gone = getattr(getattr(receive, "__self__", None), "on_gone", None)
+        watcher = None
+        if on_gone is not None:
+            on_gone(client_gone)
+        else:
+            watcher = asyncio.create_task(watch_for_disconnect())
         started = False
         OPEN_STREAMS.inc()
         try:
@@ -89,7 +98,10 @@ class EventStreamResponse:
             log.info("client connection lost; upstream stream cancelled")
         finally:
             OPEN_STREAMS.dec()
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            else:
+                on_gone(None)
             try:
                 await asyncio.shield(self._on_close())
             except asyncio.CancelledError:

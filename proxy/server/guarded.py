@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.errors import PayloadTooLarge, ProxyError
@@ -47,7 +48,7 @@ class GuardedExchange:
 
     __slots__ = ("edge", "scope", "_receive", "_send", "cors", "task", "received", "body_done", "gone",
                  "started", "finished", "cancelled_by_us", "body_timed_out", "_timer", "_watcher", "_arm", "record",
-                 "_writing", "_write_timer", "deadline", "write_stalled")
+                 "_writing", "_write_timer", "deadline", "write_stalled", "_on_gone")
 
     WATCH_AFTER = 0.05
 
@@ -65,6 +66,7 @@ class GuardedExchange:
         self._write_timer: asyncio.TimerHandle | None = None
         self.deadline = time.monotonic() + edge.limits.request_seconds  # the whole exchange, writes included
         self.write_stalled = False
+        self._on_gone: Callable[[], None] | None = None
         loop = asyncio.get_running_loop()
         self._timer = None if self.body_done else loop.call_later(edge.limits.body_read_seconds, self._body_too_slow)
 
@@ -94,6 +96,22 @@ class GuardedExchange:
             raise ClientWentAway("The client went away while sending the request.")
         return message
 
+    def on_gone(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` when the client disconnects (None: no longer). A streamed response uses
+        this instead of a watcher task of its own that would wait on :meth:`receive`: one task per
+        request watches the client. The body must have been read."""
+        self._on_gone = callback
+        if callback is None:
+            return
+        self._start_watching()
+        if self.gone is not None and self.gone.is_set():  # gone already: tell it as the watcher would have
+            asyncio.get_running_loop().call_soon(self._tell_gone)
+
+    def _tell_gone(self) -> None:
+        callback = self._on_gone
+        if callback is not None:
+            callback()
+
     def _start_watching(self) -> None:
         if self._watcher is None and not self.finished:
             self.gone = asyncio.Event()
@@ -107,6 +125,7 @@ class GuardedExchange:
                 if not self.started and self.task is not None:
                     self.cancelled_by_us = True
                     self.task.cancel()
+                self._tell_gone()
                 return
 
     async def send(self, message) -> None:
