@@ -209,11 +209,15 @@ async def translated_batches(
     """
     decoder = SSEDecoder()
     feed = translator.feed
+    feed_events = getattr(translator, "feed_events", None)  # a translator's own loop over a read's events
     try:
         async for chunk in timed_chunks(response.aiter_bytes(), clock):
-            batch: list[AnswerEvent] = []
-            for event in decoder.feed(chunk):
-                batch += feed(event)
+            if feed_events is not None:
+                batch = feed_events(decoder.feed(chunk))
+            else:
+                batch = []
+                for event in decoder.feed(chunk):
+                    batch += feed(event)
             if batch and clock is not None:
                 clock.progressed()
                 if record is not None and type(batch[-1]) is Usage:

@@ -25,6 +25,7 @@ from proxy.hub.events import (
 from proxy.hub.sse import DONE
 
 _NO_FINISH = b',"finish_reason":null}]}\n\n'
+_CONTENT_END = b"}" + _NO_FINISH
 
 
 def new_completion_id() -> str:
@@ -34,7 +35,7 @@ def new_completion_id() -> str:
 class ChunkEncoder:
     """Turns one response's events into SSE bytes; remembers whether the stream was ended."""
 
-    __slots__ = ("_prefix", "_header", "_include_usage", "ended")
+    __slots__ = ("_prefix", "_content", "_header", "_include_usage", "ended")
 
     def __init__(self, completion_id: str, model: str, include_usage: bool, created: int | None = None) -> None:
         created = int(time.time()) if created is None else created
@@ -43,6 +44,7 @@ class ChunkEncoder:
             + str(created).encode() + b',"model":' + orjson.dumps(model)
         )
         self._prefix = b"data: " + self._header + b',"choices":[{"index":0,"delta":'
+        self._content = self._prefix + b'{"content":'  # a text delta's chunk up to the text
         self._include_usage = include_usage
         self.ended = False
 
@@ -56,10 +58,12 @@ class ChunkEncoder:
             return b""
         parts: list[bytes] = []
         prefix = self._prefix
+        content = self._content
+        dumps = orjson.dumps
         for event in events:
             kind = type(event)
-            if kind is TextDelta:
-                parts.append(prefix + b'{"content":' + orjson.dumps(event.text) + b"}" + _NO_FINISH)
+            if kind is TextDelta:  # the common chunk: its pieces joined once, with the batch
+                parts += (content, dumps(event.text), _CONTENT_END)
             elif kind is ReasoningDelta:
                 parts.append(prefix + b'{"reasoning_content":' + orjson.dumps(event.text) + b"}" + _NO_FINISH)
             elif kind is ToolCallArguments:

@@ -101,3 +101,14 @@ def test_stream_that_stops_before_completion_is_reported_not_silently_finished()
     assert events[0] == TextDelta("Cut off mid")
     assert isinstance(events[-1], StreamFailure)
     assert not any(isinstance(e, Finish) for e in events)
+
+
+@pytest.mark.parametrize("name", ["text", "reasoning_text", "tool_call", "parallel_tool_calls", "done_only", "error_event"])
+def test_a_whole_read_translated_at_once_gives_the_same_events_as_one_event_at_a_time(name):
+    """translated_batches hands the translator every event of one read at once (feed_events)."""
+    from proxy.hub.sse import SSEDecoder
+
+    events = SSEDecoder().feed(fixture_bytes(f"codex/{name}.sse"))
+    one_by_one = CodexStreamTranslator()
+    expected = [repr(answer) for event in events for answer in one_by_one.feed(event)]  # errors compare by repr
+    assert expected and [repr(answer) for answer in CodexStreamTranslator().feed_events(events)] == expected
