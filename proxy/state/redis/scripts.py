@@ -82,42 +82,53 @@ return 0
 # and a hash (reservation id -> amount, plus '_t', the running total of unexpired amounts).
 # KEYS: per rule, its sorted set then its hash. ARGV: reservation id, then per rule limit, window, amount.
 # Granted: {1, now}; refused: {0, rule index (1-based), retry_after} (numbers as strings).
-RESERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rules = #KEYS / 2
-for i = 1, rules do
-  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
-  local limit, window, amount = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-  if #expired > 0 then
-    local gone = 0
-    for _, id in ipairs(expired) do gone = gone + (tonumber(redis.call('HGET', h, id)) or 0) end
-    redis.call('HDEL', h, unpack(expired))
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-    redis.call('HINCRBY', h, '_t', -gone)
-  end
-  local used = tonumber(redis.call('HGET', h, '_t')) or 0
-  if used + amount > limit then
-    local excess = used + amount - limit
-    local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
-    for j = 1, #entries, 2 do
-      excess = excess - (tonumber(redis.call('HGET', h, entries[j])) or 0)
-      if excess <= 0 then return {0, tostring(i), tostring(math.max(tonumber(entries[j + 1]) - now, 0.001))} end
+# The sliding-window check-and-reserve shared by RESERVE and ADMIT, as a Lua function: ``ko`` KEYS and
+# ``ao`` ARGV come before the rules (ARGV[id] is the reservation id). Returns now, or nil, the refused
+# rule's index and when it frees enough.
+_RESERVE_FUNCTION = """
+local function reserve(ko, ao, id)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local rules = (#KEYS - ko) / 2
+  for i = 1, rules do
+    local z, h = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local limit, window, amount = tonumber(ARGV[ao + 3 * i - 2]), tonumber(ARGV[ao + 3 * i - 1]), tonumber(ARGV[ao + 3 * i])
+    local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+    if #expired > 0 then
+      local gone = 0
+      for _, member in ipairs(expired) do gone = gone + (tonumber(redis.call('HGET', h, member)) or 0) end
+      redis.call('HDEL', h, unpack(expired))
+      redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+      redis.call('HINCRBY', h, '_t', -gone)
     end
-    return {0, tostring(i), tostring(window)}
+    local used = tonumber(redis.call('HGET', h, '_t')) or 0
+    if used + amount > limit then
+      local excess = used + amount - limit
+      local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
+      for j = 1, #entries, 2 do
+        excess = excess - (tonumber(redis.call('HGET', h, entries[j])) or 0)
+        if excess <= 0 then return nil, i, math.max(tonumber(entries[j + 1]) - now, 0.001) end
+      end
+      return nil, i, window
+    end
   end
+  for i = 1, rules do
+    local z, h = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
+    local window, amount = tonumber(ARGV[ao + 3 * i - 1]), tonumber(ARGV[ao + 3 * i])
+    redis.call('ZADD', z, now + window, ARGV[id])
+    redis.call('HSET', h, ARGV[id], amount)
+    redis.call('HINCRBY', h, '_t', amount)
+    local ttl = math.ceil(window * 1000) + 1000
+    redis.call('PEXPIRE', z, ttl)
+    redis.call('PEXPIRE', h, ttl)
+  end
+  return now
 end
-for i = 1, rules do
-  local z, h = KEYS[2 * i - 1], KEYS[2 * i]
-  local window, amount = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  redis.call('ZADD', z, now + window, ARGV[1])
-  redis.call('HSET', h, ARGV[1], amount)
-  redis.call('HINCRBY', h, '_t', amount)
-  local ttl = math.ceil(window * 1000) + 1000
-  redis.call('PEXPIRE', z, ttl)
-  redis.call('PEXPIRE', h, ttl)
-end
+"""
+
+RESERVE = _RESERVE_FUNCTION + """
+local now, refused, retry = reserve(0, 1, 1)
+if not now then return {0, tostring(refused), tostring(retry)} end
 return {1, tostring(now)}
 """
 
@@ -147,47 +158,14 @@ return {redis.call('EXISTS', KEYS[1]), redis.call('GET', KEYS[2])}
 # ARGV: expected name, expected generation, plan-windows key prefix, reservation id, then per rule
 # limit, window, amount. Returns {'stale'} | {'refused', rule index, retry_after} |
 # {'ok', now, login JSON or false, plan windows JSON or false}.
-ADMIT = """
+ADMIT = _RESERVE_FUNCTION + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local record = redis.call('GET', KEYS[2])
 if not record then return {'stale'} end
 local user = cjson.decode(record)
 if tostring(user['generation']) ~= ARGV[2] or user['disabled'] == true then return {'stale'} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rules = (#KEYS - 3) / 2
-for i = 1, rules do
-  local z, h = KEYS[2 * i + 2], KEYS[2 * i + 3]
-  local limit, window, amount = tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3]), tonumber(ARGV[3 * i + 4])
-  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-  if #expired > 0 then
-    local gone = 0
-    for _, id in ipairs(expired) do gone = gone + (tonumber(redis.call('HGET', h, id)) or 0) end
-    redis.call('HDEL', h, unpack(expired))
-    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-    redis.call('HINCRBY', h, '_t', -gone)
-  end
-  local used = tonumber(redis.call('HGET', h, '_t')) or 0
-  if used + amount > limit then
-    local excess = used + amount - limit
-    local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
-    for j = 1, #entries, 2 do
-      excess = excess - (tonumber(redis.call('HGET', h, entries[j])) or 0)
-      if excess <= 0 then return {'refused', tostring(i), tostring(math.max(tonumber(entries[j + 1]) - now, 0.001))} end
-    end
-    return {'refused', tostring(i), tostring(window)}
-  end
-end
-for i = 1, rules do
-  local z, h = KEYS[2 * i + 2], KEYS[2 * i + 3]
-  local window, amount = tonumber(ARGV[3 * i + 3]), tonumber(ARGV[3 * i + 4])
-  redis.call('ZADD', z, now + window, ARGV[4])
-  redis.call('HSET', h, ARGV[4], amount)
-  redis.call('HINCRBY', h, '_t', amount)
-  local ttl = math.ceil(window * 1000) + 1000
-  redis.call('PEXPIRE', z, ttl)
-  redis.call('PEXPIRE', h, ttl)
-end
+local now, refused, retry = reserve(3, 4, 4)
+if not now then return {'refused', tostring(refused), tostring(retry)} end
 local login = redis.call('GET', KEYS[3])
 local windows = false
 if login then
