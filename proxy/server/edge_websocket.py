@@ -80,12 +80,7 @@ async def _refusal(edge: EdgeMiddleware, scope, headers: dict[bytes, bytes], pub
         if isinstance(error, AuthenticationFailed):
             error.headers["WWW-Authenticate"] = "Bearer"
         return error
-    if scope.get("subrelay.admission") is not None:
-        # A team user's requests are admitted and settled one at a time (proxy.team); one socket carries
-        # many past a single admission, so team users speak HTTP (on a 426 clients switch at once).
-        return WebSocketsOff("WebSockets are not available to team users; use HTTP: POST /v1/responses.",
-                             code="websockets_not_for_team_users")
-    return None
+    return None  # a team user's socket: each response is admitted and settled on its own (doors/responses/websocket.py)
 
 
 async def refuse(send, scope, body: bytes, error: ProxyError, record: RequestRecord | None = None) -> None:

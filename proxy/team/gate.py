@@ -127,6 +127,20 @@ class TeamGate:
             return None
         return team
 
+    async def readmit(self, user: User):
+        """A fresh admission for one more response on a team user's open socket: their key is looked
+        up again (a key disabled, rotated or removed since the socket opened is refused now)."""
+        from proxy.errors import AuthenticationFailed
+
+        try:
+            current = await self.team.store.user_by_key_hash(user.key_hash) if self.team is not None else None
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
+        if current is None or current.disabled or current.name != user.name:
+            raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
+                                       code="invalid_api_key")
+        return self.admission(current)
+
     def forget(self, key_hash: str) -> None:
         """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""
         self._cache.pop(key_hash, None)

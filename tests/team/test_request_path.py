@@ -294,3 +294,37 @@ def test_each_member_lists_the_models_their_own_plan_has_and_nobody_elses_list_c
     for_codex = httpx.get(f"{team_proxy}/v1/models", params={"client_version": "0.171.0"},
                           headers={"authorization": f"Bearer {plus}"}).json()
     assert {m["slug"] for m in for_codex["models"]} == {"gpt-5.4-mini", "gpt-5.5"}
+
+
+def test_a_member_speaks_the_responses_websocket_admitted_response_by_response(team_proxy, mock_codex, team_env):
+    key = make_user(team_env, "ria", rpm=2)
+    device_login(team_proxy, key, mock_codex, "ria@example.com")
+    mock_codex.state.requests.clear()
+    client = OpenAI(base_url=f"{team_proxy}/v1", api_key=key, max_retries=0)
+
+    def one(connection) -> list:
+        events = []
+        for event in connection:
+            events.append(event)
+            if event.type in ("response.completed", "response.failed", "error"):
+                return events
+        raise AssertionError("the socket ended early")
+
+    with client.responses.connect() as connection:
+        for turn in ("first", "second"):
+            connection.response.create(model="gpt-5.4", input=f"{turn} over the socket")
+            assert one(connection)[-1].type == "response.completed"
+        connection.response.create(model="gpt-5.4", input="third")  # over ria's limit of 2 a minute
+        refused = one(connection)[-1]
+        assert refused.type == "error" and refused.error.code == "user_rate_limit_exceeded"
+    assert [r["headers"].get("chatgpt-account-id") for r in mock_codex.state.requests] == ["acc-ria-mock"] * 2
+
+    other = make_user(team_env, "sol")
+    device_login(team_proxy, other, mock_codex, "sol@example.com")
+    with OpenAI(base_url=f"{team_proxy}/v1", api_key=other, max_retries=0).responses.connect() as connection:
+        connection.response.create(model="gpt-5.4", input="before")
+        assert one(connection)[-1].type == "response.completed"
+        change(team_env, "sol", disabled=True)  # while the socket is open
+        connection.response.create(model="gpt-5.4", input="after")
+        refused = one(connection)[-1]
+        assert refused.type == "error" and refused.error.code == "invalid_api_key"

@@ -41,6 +41,7 @@ from proxy.hub.model import Inbound, ModelRequest
 from proxy.hub.sse import SSEDecoder
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
+from proxy.upstream.dispatch import ADMISSION
 
 log = get_logger("subrelay.websocket")
 
@@ -153,8 +154,21 @@ class _Session:
             self.gone.set()
 
     async def _create(self, event: dict[str, Any], stream_id: str | None) -> None:
-        """One response: ``respond()`` as for ``POST /v1/responses``, its SSE relayed as frames."""
+        """One response: ``respond()`` as for ``POST /v1/responses``, its SSE relayed as frames. A team
+        user's socket admits each response on its own (their key checked again, their limits reserved and
+        settled, their usage counted), as each POST would be."""
         record = RequestRecord(os.urandom(16).hex(), "WS", self.websocket.url.path)
+        admission = None
+        connection = self.websocket.scope.get("subrelay.admission")
+        if connection is not None:
+            try:
+                admission = await connection.gate.readmit(connection.user)
+            except ProxyError as error:
+                record.status = error.status_code
+                await self._send_error(error, stream_id)
+                record.finish()
+                return
+        token = ADMISSION.set(admission)
         body = {key: value for key, value in event.items() if key not in _NOT_BODY}
         body["stream"] = True
         try:
@@ -179,6 +193,9 @@ class _Session:
             await self._send_error(error, stream_id)
         finally:
             record.finish()
+            ADMISSION.reset(token)
+            if admission is not None:
+                await admission.settle(record)
 
     async def _relay(self, response: EventStreamResponse, record: RequestRecord, stream_id: str | None) -> None:
         """Run the HTTP stream with the socket as its client: each SSE event becomes a text frame, and
