@@ -64,6 +64,27 @@ async def stream_encoded(batches: AsyncIterator[list[AnswerEvent]], encoder: Ans
     return EventStreamResponse(body(), on_close=close, headers=headers, error_frame=encoder.fail)
 
 
+async def encoded_frames(batches: AsyncIterator[list[AnswerEvent]], encoder, finish: Callable[[], bytes], *,
+                         head: bytes = b"", after: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+    """A translated answer's frames, for a stream whose response head went out already (the late
+    path): ``head``, each batch encoded until the encoder has ended, then ``finish()`` and ``after()``.
+    The batches (and with them the upstream) are closed whatever happens."""
+    try:
+        if head:
+            yield head
+        async for batch in batches:
+            data = encoder.encode(batch)
+            if data:
+                yield data
+            if encoder.ended:
+                return
+        yield finish()
+        if after is not None:
+            after()
+    finally:
+        await batches.aclose()
+
+
 async def _paced(batches: AsyncIterator[list[AnswerEvent]], reads: dict[str, asyncio.Task | None],
                  interval: float | None) -> AsyncIterator[list[AnswerEvent] | None]:
     """The batches, and ``None`` after every ``interval`` of upstream silence. A read left pending by

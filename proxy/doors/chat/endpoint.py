@@ -20,6 +20,7 @@ from starlette.responses import Response
 from proxy.doors.chat.aggregate import CompletionAggregator
 from proxy.doors.chat.request import parse_chat_request
 from proxy.doors.chat.stream import ChunkEncoder, new_completion_id
+from proxy.hub.encoded_stream import encoded_frames
 from proxy.hub.event_stream import EventStreamResponse, LastChunk
 from proxy.hub.events import AnswerEvent, StreamTranslator, first_failure
 from proxy.hub.json_response import json_response
@@ -156,17 +157,8 @@ def _late(late: Late[Opened], chat: ModelRequest, record) -> Response:
         encoder = ChunkEncoder(new_completion_id(), chat.model, chat.include_usage)
         batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(chat),
                                      opened.clock, record)
-        try:
-            yield encoder.start()
-            async for batch in batches:
-                data = encoder.encode(batch)
-                if data:
-                    yield data
-                if encoder.ended:
-                    return
-            yield encoder.done()
-        finally:
-            await batches.aclose()
+        async for data in encoded_frames(batches, encoder, encoder.done, head=encoder.start()):
+            yield data
 
     return late_stream(late, start=CHAT_KEEPALIVE, keepalive=lambda: CHAT_KEEPALIVE,
                        fail=lambda error: b"data: " + error.to_json() + b"\n\n", then=then,

@@ -24,7 +24,7 @@ from proxy.doors.messages.stream import PING, MessagesEncoder, asked_for_thinkin
 from proxy.doors.messages.token_count import count_input_tokens
 from proxy.errors import AuthenticationFailed, ModelNotFound, NotFound, ProxyError
 from proxy.hub.checks import decode_json_object, required_model
-from proxy.hub.encoded_stream import drain, stream_encoded
+from proxy.hub.encoded_stream import drain, encoded_frames, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
@@ -154,17 +154,8 @@ def _late(late: Late[Opened], request: ModelRequest, record) -> Response:
         encoder = MessagesEncoder(request.model, thinking=asked_for_thinking(request))
         batches = translated_batches(opened.response, opened.route.provider.adapter.new_translator(request),
                                      opened.clock, record)
-        try:
-            yield encoder.start()
-            async for batch in batches:
-                data = encoder.encode(batch)
-                if data:
-                    yield data
-                if encoder.ended:
-                    return
-            yield encoder.finish()
-        finally:
-            await batches.aclose()
+        async for data in encoded_frames(batches, encoder, encoder.finish, head=encoder.start()):
+            yield data
 
     return late_stream(late, start=PING, keepalive=lambda: PING, fail=error_event, then=then,
                        on_close=lambda opened: opened.response.aclose())

@@ -27,7 +27,7 @@ from proxy.doors.responses.store import expand_previous
 from proxy.doors.responses.stream import ResponsesEncoder
 from proxy.errors import BadRequest, ProxyError, UpstreamFailure, UpstreamTimeout
 from proxy.hub.checks import decode_json_object, required_model
-from proxy.hub.encoded_stream import drain, stream_encoded
+from proxy.hub.encoded_stream import drain, encoded_frames, stream_encoded
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.events import AnswerEvent
 from proxy.hub.json_response import json_response
@@ -185,17 +185,8 @@ def _late(late: Late[Opened], request: ModelRequest, clock: StreamClock, record:
 async def _encoded(batches: AsyncIterator[list[AnswerEvent]], encoder: ResponsesEncoder,
                    record: _Recorder) -> AsyncIterator[bytes]:
     """A translated answer after the head (and ``response.created``) went out already."""
-    try:
-        async for batch in batches:
-            data = encoder.encode(batch)
-            if data:
-                yield data
-            if encoder.ended:
-                return
-        yield encoder.finish()
-        record(encoder.final_response())
-    finally:
-        await batches.aclose()
+    async for data in encoded_frames(batches, encoder, encoder.finish, after=lambda: record(encoder.final_response())):
+        yield data
 
 
 async def _relayed_frames(opened: Opened, relay: ResponsesRelay) -> AsyncIterator[bytes]:
