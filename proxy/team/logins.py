@@ -260,6 +260,12 @@ class CallerLogins:
     def load(self) -> Credential:
         return self.owner.load()
 
+    def signed_account(self, name: str) -> str | None:
+        """The account of ``name``'s login as last opened here (it has just signed their request)."""
+        login = self._users.get(name)
+        opened = login._opened if login is not None else None
+        return opened[3].account_id if opened is not None else None
+
 
 async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
     """With Redis, the owner's ``auth.json`` is copied into the store on first start (said in the log),

@@ -142,12 +142,9 @@ class Admission:
         return self._choose_by(routes, result.windows, record)
 
     async def _choose(self, routes: list, record: RequestRecord | None) -> list:
-        if not routes or not _is_own_login(routes[0]):
-            return routes
-        if not self.user.fallback:
-            return routes[:1]  # the team's keys are spent only for people who opted in
-        if len(routes) < 2:
-            return routes
+        """The local store: read the plan windows only when a switch could happen."""
+        if not routes or not _is_own_login(routes[0]) or not self.user.fallback or len(routes) < 2:
+            return self._choose_by(routes, None, record)
         try:
             login = await self.team.store.get_login(self.user.name)
             self.login_key = f"account:{login.account_id}" if login and login.account_id else None
@@ -160,7 +157,7 @@ class Admission:
         if not routes or not _is_own_login(routes[0]):
             return routes
         if not self.user.fallback:
-            return routes[:1]
+            return routes[:1]  # the team's keys are spent only for people who opted in
         if len(routes) < 2:
             return routes
         reason = full_window(windows, self.threshold, time.time())
@@ -228,9 +225,9 @@ class Admission:
         windows = plan_windows(headers)
         if windows is None:
             return
-        if self.login_key is None:
-            login = await self.team.store.get_login(self.user.name)
-            self.login_key = f"account:{login.account_id}" if login and login.account_id else None
+        if self.login_key is None:  # the account of the login that just signed this request: no read needed
+            account = route.provider.credentials.signed_account(self.user.name)
+            self.login_key = f"account:{account}" if account else None
         if self.login_key is None:
             return
         rounded = {name: round(entry["used_percent"]) for name, entry in windows.items()}
