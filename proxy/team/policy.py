@@ -95,6 +95,7 @@ class Admission:
     login_key: str | None = None
     # What the store's one-step admit said of the user's login (network stores): signing needs no read.
     login_version: int | None = None
+    account_id: str | None = None
     login_known: bool = False
     admitted: bool = False  # reached admit(): a model request (the account API, /v1/models… are not usage)
 
@@ -137,7 +138,7 @@ class Admission:
         self.reservation = result.reservation
         if not in_store:
             await self._reserve(request)
-        self.login_version, self.login_known = result.login_version, True
+        self.login_version, self.account_id, self.login_known = result.login_version, result.account_id, True
         self.login_key = f"account:{result.account_id}" if result.account_id else None
         return self._choose_by(routes, result.windows, record)
 
