@@ -54,3 +54,34 @@ def test_a_members_key_opens_only_their_own_never_the_operators_surfaces(guarded
     assert sorted(own) == ["gpt-5.4", "gpt-5.4-mini"]  # her own plan's catalogue, read with her login
     owners = _get(f"{guarded_proxy}{PREFIX}/models", ADMIN_KEY).json()["models"]
     assert "gpt-5.5" in owners  # the server's list is another thing, and only the admin's
+
+
+def test_a_per_model_limit_and_the_allow_list_hold_for_the_model_reached_whatever_its_name(
+        proxy_settings, mock_codex, team_env):
+    from proxy.config.file import parse_config
+
+    file = parse_config({"aliases": {"fast": "codex/gpt-5.5", "claude-opus-4-8[1m]": "codex/gpt-5.5"}})
+    settings = replace(proxy_settings, auth_base_url=mock_codex.url, env=team_env, file=file)
+    key = make_user(team_env, "lim", model_limits={"gpt-5.5*": {"rpm": 2}})
+    narrow = make_user(team_env, "nar", models=["gpt-5.4*"])
+    with ServerThread(create_app(settings)) as proxy:
+        device_login(proxy.url, key, mock_codex, "lim@example.com")
+        device_login(proxy.url, narrow, mock_codex, "nar@example.com")
+        names = ["gpt-5.5", "codex/gpt-5.5", "fast", "claude-opus-4-8[1m]", "gpt-5.5", "fast", "codex/gpt-5.5"]
+        codes = [httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
+                            json={"model": name, "messages": [{"role": "user", "content": "hi"}]}).status_code
+                 for name in names]
+        print(f"\nrequests that reached gpt-5.5 under rpm=2: {codes.count(200)} of {len(names)}")
+        assert codes.count(200) == 2 and codes.count(429) == 5, codes
+        other = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
+                           json={"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
+        assert other.status_code == 200  # another model is not held by that limit
+
+        for name in ("gpt-5.5", "fast", "claude-opus-4-8[1m]", "codex/gpt-5.5"):  # may use gpt-5.4* only
+            refused = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30,
+                                 headers={"authorization": f"Bearer {narrow}"},
+                                 json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed", name
+        allowed = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {narrow}"},
+                             json={"model": "codex/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
+        assert allowed.status_code == 200, allowed.text
