@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import time
+
 import httpx
 import pytest
 
@@ -85,3 +87,36 @@ def test_a_per_model_limit_and_the_allow_list_hold_for_the_model_reached_whateve
         allowed = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {narrow}"},
                              json={"model": "codex/gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
         assert allowed.status_code == 200, allowed.text
+
+
+@pytest.mark.parametrize("door", ["chat", "responses"])
+def test_a_stream_left_just_before_its_end_is_charged_for_what_it_delivered(proxy_settings, mock_codex, team_env,
+                                                                             door):
+    settings = replace(proxy_settings, auth_base_url=mock_codex.url, env=team_env)
+    key = make_user(team_env, "dodger", tpm=1500)
+    with ServerThread(create_app(settings)) as proxy:
+        device_login(proxy.url, key, mock_codex, "dodger@example.com")
+        mock_codex.state.delta_count, mock_codex.state.tail_delay = 1000, 2.0  # the end comes late
+        path, body = (("/v1/chat/completions", {"model": "gpt-5.5", "stream": True, "messages": [
+            {"role": "user", "content": "a long answer"}]}) if door == "chat" else
+            ("/v1/responses", {"model": "gpt-5.5", "stream": True, "input": "a long answer"}))
+        deltas = 0
+        with httpx.Client(timeout=30) as http:
+            with http.stream("POST", proxy.url + path, json=body, headers={"authorization": f"Bearer {key}"}) as answer:
+                assert answer.status_code == 200
+                for line in answer.iter_lines():  # the whole answer read, then gone before its usage
+                    deltas += line.startswith("data:") and ("delta" in line)
+                    if deltas >= 1000:
+                        break
+        assert deltas >= 1000
+        deadline = time.monotonic() + 10  # the stream ends on the upstream's side (cancelled, or its late end)
+        while not (mock_codex.state.cancelled_streams or mock_codex.state.finished_streams):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        mock_codex.state.delta_count, mock_codex.state.tail_delay = None, 0.0
+        time.sleep(1.0)  # the edge settles the reservation when the stream ends
+        after = httpx.post(proxy.url + "/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
+                           json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
+        # 1,000 delivered tokens plus the next request's bounded estimate (1,049) are over 1,500 a minute: it waits
+        # (before, the stream was settled at its input, ~25 tokens, and the next request went through).
+        assert after.status_code == 429, after.text
