@@ -46,6 +46,7 @@ from proxy.team.context import Team
 from proxy.hub.caller import CALLER
 from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
+from proxy.team.key_check import check_secret_key
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
 from proxy.upstream.transport import upstream_client
@@ -105,6 +106,17 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           catalogs=catalogs, admin=AdminGuard(settings),
                                           pending_logins=PendingLogins(gate.shared_team), gate=gate)
             team = gate.open()
+            if team is not None:
+                try:
+                    mismatch = await check_secret_key(team.store, team.box)
+                except Exception:  # noqa: BLE001 - a store not answering yet is /readyz's to report
+                    mismatch = None
+                if mismatch is not None:
+                    log.error("%s; /readyz answers 503 until it is fixed", mismatch)
+                if team.store.remote and "@" not in (settings.env.get("SUBRELAY_REDIS_URL") or "") and \
+                        not settings.env.get("SUBRELAY_REDIS_PASSWORD"):
+                    log.warning("SUBRELAY_REDIS_URL has no password: anyone who reaches that Redis can read and change "
+                                "the team's state (use redis://:PASSWORD@host/ or rediss://)")
             owner = app.state.subrelay.codex_source()
             if team is not None and owner is not None:
                 await import_owner_login(team, owner)  # with Redis: the owner's login moves to the store
@@ -368,6 +380,16 @@ async def readyz(request: Request) -> Response:
             ready = False
         if not ready:
             return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+    if team is not None:
+        try:
+            mismatch = await check_secret_key(team.store, team.box)
+        except Exception as exc:  # noqa: BLE001 - the store failing here is a store that does not answer
+            log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
+            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+        if mismatch is not None:
+            log.error("not ready: %s", mismatch)
+            return json_response({"status": "unavailable", "code": "secret_key_mismatch", "message": mismatch},
+                                 status_code=503)
     return json_response({"status": "ready"})
 
 

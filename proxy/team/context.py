@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from proxy.state.team import TeamStore
-from proxy.team.secretbox import SecretBox, load_keys
+from proxy.team.secretbox import KEY_FILE, SecretBox, load_keys
 
 STORE_FILE = "team.sqlite3"
 
@@ -57,4 +57,6 @@ def open_team(env: Mapping[str, str], *, create: bool = False) -> Team | None:
     store = open_store(env, create=create)
     if store is None:
         return None
-    return Team(store=store, box=SecretBox(load_keys(env, state_dir(env))), env=env)
+    directory = state_dir(env)
+    key_file = None if env.get("SUBRELAY_SECRET_KEY") else os.path.join(directory, KEY_FILE)
+    return Team(store=store, box=SecretBox(load_keys(env, directory), key_file=key_file), env=env)

@@ -143,6 +143,13 @@ class TeamGate:
                                        code="invalid_api_key")
         return self.admission(current)
 
+    def remember(self, user: User) -> None:
+        """A user record just read afresh (network stores): the next requests may take it from here."""
+        if self.team is not None and self.team.store.remote:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[user.key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
+
     def forget(self, key_hash: str) -> None:
         """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""
         self._cache.pop(key_hash, None)
