@@ -126,7 +126,7 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     status = ProviderStatus(name, path, "ok", configured=config is not None or os.path.exists(path))
     adapter = CodexAdapter(config.base_url if config and config.base_url else settings.codex_base_url,
                            settings.default_instructions)
-    source = CodexCredentialSource(path, token_url=settings.codex_token_url)
+    source = CodexCredentialSource(path, token_url=settings.codex_token_url, auth_base_url=settings.auth_base_url)
     provider = Provider(name, adapter, source)
     if not os.path.exists(path):
         status.state, status.detail = "not configured", f"no login file; run `{command('login')}` (or `codex login`)"
