@@ -173,7 +173,7 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
     login = report["chatgpt"]
     if login["connected"]:
         print(f"\nChatGPT: {login['account_email'] or '?'}, {str(login['plan'] or '?').capitalize()} plan, "
-              f"account {login['account_id'] or '?'}")
+              f"account {login['account_id'] or '?'}{' (Codex access token)' if login.get('login') == 'access_token' else ''}")
         for window in login["usage"]["windows"] if login.get("usage") else ():
             print(f"  {window['name']:<8} {_bar(window['used_percent'])} {window['used_percent']:>3.0f}% used, "
                   f"resets {window['resets_at_text']}")
