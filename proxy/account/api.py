@@ -35,7 +35,7 @@ from proxy.login.oauth import (
     poll_device_login,
     start_device_login,
 )
-from proxy.credentials import access_token
+import proxy.credentials.access_token as access_token
 from proxy.login.store import remove_login, save_access_token, save_login
 from proxy.account.team_member import remove_user_login, save_user_access_token, save_user_login, user_status
 from proxy.hub.caller import CALLER

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from proxy.account.status import fetch_usage, summarise_usage
-from proxy.credentials import access_token
+import proxy.credentials.access_token as access_token
 from proxy.credentials.access_token import TokenAccount
 from proxy.errors import ProxyError
 from proxy.login.store import describe

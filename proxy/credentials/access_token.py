@@ -16,13 +16,13 @@ running the Codex CLI 0.171.0 against a local whoami:
 from __future__ import annotations
 
 import hashlib
+from importlib import metadata
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from proxy import __version__
 from proxy.credentials.base import Credential
 from proxy.errors import AuthenticationFailed, BadRequest, UpstreamFailure, UpstreamTimeout
 from proxy.observe.redact import get_logger, secrets
@@ -35,7 +35,11 @@ WHOAMI_PATH = "/api/accounts/v1/user-auth-credential/whoami"
 FIELD = "personal_access_token"  # where auth.json keeps it (the Codex CLI's name)
 ACCOUNT_FIELD = "personal_access_token_account"  # subrelay's copy of whoami, in sealed team logins only
 MAX_LENGTH = 4096
-USER_AGENT = f"subrelay/{__version__} (+https://pypi.org/project/subrelay/)"  # named honestly, as upstream
+try:
+    _VERSION = metadata.version("subrelay")
+except metadata.PackageNotFoundError:  # a source checkout that was never installed
+    _VERSION = "0"
+USER_AGENT = f"subrelay/{_VERSION} (+https://pypi.org/project/subrelay/)"  # named honestly, as upstream
 RENEW_HINT = ("Create a new access token in ChatGPT and run `printenv CODEX_ACCESS_TOKEN | subrelay login "
               "--with-access-token` (or paste it on the account page).")
 

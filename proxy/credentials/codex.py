@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from proxy.credentials import access_token as pat
+import proxy.credentials.access_token as pat
 from proxy.credentials.base import Credential
 from proxy.credentials.files import (
     CachedJsonFile,

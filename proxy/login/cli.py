@@ -21,7 +21,7 @@ from proxy.login.oauth import (
     poll_device_login,
     start_device_login,
 )
-from proxy.credentials import access_token
+import proxy.credentials.access_token as access_token
 from proxy.login.store import Account, remove_login, save_access_token, save_login
 
 LOGIN_TIMEOUT = 600.0  # a login not completed in ten minutes is abandoned

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from proxy.credentials import access_token
+import proxy.credentials.access_token as access_token
 from proxy.credentials.files import (
     CredentialFileError,
     atomic_write_json,

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
-from proxy.credentials import access_token
+import proxy.credentials.access_token as access_token
 from proxy.credentials.base import Credential
 from proxy.credentials.codex import CodexCredentialSource, credential_from_auth, exchange_refresh_token
 from proxy.credentials.jwt import jwt_claims
