@@ -15,8 +15,10 @@ import pytest
 from proxy.server.app import create_app
 from tests.clients.test_npm_clients import _isolated_env, npm_clients  # noqa: F401 (a fixture)
 from tests.mock_upstream import ServerThread
+from tests.server.test_docs_codex import DOC_URL, blocks
 
-NATIVE_BASE_URL = 'model = "gpt-5.4"\nopenai_base_url = "{url}/backend-api/codex"\n'
+# The config docs/codex.md gives, with the test's proxy for 127.0.0.1:8787.
+NATIVE_BASE_URL = blocks("toml")[0].replace(DOC_URL, "{url}")
 
 
 @pytest.fixture(params=[True], ids=["websockets-on"])
