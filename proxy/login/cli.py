@@ -77,19 +77,8 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     into the team store as theirs (the admin never sees it, and it signs nobody else's requests)."""
     from proxy.login.store import describe
     from proxy.account.team_member import save_user_login
-    from proxy.team.context import open_team
 
-    async def save() -> None:
-        team = open_team(settings.env)
-        try:
-            await save_user_login(team, user, tokens)
-        finally:
-            await team.store.close()
-
-    try:
-        asyncio.run(save())
-    except ProxyError as exc:
-        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+    if not _saved_in_store(settings, lambda team: save_user_login(team, user, tokens), out):
         return 1
     if user.startswith("_"):
         print(f"Logged in as {_who(describe(tokens))}; the login is sealed in the shared store (SUBRELAY_REDIS_URL), "
@@ -126,19 +115,9 @@ def login_with_access_token(settings: Settings, *, user: str | None = None, stdi
     if user is not None or settings.env.get("SUBRELAY_REDIS_URL"):
         from proxy.account.team_member import save_user_access_token
         from proxy.state.team import OWNER_LOGIN
-        from proxy.team.context import open_team
 
-        async def save() -> None:
-            team = open_team(settings.env)
-            try:
-                await save_user_access_token(team, user or OWNER_LOGIN, token, account)
-            finally:
-                await team.store.close()
-
-        try:
-            asyncio.run(save())
-        except ProxyError as exc:
-            print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+        if not _saved_in_store(settings, lambda team: save_user_access_token(team, user or OWNER_LOGIN, token,
+                                                                              account), out):
             return 1
         whose = f"{user}'s requests only" if user else "the owner's requests on every replica"
         print(f"Logged in with a Codex access token as {who}, account {account.account_id}; it is sealed in the "
@@ -153,6 +132,25 @@ def login_with_access_token(settings: Settings, *, user: str | None = None, stdi
           f"{settings.codex_auth_path} (as `codex login --with-access-token` writes it); a running subrelay uses it "
           "at once. Access tokens are not refreshed: when this one is revoked or expires, log in again.", file=out)
     return 0
+
+
+def _saved_in_store(settings: Settings, save, out) -> bool:
+    """Run ``save(team)`` against the team store (closed after); False, said on ``out``, when it fails."""
+    from proxy.team.context import open_team
+
+    async def run() -> None:
+        team = open_team(settings.env)
+        try:
+            await save(team)
+        finally:
+            await team.store.close()
+
+    try:
+        asyncio.run(run())
+    except ProxyError as exc:
+        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+        return False
+    return True
 
 
 def logout(settings: Settings, out=sys.stderr) -> int:

@@ -69,16 +69,21 @@ class LoginFileDamaged(ProxyError):
     default_code = "credentials_corrupt"
 
 
-def save_login(path: str, tokens: dict[str, Any]) -> tuple[Account, Account | None]:
-    """Write ``tokens`` as the login at ``path``; returns (the new account, the one it replaced)."""
-    secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+def _existing(path: str) -> dict[str, Any]:
+    """The login file now (empty when there is none); a damaged one is never overwritten."""
     try:
-        existing = read_json_object(path)
+        return read_json_object(path)
     except CredentialFileError as exc:
         if exc.reason != "missing":
             raise LoginFileDamaged(f"{path} is {exc.reason} ({exc.detail}); subrelay will not overwrite it. Move it "
                                    "aside and log in again.") from None
-        existing = {}
+        return {}
+
+
+def save_login(path: str, tokens: dict[str, Any]) -> tuple[Account, Account | None]:
+    """Write ``tokens`` as the login at ``path``; returns (the new account, the one it replaced)."""
+    secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+    existing = _existing(path)
     previous = current_account(path) if existing else None
     new_tokens = {**(existing.get("tokens") if isinstance(existing.get("tokens"), dict) else {})}
     for name in ("id_token", "access_token", "refresh_token"):
@@ -103,13 +108,7 @@ def save_access_token(path: str, token: str) -> Account | None:
     ``codex login --with-access-token`` writes), keeping fields subrelay does not own; returns the
     login it replaced."""
     secrets.add(token)
-    try:
-        existing = read_json_object(path)
-    except CredentialFileError as exc:
-        if exc.reason != "missing":
-            raise LoginFileDamaged(f"{path} is {exc.reason} ({exc.detail}); subrelay will not overwrite it. Move it "
-                                   "aside and log in again.") from None
-        existing = {}
+    existing = _existing(path)
     previous = current_account(path) if existing else None
     data = {**{k: v for k, v in existing.items() if k not in _CHATGPT_FIELDS}, **access_token.auth_json(token)}
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)

@@ -12,35 +12,18 @@ import sys
 
 import pytest
 
-from proxy.server.app import create_app
+from tests.clients.test_codex_websocket import codex_exec, websockets_on  # noqa: F401 (a fixture)
 from tests.clients.test_npm_clients import _isolated_env, npm_clients  # noqa: F401 (a fixture)
-from tests.mock_upstream import ServerThread
 from tests.server.test_docs_codex import DOC_URL, blocks
 
 # The config docs/codex.md gives, with the test's proxy for 127.0.0.1:8787.
 NATIVE_BASE_URL = blocks("toml")[0].replace(DOC_URL, "{url}")
 
 
-@pytest.fixture(params=[True], ids=["websockets-on"])
-def websockets_on(request) -> bool:
-    return request.param
-
-
 @pytest.fixture
 def codex_native(npm_clients, proxy_settings, tmp_path, websockets_on):  # noqa: F811
-    settings = dataclasses.replace(proxy_settings, websockets=websockets_on)
-    with ServerThread(create_app(settings)) as proxy:
-        home, codex_home, workdir = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
-        for folder in (home, codex_home, workdir):
-            folder.mkdir()
-        (codex_home / "config.toml").write_text(NATIVE_BASE_URL.format(url=proxy.url))
-        env = {**_isolated_env(home, npm_clients), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-unused-by-subrelay",
-               "CODEX_API_KEY": "sk-unused-by-subrelay"}
-
-        def run(prompt: str) -> subprocess.CompletedProcess:
-            return subprocess.run([npm_clients.bin("codex"), "exec", "--skip-git-repo-check", prompt],
-                                  capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
-                                  stdin=subprocess.DEVNULL)
+    with codex_exec(npm_clients, dataclasses.replace(proxy_settings, websockets=websockets_on), tmp_path,
+                    NATIVE_BASE_URL) as run:
         yield run
 
 
