@@ -285,8 +285,10 @@ async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
         if await team.store.get_login(OWNER_LOGIN) is not None:
             return
         auth = owner._read()
-        owner.load()  # a login that can be used (raises otherwise: nothing to import)
-    except (AuthenticationFailed, StoreError):
+        if access_token.is_access_token(owner.load().access_token):  # (load raises when there is nothing to import)
+            signed = await owner.current()  # whoami: the store's copy carries the account, as members' do
+            auth = access_token.auth_json(signed.access_token, owner.token_accounts.get(signed.access_token))
+    except (ProxyError, StoreError):
         return
     saved = seal_login(team, OWNER_LOGIN, auth, new_login_version())
     try:

@@ -177,3 +177,23 @@ def test_status_names_the_token_login_and_its_account_without_the_token(mock_cod
     assert "robot@example.com" in human.stdout and "acc-pat-mock" in human.stdout
     assert "(Codex access token)" in human.stdout and "42% used" in human.stdout
     assert token not in human.stdout + human.stderr
+
+
+def test_with_redis_the_owners_token_moves_to_the_store_with_its_account(mock_codex, pat_settings, token):
+    from proxy.team.secretbox import new_secret
+    from tests.redis_server import REDIS_SERVER, SKIP_REASON, RedisServer
+
+    if REDIS_SERVER is None:
+        pytest.skip(SKIP_REASON)
+    redis = RedisServer().start()
+    try:
+        env = {"SUBRELAY_REDIS_URL": redis.url, "SUBRELAY_SECRET_KEY": new_secret()}
+        with ServerThread(create_app(dataclasses.replace(pat_settings, env=env))) as proxy:
+            answer = httpx.post(f"{proxy.url}/v1/responses", json=BODY, timeout=30)
+            os.unlink(pat_settings.codex_auth_path)  # from now on only the store's copy can sign
+            again = httpx.post(f"{proxy.url}/v1/responses", json=BODY, timeout=30)
+    finally:
+        redis.close()
+    assert answer.status_code == again.status_code == 200, answer.text + again.text
+    sent = mock_codex.state.requests[-1]["headers"]
+    assert sent["authorization"] == f"Bearer {token}" and sent["chatgpt-account-id"] == "acc-pat-mock"

@@ -117,8 +117,10 @@ def test_a_team_member_on_the_native_path_is_signed_with_their_own_login(start, 
         try:
             _, alice = await add_user(team.store, "alice")
             _, bob = await add_user(team.store, "bob")  # bob has no login of his own
-            await save_user_login(team, "alice", mock_codex.state.issue_tokens(account="acc-alice-mock"))
-            return {"alice": alice, "bob": bob}
+            _, carol = await add_user(team.store, "carol", rpm=1)
+            for name in ("alice", "carol"):
+                await save_user_login(team, name, mock_codex.state.issue_tokens(account=f"acc-{name}-mock"))
+            return {"alice": alice, "bob": bob, "carol": carol}
         finally:
             await team.store.close()
 
@@ -132,3 +134,6 @@ def test_a_team_member_on_the_native_path_is_signed_with_their_own_login(start, 
                      timeout=30)
     assert bob.status_code == 401 and bob.json()["error"]["code"] == "login_required"  # never the owner's login
     assert len(mock_codex.state.requests) == 1
+    carol = [httpx.post(f"{url}{NATIVE}/responses", json=BODY, headers={"Authorization": f"Bearer {keys['carol']}"},
+                        timeout=30).status_code for _ in range(2)]
+    assert carol == [200, 429]  # her limit of one request a minute holds on this path too
