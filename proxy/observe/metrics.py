@@ -39,7 +39,9 @@ log = get_logger("subrelay.requests")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ENDPOINTS = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/responses": "responses",
              "/responses": "responses", "/v1/responses/compact": "compact", "/v1/messages": "messages",
-             "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models"}
+             "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models",
+             "/backend-api/codex/responses": "responses", "/backend-api/codex/responses/compact": "compact",
+             "/backend-api/codex/models": "models"}
 
 # -- metrics ------------------------------------------------------------------------------------------
 

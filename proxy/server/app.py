@@ -38,7 +38,7 @@ from proxy.team import admin_api, admin_page
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
-from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
+from proxy.upstream.catalog import DEFAULT_CLIENT_VERSION, AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
@@ -52,6 +52,7 @@ from proxy.team.logins import CallerLogins, import_owner_login
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
+CODEX_NATIVE = "/backend-api/codex"  # where the Codex backend serves responses, compaction and models
 
 
 @dataclass(slots=True)
@@ -144,6 +145,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
         Route(f"{account_api.PREFIX}/logout", account_api.logout, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/access-token", account_api.access_token_login, methods=["POST"]),
         Route(f"{account_api.PREFIX}/models", account_api.models, methods=["GET"]),
         Route(f"{account_api.PREFIX}/usage", account_api.usage, methods=["GET"]),
         Route("/api/llm/providers", account_api.providers, methods=["GET"]),
@@ -153,6 +155,12 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/responses", create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", responses_socket),  # the same API over one socket
         WebSocketRoute("/responses", responses_socket),
+        # The Codex backend's own paths, for the Codex CLI's built-in provider moved with
+        # openai_base_url = ".../backend-api/codex" (docs/codex.md): the same doors, the same edge.
+        Route(f"{CODEX_NATIVE}/responses", create_response, methods=["POST"]),
+        Route(f"{CODEX_NATIVE}/responses/compact", compact_response, methods=["POST"]),
+        WebSocketRoute(f"{CODEX_NATIVE}/responses", responses_socket),
+        Route(f"{CODEX_NATIVE}/models", codex_native_models, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -335,6 +343,13 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
         if payload is not None:
             return complete_catalog(payload)
     return {"models": []}
+
+
+async def codex_native_models(request: Request) -> Response:
+    """``GET /backend-api/codex/models``: the Codex backend's catalogue shape (``{"models": [...]}``)
+    always, since only Codex clients call this path; ``client_version`` as the CLI sends it."""
+    client_version = request.query_params.get("client_version") or DEFAULT_CLIENT_VERSION
+    return json_response(await codex_cli_models(request.app.state.subrelay, client_version))
 
 
 async def retrieve_model(request: Request) -> Response:

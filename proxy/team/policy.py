@@ -32,7 +32,8 @@ MAX_OUTPUT_ESTIMATE = 8192  # a bounded estimate: a huge max_tokens does not loc
 _WINDOW_HEADERS = ("primary", "secondary")
 # The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
 MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                         "/v1/responses/compact", "/v1/messages"})
+                         "/v1/responses/compact", "/v1/messages", "/backend-api/codex/responses",
+                         "/backend-api/codex/responses/compact"})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
