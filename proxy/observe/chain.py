@@ -85,35 +85,61 @@ class Verdict:
                 f"head {self.head}")
 
 
-def verify(log: str, entries: Iterable[dict]) -> Verdict:
-    """Check a run of entries (oldest first): each one's hash, its link to the one before, no gap."""
-    verdict = Verdict(ok=True)
-    prev_hash: str | None = None
-    prev_seq: int | None = None
+def verify(log: str, entries: Iterable[dict], *, contiguous: bool = True, ordered: bool = False) -> Verdict:
+    """Check a run of entries (sorted by seq first unless ``ordered``): each one's hash, its link to the one
+    before, and (``contiguous``) that no seq is missing. A filtered export is not contiguous: then each entry
+    is checked on its own and with its neighbours where they are present, but a dropped entry looks like a
+    filtered one."""
+    if not ordered:
+        try:
+            entries = sorted(entries, key=lambda entry: int(entry["seq"]))
+        except (KeyError, TypeError, ValueError):
+            return Verdict(False, problem="an entry has no seq (not a ledger export?)")
+    check = ChainCheck(log, contiguous)
     for entry in entries:
+        if not check.feed(entry):
+            break
+    return check.verdict
+
+
+class ChainCheck:
+    """The chain checked one entry at a time (a store's log is walked in batches, never held whole)."""
+
+    def __init__(self, log: str, contiguous: bool = True) -> None:
+        self.log, self.contiguous = log, contiguous
+        self.verdict = Verdict(ok=True)
+        self._hash: str | None = None
+        self._seq: int | None = None
+
+    def feed(self, entry: dict) -> bool:
+        """Check the next entry; False (and the verdict says why) at the first problem."""
+        verdict = self.verdict
         try:
             seq = int(entry["seq"])
             prev, claimed = str(entry["prev"]), str(entry["hash"])
         except (KeyError, TypeError, ValueError):
-            return Verdict(False, verdict.entries, problem=f"entry {verdict.entries + 1} has no seq/prev/hash")
-        if prev_seq is not None and seq != prev_seq + 1:
-            return _fail(verdict, f"seq {prev_seq} is followed by seq {seq}: "
-                                  f"{'entries are missing' if seq > prev_seq else 'entries are out of order'}")
-        if prev_hash is not None and prev != prev_hash:
-            return _fail(verdict, f"seq {seq} does not link to seq {prev_seq} (an entry was replaced or removed)")
-        if entry_hash(log, seq, prev, cells_of(log, entry)) != claimed:
+            return _fail(verdict, f"entry {verdict.entries + 1} has no seq/prev/hash")
+        last = self._seq
+        if last is not None and seq == last:
+            return _fail(verdict, f"seq {seq} appears twice")
+        if self.contiguous and last is not None and seq != last + 1:
+            return _fail(verdict, f"seq {last} is followed by seq {seq}: entries are missing (for an export made "
+                                  "with filters, check it with --filtered)")
+        if last is not None and seq == last + 1 and prev != self._hash:
+            return _fail(verdict, f"seq {seq} does not link to seq {last} (an entry was replaced or removed)")
+        if entry_hash(self.log, seq, prev, cells_of(self.log, entry)) != claimed:
             return _fail(verdict, f"seq {seq} was edited (its content no longer matches its hash)")
         if verdict.first_seq is None:
             verdict.first_seq, verdict.first_prev = seq, prev
         verdict.entries += 1
         verdict.last_seq, verdict.head = seq, claimed
-        prev_hash, prev_seq = claimed, seq
-    return verdict
+        self._hash, self._seq = claimed, seq
+        return True
 
 
-def _fail(verdict: Verdict, problem: str) -> Verdict:
+def _fail(verdict: Verdict, problem: str) -> bool:
     verdict.ok, verdict.problem = False, problem
-    return verdict
+    return False
 
 
 # -- exports -------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
 from proxy.server.edge import EdgeMiddleware
 from proxy.server.hot_routes import HotRoutes
-from proxy.team import admin_api, admin_page
+from proxy.team import admin_api, admin_page, ledger_api
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
@@ -42,7 +42,7 @@ from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
-from proxy.team.context import Team
+from proxy.team.context import Team, ledger_options
 from proxy.hub.caller import CALLER
 from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
@@ -84,6 +84,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     router = router or build_router(settings)
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
+    ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
 
@@ -105,6 +106,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           catalogs=catalogs, admin=AdminGuard(settings),
                                           pending_logins=PendingLogins(gate.shared_team), gate=gate)
             team = gate.open()
+            gate.open_ledger()
             owner = app.state.subrelay.codex_source()
             if team is not None and owner is not None:
                 await import_owner_login(team, owner)  # with Redis: the owner's login moves to the store
@@ -118,8 +120,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
-                if gate.book is not None:
-                    await gate.book.stop()  # the last usage figures reach the store
+                await gate.close()  # the last usage figures and ledger entries reach their stores
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -148,6 +149,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
+        *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
     ]
     return SubrelayApp(
@@ -377,6 +379,9 @@ async def readyz(request: Request) -> Response:
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
     note_requested_model(request.scope)  # the log line names the model a refused request asked for
+    record = request.scope.get("subrelay.record")
+    if record is not None:
+        record.error = exc.code or exc.error_type
     return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
                     media_type="application/json")
 

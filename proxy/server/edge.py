@@ -32,6 +32,7 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from proxy.observe.ledger import LEDGER_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
@@ -116,8 +117,14 @@ class EdgeMiddleware:
         try:
             await self._checked(scope, receive, send, headers)
         finally:
+            caller = scope.get("subrelay.caller")
+            if caller is not None:
+                record.person = caller.person
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
+            ledger = self.gate.ledger
+            if ledger is not None and scope["path"] in LEDGER_PATHS:
+                ledger.add(record, headers.get(b"user-agent"))
             admission = scope.get("subrelay.admission")
             if admission is not None:  # team mode: settle the user's reservation, account the request
                 await admission.settle(record)
@@ -323,6 +330,7 @@ class EdgeMiddleware:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if record is not None:
             record.status = error.status_code
+            record.error = error.code or error.error_type
             headers.append((b"x-request-id", record.request_id.encode()))
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
         if close:

@@ -77,3 +77,17 @@ class LedgerStore(ABC):
 
     async def close(self) -> None:
         """Release connections or files."""
+
+
+def status_range(status: str) -> tuple[int, int]:
+    """``429`` → (429, 429); ``4xx`` → (400, 499); ``error`` → (400, 999); ``ok`` → (100, 399)."""
+    text = status.strip().lower()
+    if text == "error":
+        return 400, 999
+    if text == "ok":
+        return 100, 399
+    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+        return int(text[0]) * 100, int(text[0]) * 100 + 99
+    if text.isdigit() and len(text) == 3:
+        return int(text), int(text)
+    raise ValueError("status must be a code (429), a class (4xx), 'ok' or 'error'")

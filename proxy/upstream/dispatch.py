@@ -128,4 +128,4 @@ async def open_with_fallbacks(
 
 def _routed(record: RequestRecord, request: Any, route: Route) -> None:
     known = any(info.id == route.upstream_model for info in route.provider.adapter.models())  # a label only if listed
-    record.routed(getattr(request, "model", "-"), route.label, route.provider.name, known)
+    record.routed(getattr(request, "model", "-"), route.label, route.provider.name, known, route.upstream_model)

@@ -17,7 +17,7 @@ import threading
 import orjson
 
 from proxy.observe.chain import FIELDS, GENESIS, link
-from proxy.state.ledger import LOGS, LedgerQuery, LedgerStore, Page, Retention
+from proxy.state.ledger import LOGS, LedgerQuery, LedgerStore, Page, Retention, status_range
 from proxy.state.team import StoreError
 
 FILE = "ledger.sqlite3"
@@ -169,9 +169,13 @@ class SqliteLedgerStore(LedgerStore):
         more = len(rows) > query.limit
         rows = rows[:query.limit]
         entries = []
-        for seq, cells, digest in rows:  # each entry's own predecessor (pages are not contiguous)
-            before = self._db.execute(f"SELECT hash FROM {log} WHERE seq = ?", (seq - 1,)).fetchone()
-            prev = before[0].hex() if before else self._cut_or_genesis(log, seq)
+        for index, (seq, cells, digest) in enumerate(rows):  # each entry's own predecessor: the next row when
+            after = rows[index + 1] if index + 1 < len(rows) else None  # the page is contiguous there, else a read
+            if after is not None and after[0] == seq - 1:
+                prev = after[2].hex()
+            else:
+                before = self._db.execute(f"SELECT hash FROM {log} WHERE seq = ?", (seq - 1,)).fetchone()
+                prev = before[0].hex() if before else self._cut_or_genesis(log, seq)
             entries.extend(_entries(log, [(seq, cells, digest)], prev))
         return Page(entries, str(rows[-1][0]) if more and rows else None)
 
@@ -182,20 +186,6 @@ class SqliteLedgerStore(LedgerStore):
     async def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def status_range(status: str) -> tuple[int, int]:
-    """``429`` → (429, 429); ``4xx`` → (400, 499); ``error`` → (400, 999); ``ok`` → (100, 399)."""
-    text = status.strip().lower()
-    if text == "error":
-        return 400, 999
-    if text == "ok":
-        return 100, 399
-    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
-        return int(text[0]) * 100, int(text[0]) * 100 + 99
-    if text.isdigit() and len(text) == 3:
-        return int(text), int(text)
-    raise ValueError("status must be a code (429), a class (4xx), 'ok' or 'error'")
 
 
 def _entries(log: str, rows: list[tuple], prev: str) -> list[dict]:

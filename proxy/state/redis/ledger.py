@@ -21,8 +21,7 @@ import orjson
 from redis.asyncio import Redis
 
 from proxy.observe.chain import FIELDS, GENESIS, link
-from proxy.state.ledger import LedgerQuery, LedgerStore, Page, Retention
-from proxy.state.local.ledger import status_range
+from proxy.state.ledger import LedgerQuery, LedgerStore, Page, Retention, status_range
 from proxy.state.redis.connection import RedisOptions, bounded, create_client
 from proxy.state.team import StoreError
 
