@@ -6,64 +6,18 @@ changes made through the API, the page's calls and the CLI all appear in the aud
 from __future__ import annotations
 
 import logging
-import tomllib
-from dataclasses import replace
 
 import httpx
 import orjson
-import pytest
 
-from proxy.config.file import parse_config
-from proxy.server.app import create_app
 from proxy.server.cli import main as subrelay
-from tests.mock_upstream import ServerThread
-from tests.mock_upstream.openai_server import MockOpenAIServer, OpenAIMockState
-from tests.team.conftest import ADMIN_KEY
+from tests.team.conftest import ask
 
 TURN = [{"role": "user", "content": "the secret plan is tangerine"}]
 
 
-@pytest.fixture
-def openai_mock():
-    app = MockOpenAIServer()
-    app.state = OpenAIMockState()
-    with ServerThread(app) as thread:
-        yield app, thread
-
-
-@pytest.fixture
-def ledger_team(proxy_settings, state_dir, openai_mock, monkeypatch):
-    """A team proxy with two OpenAI-compatible providers (the second the first's fallback), alice and bob."""
-    app, thread = openai_mock
-    config = parse_config(tomllib.loads(f'''
-[providers.primary]
-kind = "custom"
-base_url = "{thread.url}/v1"
-api_key_env = "MOCK_KEY"
-models = ["gpt-x"]
-[providers.backup]
-kind = "custom"
-base_url = "{thread.url}/v1"
-api_key_env = "MOCK_KEY"
-models = ["gpt-x"]
-[fallbacks]
-"primary/gpt-x" = ["backup/gpt-x"]
-'''))
-    env = {"SUBRELAY_STATE_DIR": str(state_dir), "MOCK_KEY": app.state.api_key}
-    for name, value in env.items():  # the `subrelay` commands below read the same state directory
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HOME", str(state_dir.parent))  # no real ~/.subrelay or config is read
-    settings = replace(proxy_settings, admin_key=ADMIN_KEY, file=config, env=env)
-    with ServerThread(create_app(settings)) as proxy:
-        admin = httpx.Client(base_url=proxy.url, headers={"x-admin-key": ADMIN_KEY}, timeout=15)
-        keys = {name: admin.post("/api/admin/users", json={"name": name}).json()["key"] for name in ("alice", "bob")}
-        yield proxy.url, admin, keys, app
-
-
 def _ask(base: str, key: str, user_agent: str = "OpenAI/Python 2.8.0") -> httpx.Response:
-    return httpx.post(f"{base}/v1/chat/completions", timeout=15, headers={
-        "authorization": f"Bearer {key}", "user-agent": user_agent},
-        json={"model": "primary/gpt-x", "messages": TURN})
+    return ask(base, key, TURN, user_agent)
 
 
 def test_requests_land_in_the_ledger_with_their_routing_decision_and_page_with_filters(ledger_team, caplog):
