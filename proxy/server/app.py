@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import os
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
+from proxy.observe.tracing import Tracing
 from proxy.server.edge import EdgeMiddleware
 from proxy.server.hot_routes import HotRoutes
 from proxy.team import admin_api, admin_page, ledger_api
@@ -85,6 +87,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
     ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
+    tracing = Tracing.from_env(settings.env, __version__)  # None unless OTEL_* asks for traces
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
 
@@ -121,6 +124,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
                 await gate.close()  # the last usage figures and ledger entries reach their stores
+                if tracing is not None:
+                    await asyncio.to_thread(tracing.shutdown)  # the last spans reach the collector
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -155,6 +160,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     return SubrelayApp(
         settings,
         gate,
+        tracing,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
@@ -239,14 +245,15 @@ class SubrelayApp(Starlette):
     edge checks run first and no exception ever reaches the server (which would drop the
     client's keep-alive connection)."""
 
-    def __init__(self, settings: Settings, gate: TeamGate, **kwargs) -> None:
+    def __init__(self, settings: Settings, gate: TeamGate, tracing: Tracing | None = None, **kwargs) -> None:
         self.settings = settings
         self.gate = gate
+        self.tracing = tracing
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
 
 
 def error_body(path: str, error: ProxyError) -> bytes:

@@ -86,8 +86,9 @@ class EdgeMiddleware:
     missing_key_message = staticmethod(missing_key_message)
 
     def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
-                 gate: TeamGate | None = None) -> None:
+                 gate: TeamGate | None = None, tracing=None) -> None:
         self.app = app
+        self.tracing = tracing  # proxy.observe.tracing.Tracing when OTEL_* asks for traces; None: no cost
         self.render_error = render_error
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
@@ -114,6 +115,8 @@ class EdgeMiddleware:
         headers = _header_map(scope["headers"])
         record = RequestRecord.start(scope, headers.get(b"x-request-id"))
         scope["subrelay.record"] = record
+        if self.tracing is not None and scope["path"] in LEDGER_PATHS:
+            self.tracing.start(record, headers)
         try:
             await self._checked(scope, receive, send, headers)
         finally:
@@ -122,6 +125,8 @@ class EdgeMiddleware:
                 record.person = caller.person
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
+            if record.trace is not None:
+                self.tracing.finish(record)
             ledger = self.gate.ledger
             if ledger is not None and scope["path"] in LEDGER_PATHS:
                 ledger.add(record, headers.get(b"user-agent"))

@@ -56,7 +56,13 @@ def openai_mock():
 
 
 @pytest.fixture
-def ledger_team(proxy_settings, state_dir, openai_mock, monkeypatch):
+def extra_env():
+    """More environment for ``ledger_team`` (a test module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def ledger_team(proxy_settings, state_dir, openai_mock, monkeypatch, extra_env):
     """A team proxy with two OpenAI-compatible providers (the second the first's fallback), alice and bob."""
     app, thread = openai_mock
     config = parse_config(tomllib.loads(f'''
@@ -73,7 +79,7 @@ models = ["gpt-x"]
 [fallbacks]
 "primary/gpt-x" = ["backup/gpt-x"]
 '''))
-    env = {"SUBRELAY_STATE_DIR": str(state_dir), "MOCK_KEY": app.state.api_key}
+    env = {"SUBRELAY_STATE_DIR": str(state_dir), "MOCK_KEY": app.state.api_key, **extra_env}
     for name, value in env.items():  # the `subrelay` commands below read the same state directory
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(state_dir.parent))  # no real ~/.subrelay or config is read
