@@ -47,6 +47,9 @@ def main() -> None:
     env, key = ({}, b"sk-bench")
     if args.team:
         env, key = team_store(args.requests)
+    for name in ("SUBRELAY_LEDGER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY"):  # A/B of the ledger
+        if os.environ.get(name):  # and of tracing (an endpoint nobody listens on: spans are built, then dropped)
+            env[name] = os.environ[name]
     auth = "/nonexistent/auth.json"
     settings: dict = {}
     if args.codex:
