@@ -140,7 +140,22 @@ def entry_of(record: Any, user_agent: bytes | None, finished: float) -> tuple[di
     return entry, started
 
 
+_clients: dict[bytes, tuple[str | None, str | None]] = {}  # User-Agent -> (client, version): a few distinct ones
+
+
 def client_of(user_agent: bytes | None) -> tuple[str | None, str | None]:
+    """:func:`parse_client`, remembered per User-Agent (bounded)."""
+    if not user_agent:
+        return None, None
+    found = _clients.get(user_agent)
+    if found is None:
+        if len(_clients) >= 1024:
+            _clients.clear()
+        found = _clients[user_agent] = parse_client(user_agent)
+    return found
+
+
+def parse_client(user_agent: bytes | None) -> tuple[str | None, str | None]:
     """The client's name and version: the User-Agent's first product token (``codex_cli_rs/0.50.0 (…)``,
     ``OpenAI/Python 2.8.0``); nothing else of the header is kept."""
     if not user_agent:
@@ -154,8 +169,15 @@ def client_of(user_agent: bytes | None) -> tuple[str | None, str | None]:
     return name, version
 
 
+_second: list = [-1, ""]  # the last whole second formatted, and its text
+
+
 def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}Z"
+    """``2026-12-07T14:02:03.123Z`` (the second's text worked out once per second)."""
+    whole = int(epoch)
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_second[1]}{int(epoch * 1000) % 1000:03d}Z"
 
 
 def _or_none(value: str) -> str | None:
