@@ -157,7 +157,7 @@ def export_header(log: str) -> list[str]:
 def csv_lines(log: str, entries: Iterable[dict], *, header: bool = True) -> Iterator[str]:
     """CSV text, a header first: every field as its cell, then seq, prev and hash."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; and a "\r" in a cell is quoted
     if header:
         writer.writerow(export_header(log))
     for entry in entries:
@@ -182,7 +182,7 @@ def read_export(text: str) -> tuple[str, list[dict]]:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         entries = []
-        for number, line in enumerate(stripped.splitlines(), 1):
+        for number, line in enumerate(stripped.split("\n"), 1):  # JSON escapes "\n" only: no splitlines()
             if not line.strip():
                 continue
             try:
@@ -196,7 +196,7 @@ def read_export(text: str) -> tuple[str, list[dict]]:
         if len(logs) != 1 or next(iter(logs)) not in FIELDS:
             raise ValueError("the entries do not name one log ('requests' or 'audit')")
         return next(iter(logs)), entries
-    rows = list(csv.reader(io.StringIO(stripped)))
+    rows = list(csv.reader(io.StringIO(stripped, newline="")))
     if not rows:
         raise ValueError("the file is empty")
     for log in FIELDS:

@@ -33,6 +33,7 @@ from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
+from proxy.observe import cost
 from proxy.observe.tracing import Tracing
 from proxy.server.edge import EdgeMiddleware
 from proxy.server.hot_routes import HotRoutes
@@ -88,6 +89,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     secrets.add(*settings.api_keys)
     ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
     tracing = Tracing.from_env(settings.env, __version__)  # None unless OTEL_* asks for traces
+    _install_prices(settings)
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
 
@@ -166,6 +168,23 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+def _install_prices(settings: Settings) -> None:
+    """The cost the log line and the ledger show: the price table's pure function, when subrelay has one
+    (``proxy.money.prices``); without it every cost stays unknown, never guessed."""
+    try:
+        from proxy.money.prices import cost_of as price_of  # the price table (issue 28), when present
+    except ImportError:
+        cost.install(None)
+        return
+    kinds = {provider.name: provider.kind for provider in settings.file.providers}
+
+    def dollars(provider: str, model: str, usage) -> float | None:
+        found = price_of(provider, model, usage, kind=kinds.get(provider, provider))
+        return None if found is None else found.micros / 1_000_000
+
+    cost.install(dollars)
 
 
 def _sign_with_callers_logins(router: Router, gate: TeamGate, settings: Settings) -> None:
