@@ -9,6 +9,7 @@ import logging
 
 import httpx
 import orjson
+import pytest
 
 from proxy.server.cli import main as subrelay
 from tests.team.conftest import ask
@@ -125,3 +126,24 @@ def test_a_disable_a_rotation_and_a_limit_change_through_three_surfaces_are_audi
     assert "bob" in capsys.readouterr().out
     export = admin.get("/api/admin/audit", params={"format": "jsonl"}).text
     assert len(export.splitlines()) == 5 and '"log":"audit"' in export
+
+
+@pytest.mark.parametrize("extra_env", [{"SUBRELAY_LEDGER": "off"}])
+def test_an_owner_who_opts_out_records_no_request_but_still_audits_admins(ledger_team, state_dir):
+    base, admin, keys, _ = ledger_team
+    assert _ask(base, keys["alice"]).status_code == 200
+    assert admin.patch("/api/admin/users/bob", json={"rpm": 10}).status_code == 200
+    assert admin.get("/api/admin/requests").json()["data"] == []
+    assert [e["action"] for e in admin.get("/api/admin/audit").json()["data"]][0] == "user.change"
+
+
+@pytest.mark.parametrize("env", [{"SUBRELAY_LEDGER": "maybe"}, {"SUBRELAY_LEDGER_DAYS": "-3"},
+                                 {"SUBRELAY_LEDGER_MAX_ENTRIES": "lots"}])
+def test_a_malformed_ledger_setting_stops_start_up_with_the_fix(proxy_settings, env):
+    from dataclasses import replace
+
+    from proxy.errors import ConfigError
+    from proxy.server.app import create_app
+
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        create_app(replace(proxy_settings, env=env))
