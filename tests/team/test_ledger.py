@@ -102,6 +102,9 @@ def test_a_member_sees_their_own_requests_and_never_anothers(ledger_team):
                       headers={"authorization": f"Bearer {keys['alice']}"})
     assert other.status_code == 403 and "bob" not in other.text
     assert httpx.get(f"{base}/api/llm/requests", timeout=10).status_code == 401
+    for path in ("/api/admin/requests", "/api/admin/audit"):  # a member's key is not the admin key
+        refused = httpx.get(f"{base}{path}", headers={"authorization": f"Bearer {keys['alice']}"}, timeout=10)
+        assert refused.status_code in (401, 403) and "bob" not in refused.text
 
 
 def test_a_disable_a_rotation_and_a_limit_change_through_three_surfaces_are_audited(ledger_team, capsys):
