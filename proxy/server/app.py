@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import os
 from collections.abc import AsyncIterator
@@ -32,9 +33,11 @@ from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
+from proxy.observe import cost
+from proxy.observe.tracing import Tracing
 from proxy.server.edge import EdgeMiddleware
 from proxy.server.hot_routes import HotRoutes
-from proxy.team import admin_api, admin_page
+from proxy.team import admin_api, admin_page, ledger_api
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
@@ -42,7 +45,7 @@ from proxy.upstream.catalog import DEFAULT_CLIENT_VERSION, AnthropicCatalog, Cod
 from proxy.upstream.client import UpstreamClient
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
-from proxy.team.context import Team
+from proxy.team.context import Team, ledger_options
 from proxy.hub.caller import CALLER
 from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
@@ -86,6 +89,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     router = router or build_router(settings)
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
+    ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
+    tracing = Tracing.from_env(settings.env, __version__)  # None unless OTEL_* asks for traces
+    _install_prices(settings)
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
     _sign_with_callers_logins(router, gate, settings)
 
@@ -118,6 +124,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                         not settings.env.get("SUBRELAY_REDIS_PASSWORD"):
                     log.warning("SUBRELAY_REDIS_URL has no password: anyone who reaches that Redis can read and change "
                                 "the team's state (use redis://:PASSWORD@host/ or rediss://)")
+            gate.open_ledger()
             owner = app.state.subrelay.codex_source()
             if team is not None and owner is not None:
                 await import_owner_login(team, owner)  # with Redis: the owner's login moves to the store
@@ -131,8 +138,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
-                if gate.book is not None:
-                    await gate.book.stop()  # the last usage figures reach the store
+                await gate.close()  # the last usage figures and ledger entries reach their stores
+                if tracing is not None:
+                    await asyncio.to_thread(tracing.shutdown)  # the last spans reach the collector
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -168,16 +176,35 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
+        *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
     ]
     return SubrelayApp(
         settings,
         gate,
+        tracing,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+def _install_prices(settings: Settings) -> None:
+    """The cost the log line and the ledger show: the price table's pure function, when subrelay has one
+    (``proxy.money.prices``); without it every cost stays unknown, never guessed."""
+    try:
+        from proxy.money.prices import cost_of as price_of  # the price table (issue 28), when present
+    except ImportError:
+        cost.install(None)
+        return
+    kinds = {provider.name: provider.kind for provider in settings.file.providers}
+
+    def dollars(provider: str, model: str, usage) -> float | None:
+        found = price_of(provider, model, usage, kind=kinds.get(provider, provider))
+        return None if found is None else found.micros / 1_000_000
+
+    cost.install(dollars)
 
 
 def _sign_with_callers_logins(router: Router, gate: TeamGate, settings: Settings) -> None:
@@ -257,14 +284,15 @@ class SubrelayApp(Starlette):
     edge checks run first and no exception ever reaches the server (which would drop the
     client's keep-alive connection)."""
 
-    def __init__(self, settings: Settings, gate: TeamGate, **kwargs) -> None:
+    def __init__(self, settings: Settings, gate: TeamGate, tracing: Tracing | None = None, **kwargs) -> None:
         self.settings = settings
         self.gate = gate
+        self.tracing = tracing
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
@@ -414,6 +442,9 @@ async def readyz(request: Request) -> Response:
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
     note_requested_model(request.scope)  # the log line names the model a refused request asked for
+    record = request.scope.get("subrelay.record")
+    if record is not None:
+        record.error = exc.code or exc.error_type
     return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
                     media_type="application/json")
 

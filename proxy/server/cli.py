@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                                       parents=[after])
     migrate_cmd.add_argument("--to", required=True, metavar="REDIS_URL", help="redis://[:password@]host:port/db or rediss://")
     from proxy.team import cli as team_cli
+    from proxy.team import ledger_cli
 
     team_cli.add_commands(commands)
+    ledger_cli.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         code = _run(args)
@@ -87,6 +89,10 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.command in team_cli.COMMANDS:
             return team_cli.run(args, settings.env)
+        from proxy.team import ledger_cli
+
+        if args.command in ledger_cli.COMMANDS:
+            return ledger_cli.run(args, settings.env)
         return status(settings, as_json=args.json)
     except ConfigError as exc:
         print(f"subrelay: configuration error: {exc}", file=sys.stderr)
