@@ -24,6 +24,7 @@ from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 from .auth_server import AuthState, MockAuth
 from .codex_script import build_transcript
+from .codex_socket import serve_socket
 
 CATALOG = {
     "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini", "gpt-5.2",
@@ -81,6 +82,12 @@ class MockState:
     # The plan's window headers every answer carries (the real backend sends them on every response).
     window_headers: dict[str, str] = field(default_factory=lambda: {"x-codex-primary-used-percent": "12"})
     finished_streams: int = 0
+    # The Responses WebSocket (codex_socket.py): off by default, like a backend without it (426).
+    websocket: bool = False
+    ws_upgrades: list[dict[str, Any]] = field(default_factory=list)
+    ws_drop_next: int = 0
+    ws_drop_after_deltas: int | None = None
+    ws_limit_after: int | None = None
     auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -112,6 +119,10 @@ class MockCodexServer:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            await serve_socket(self, scope, receive, send, lambda body: _validate(body, headers, self.state))
             return
         body = await read_body(receive)
         path = scope["path"]
@@ -264,7 +275,8 @@ class MockCodexServer:
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
-                         "head_delay", "silence"):
+                         "head_delay", "silence", "websocket", "ws_drop_next", "ws_drop_after_deltas",
+                         "ws_limit_after"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})
