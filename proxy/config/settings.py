@@ -57,6 +57,9 @@ class CodexSockets:
     idle_seconds: float = 300.0  # an idle socket is closed after this
     per_login: int = 16  # sockets one caller's login may hold open (each conversation in use needs one)
     total: int = 512  # sockets in all
+
+
+DEFAULT_CODEX_SOCKETS = CodexSockets()
 MIN_CLIENT_KEY_LENGTH = 16
 
 
@@ -147,9 +150,9 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         websockets=_switch(env, "SUBRELAY_WEBSOCKETS", True),
         codex_transport=_choice(env, "SUBRELAY_CODEX_TRANSPORT", ("auto", "websocket", "http"), "auto"),
         codex_sockets=CodexSockets(
-            idle_seconds=_float(env, "SUBRELAY_CODEX_SOCKET_IDLE_TIMEOUT", CodexSockets.idle_seconds),
-            per_login=_int(env, "SUBRELAY_CODEX_SOCKETS_PER_LOGIN", CodexSockets.per_login),
-            total=_int(env, "SUBRELAY_CODEX_SOCKETS_TOTAL", CodexSockets.total),
+            idle_seconds=_float(env, "SUBRELAY_CODEX_SOCKET_IDLE_TIMEOUT", DEFAULT_CODEX_SOCKETS.idle_seconds),
+            per_login=_int(env, "SUBRELAY_CODEX_SOCKETS_PER_LOGIN", DEFAULT_CODEX_SOCKETS.per_login),
+            total=_int(env, "SUBRELAY_CODEX_SOCKETS_TOTAL", DEFAULT_CODEX_SOCKETS.total),
         ),
         file=file,
         env=env,

@@ -17,6 +17,7 @@ decode, and independent of the HTTP engine (so ``SUBRELAY_UPSTREAM_TRANSPORT=htt
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -106,6 +107,13 @@ class CodexSocket:
 
 _CLOSING: set[asyncio.Future] = set()
 
+# The library logs every handshake header at DEBUG, the bearer token included: it gets a logger of its
+# own that never passes anything on (subrelay's own lines about sockets go through subrelay.sockets).
+_WIRE_LOG = logging.getLogger("subrelay.sockets.wire")
+_WIRE_LOG.propagate = False
+_WIRE_LOG.setLevel(logging.CRITICAL)
+_WIRE_LOG.addHandler(logging.NullHandler())
+
 
 async def connect_socket(url: str, headers: Mapping[str, str], *, timeout: float, key: tuple,
                          owner: tuple) -> CodexSocket:
@@ -127,7 +135,7 @@ async def _connect(url: str, headers: Mapping[str, str], timeout: float) -> Clie
     """The library call, alone so tests can refuse anything but loopback (tests never reach the network)."""
     return await connect(url, additional_headers=dict(headers), user_agent_header=None, proxy=None,
                          compression="deflate", open_timeout=timeout, max_size=MAX_FRAME, max_queue=64,
-                         close_timeout=2)
+                         close_timeout=2, logger=_WIRE_LOG)
 
 
 def event_kind(data: bytes) -> bytes:

@@ -234,3 +234,24 @@ def test_http_transport_never_opens_a_socket(ws_backend, proxy_settings):
             httpx.Client(base_url=server.url, timeout=30) as client:
         _chat(client, [{"role": "user", "content": "hi"}], tools=None)
     assert ws_backend.state.ws_upgrades == [] and len(ws_backend.state.requests) == 1
+
+
+def test_no_token_reaches_a_log_even_at_debug(ws_backend, proxy_settings, caplog, auth_path):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    token = orjson.loads(open(auth_path, "rb").read())["tokens"]["access_token"]
+    with _serve(proxy_settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        _chat(client, [{"role": "user", "content": "hi"}], tools=None)
+    assert ws_backend.state.ws_upgrades and token not in caplog.text
+
+
+def test_the_transport_and_socket_bounds_are_read_from_the_environment():
+    from proxy.config.settings import settings_from_env
+
+    default = settings_from_env({})
+    assert default.codex_transport == "auto" and default.codex_sockets.idle_seconds == 300.0
+    chosen = settings_from_env({"SUBRELAY_CODEX_TRANSPORT": "http", "SUBRELAY_CODEX_SOCKETS_PER_LOGIN": "3",
+                                "SUBRELAY_CODEX_SOCKETS_TOTAL": "9", "SUBRELAY_CODEX_SOCKET_IDLE_TIMEOUT": "30"})
+    assert chosen.codex_transport == "http"
+    assert (chosen.codex_sockets.per_login, chosen.codex_sockets.total, chosen.codex_sockets.idle_seconds) == (3, 9, 30.0)
