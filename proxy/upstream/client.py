@@ -178,6 +178,17 @@ class UpstreamClient:
             log.warning("%s answered %s: %s", route.label, status, error.message)
             raise error
 
+    async def prewarm(self, route: Route, chat: Any) -> bool:
+        """A client's ``generate: false`` relayed on the upstream's WebSocket, where it has one (the
+        Codex backend); False when it was not (nothing else happens: the next turn then goes in full)."""
+        if self.sockets is None:
+            return False
+        credential = await route.provider.credentials.current()
+        request = route.provider.adapter.build_request(chat, route.upstream_model, credential)
+        if not request.context.get("websocket"):
+            return False
+        return await self.sockets.prewarm(request)
+
     async def _send(self, request, route: Route) -> httpx.Response:
         """One upstream call; a failure names the provider (a down local server is the usual cause) and
         gets a warning line, since the client's error may never reach whoever runs subrelay."""

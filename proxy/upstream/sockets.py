@@ -110,9 +110,7 @@ class SocketPool:
         if self.mode == "auto" and self.refused_until.get(url, 0.0) > time.monotonic():
             return None
         body: dict[str, Any] = request.context["body"]
-        headers = upgrade_headers(request.headers)
-        owner = (CALLER.get().scope_id, _login_hash(request.headers))
-        key = (*owner, url, str(body.get("prompt_cache_key") or ""))
+        headers, owner, key = _identity(request, url)
         self._start_reaper()
         fresh = False
         for _attempt in range(3):
@@ -136,6 +134,47 @@ class SocketPool:
             log.info("codex socket: %s; sending the turn in full on a new socket", outcome)
             fresh = True
         raise UpstreamFailure("The Codex WebSocket kept failing before answering.", code="upstream_socket_failed")
+
+    async def prewarm(self, request: Any) -> bool:
+        """Relay a client's ``generate: false``: the backend loads the request on the conversation's socket
+        and answers with an empty response, which the next turn continues with only what is new."""
+        url = websocket_url(request.url)
+        if self.refused_until.get(url, 0.0) > time.monotonic():
+            return False
+        body: dict[str, Any] = request.context["body"]
+        headers, owner, key = _identity(request, url)
+        self._start_reaper()
+        socket = self._take_idle(key, body)
+        try:
+            socket = socket or await self._connect(url, headers, key, owner)
+        except UpgradeRefused as exc:
+            self.stats.refused += 1
+            self.refused_until[url] = time.monotonic() + REFUSAL_SECONDS
+            log.info("codex socket refused (%s); prewarm skipped", exc)
+            return False
+        except UpgradeAnswered:
+            return False
+        if socket is None:
+            return False
+        socket.turn = None
+        try:
+            self.stats.bytes_sent += await socket.send({"type": "response.create", **body, "generate": False})
+            async with asyncio.timeout(self.first_event_seconds):
+                while True:
+                    data = await socket.receive()
+                    kind = event_kind(data)
+                    if kind in _TERMINAL:
+                        break
+        except (ConnectionClosed, OSError, TypeError, TimeoutError):
+            self.discard(socket)
+            return False
+        response = orjson.loads(data).get("response") if kind == b"response.completed" else None
+        if not isinstance(response, dict) or not response.get("id"):
+            self.discard(socket)
+            return False
+        socket.turn = Turn(settings_of(body), body.get("input") or [], response["id"], [], prewarm=True)
+        self.release(socket)
+        return True
 
     async def _start(self, socket: CodexSocket, body: dict[str, Any]) -> Any:
         """Send the turn and read up to its first event; a str outcome means "retry on a fresh socket"."""
@@ -402,6 +441,13 @@ def _wrapped_error(data: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+def _identity(request: Any, url: str) -> tuple[dict[str, str], tuple, tuple]:
+    """The upgrade headers, the owner (caller, login) and the socket key (owner, URL, conversation)."""
+    owner = (CALLER.get().scope_id, _login_hash(request.headers))
+    key = (*owner, url, str(request.context["body"].get("prompt_cache_key") or ""))
+    return upgrade_headers(request.headers), owner, key
 
 
 def _login_hash(headers: dict[str, str]) -> str:

@@ -255,3 +255,35 @@ def test_the_transport_and_socket_bounds_are_read_from_the_environment():
                                 "SUBRELAY_CODEX_SOCKETS_TOTAL": "9", "SUBRELAY_CODEX_SOCKET_IDLE_TIMEOUT": "30"})
     assert chosen.codex_transport == "http"
     assert (chosen.codex_sockets.per_login, chosen.codex_sockets.total, chosen.codex_sockets.idle_seconds) == (3, 9, 30.0)
+
+
+def test_the_codex_cli_over_subrelays_socket_prewarms_and_continues_upstream_with_new_items_only(
+        ws_backend, proxy_settings):
+    from websockets.sync.client import connect
+
+    tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}]
+    base = {"model": "gpt-5.5", "instructions": "Be brief.", "tools": tools, "store": False,
+            "reasoning": {"summary": "auto"}, "prompt_cache_key": "thread-9"}
+    first = [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": '[[call:get_weather:{"city":"Bern"}]]'}]}]
+
+    def create(socket, **fields) -> dict:
+        socket.send(orjson.dumps({"type": "response.create", **base, **fields}).decode())
+        while True:
+            event = orjson.loads(socket.recv())
+            if event["type"] in ("response.completed", "response.failed", "error"):
+                return event
+
+    with _serve(proxy_settings) as server, connect(server.url.replace("http", "ws") + "/v1/responses") as socket:
+        warm = create(socket, input=first, generate=False)
+        assert warm["type"] == "response.completed" and warm["response"]["output"] == []
+        done = create(socket, input=[], previous_response_id=warm["response"]["id"])
+        call = next(item for item in done["response"]["output"] if item["type"] == "function_call")
+        done = create(socket, previous_response_id=done["response"]["id"],
+                      input=[{"type": "function_call_output", "call_id": call["call_id"], "output": "9C"}])
+        assert done["response"]["output"][-1]["content"][0]["text"] == "The tool said: 9C"
+    sent = _ws_requests(ws_backend)
+    assert [r["body"].get("generate") for r in sent] == [False, None, None]
+    assert len({r["connection"] for r in sent}) == 1
+    assert sent[1]["body"]["input"] == [] and sent[1]["body"]["previous_response_id"]
+    assert len(sent[2]["body"]["input"]) == 1
