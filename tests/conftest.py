@@ -77,9 +77,9 @@ def _no_websocket_beyond_loopback(monkeypatch):
 
     real = codex_socket._connect
 
-    async def loopback_only(url, headers, timeout):
+    async def loopback_only(url, *args):
         if not url.startswith(("ws://127.0.0.1:", "ws://localhost:", "wss://127.0.0.1:")):
             raise OSError("tests refuse WebSockets beyond loopback")
-        return await real(url, headers, timeout)
+        return await real(url, *args)
 
     monkeypatch.setattr(codex_socket, "_connect", loopback_only)

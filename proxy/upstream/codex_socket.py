@@ -3,29 +3,28 @@
 Protocol facts (openai/codex ``codex-rs/codex-api/src/endpoint/responses_websocket.rs`` @ 00033d92 and
 ``codex-rs/core/src/client.rs``; ../shared/research/codex-websocket.md): the URL is the HTTP one,
 ``{base}/responses``, with http→ws and https→wss; the upgrade carries the same auth headers as HTTP plus
-``OpenAI-Beta: responses_websockets=2026-02-06`` (v2: continue with ``previous_response_id``) and offers
-permessage-deflate; each request is one text frame ``{"type": "response.create", …body}``; each event
+``OpenAI-Beta: responses_websockets=2026-02-06`` (v2: continue with ``previous_response_id``; codex-rs also
+offers permessage-deflate); each request is one text frame ``{"type": "response.create", …body}``; each event
 comes back as one text frame holding what an SSE ``data:`` line would; a binary frame or a close before
 ``response.completed`` is an error; an error arrives as ``{"type": "error", "status": N, "error": {…},
 "headers": {…}}``.
 
-The library is ``websockets`` (already installed with ``uvicorn[standard]``): maintained, asyncio-native,
-permessage-deflate, the handshake's response headers public, text frames readable as bytes without a
-decode, and independent of the HTTP engine (so ``SUBRELAY_UPSTREAM_TRANSPORT=httpx`` keeps it).
+The client is aiohttp's (already the HTTP engine's library): its frame reader is compiled, which matters
+because the backend sends one frame per delta; ``websockets`` (installed with ``uvicorn[standard]``) costs
+about three times the CPU per frame here (measured: benchmarks/README.md). permessage-deflate, which
+codex-rs offers, is not offered: the frames are mostly deltas of a few bytes, where inflating each one costs
+more CPU than it saves bytes, and an incremental turn's upload is already small.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.protocol import State
 
 BETA_HEADER = "responses_websockets=2026-02-06"  # codex-rs RESPONSES_WEBSOCKETS_V2_BETA_HEADER_VALUE
 MAX_FRAME = 64 * 1024 * 1024  # one event (a completed response with its output can be large)
@@ -33,6 +32,10 @@ MAX_FRAME = 64 * 1024 * 1024  # one event (a completed response with its output 
 _HTTP_ONLY = frozenset({"content-type", "accept", "openai-beta", "content-length", "accept-encoding"})
 # Upgrade statuses that are an answer about the *login* (signing again may help), not about the transport.
 ANSWERED = frozenset({401, 403, 429})
+
+
+class SocketClosed(Exception):
+    """The socket closed (or broke, or sent a binary frame) while a response was expected."""
 
 
 class UpgradeRefused(Exception):
@@ -69,7 +72,7 @@ class CodexSocket:
 
     __slots__ = ("connection", "key", "owner", "opened_at", "used_at", "turn", "headers", "upgrade", "gone")
 
-    def __init__(self, connection: ClientConnection, key: tuple, owner: tuple,
+    def __init__(self, connection: aiohttp.ClientWebSocketResponse, key: tuple, owner: tuple,
                  upgrade: Mapping[str, str] | None = None) -> None:
         self.connection = connection
         self.upgrade = dict(upgrade or {})  # the headers it was opened with (a reconnect sends the same)
@@ -78,25 +81,39 @@ class CodexSocket:
         self.owner = owner  # (caller, login): what the per-login cap counts
         self.opened_at = self.used_at = time.monotonic()
         self.turn: Any = None  # proxy.upstream.continuation.Turn once a request went out
-        response = connection.response
-        self.headers: dict[str, str] = {name.lower(): value for name, value in response.headers.raw_items()} \
+        response = getattr(connection, "_response", None)  # the 101's headers (x-codex-*), when aiohttp keeps them
+        self.headers: dict[str, str] = {name.lower(): value for name, value in response.headers.items()} \
             if response is not None else {}
 
     @property
     def open(self) -> bool:
-        return self.connection.state is State.OPEN
+        return not self.connection.closed
 
     async def send(self, payload: dict[str, Any]) -> int:
-        """Send one ``response.create``; returns the bytes sent (before compression)."""
+        """Send one ``response.create``; returns the bytes sent."""
         data = orjson.dumps(payload)
-        await self.connection.send(data, text=True)
+        try:
+            await self.connection.send_frame(data, aiohttp.WSMsgType.TEXT)
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise SocketClosed(type(exc).__name__) from None
         return len(data)
 
     async def receive(self) -> bytes:
-        """The next event's JSON (a text frame, undecoded); raises ``ConnectionClosed`` when it closes
-        and ``ValueError`` on a binary frame (the backend never sends one)."""
-        message = await self.connection.recv(decode=False)
-        return message
+        """The next event's JSON (a text frame, undecoded); raises :class:`SocketClosed` when the socket
+        closes or breaks, or on a binary frame (the backend never sends one)."""
+        message = await self.connection.receive()
+        if message.type is aiohttp.WSMsgType.TEXT:
+            return message.data
+        raise SocketClosed(message.type.name)
+
+    def pending(self) -> int:
+        """Frames already received and waiting (so the next :meth:`receive` returns at once); 0 when the
+        library does not say (then every event is handed over on its own, which is only slower)."""
+        buffer = getattr(getattr(self.connection, "_reader", None), "_buffer", None)
+        try:
+            return len(buffer) if buffer is not None else 0
+        except TypeError:
+            return 0
 
     def close_soon(self) -> None:
         """Close without waiting for the handshake (a cancelled response must not hold its caller)."""
@@ -107,35 +124,35 @@ class CodexSocket:
 
 _CLOSING: set[asyncio.Future] = set()
 
-# The library logs every handshake header at DEBUG, the bearer token included: it gets a logger of its
-# own that never passes anything on (subrelay's own lines about sockets go through subrelay.sockets).
-_WIRE_LOG = logging.getLogger("subrelay.sockets.wire")
-_WIRE_LOG.propagate = False
-_WIRE_LOG.setLevel(logging.CRITICAL)
-_WIRE_LOG.addHandler(logging.NullHandler())
-
-
-async def connect_socket(url: str, headers: Mapping[str, str], *, timeout: float, key: tuple,
-                         owner: tuple) -> CodexSocket:
+async def connect_socket(url: str, headers: Mapping[str, str], *, timeout: float, key: tuple, owner: tuple,
+                         session: aiohttp.ClientSession) -> CodexSocket:
     """Open the socket; raises :class:`UpgradeRefused` or :class:`UpgradeAnswered`."""
     try:
-        connection = await _connect(url, headers, timeout)
-    except InvalidStatus as exc:
-        response = exc.response
-        if response.status_code in ANSWERED:
-            return_headers = {name.lower(): value for name, value in response.headers.raw_items()}
-            raise UpgradeAnswered(response.status_code, return_headers, bytes(response.body or b"")) from None
-        raise UpgradeRefused(f"HTTP {response.status_code}") from None
-    except (InvalidHandshake, OSError, TimeoutError, ConnectionClosed) as exc:
+        connection = await _connect(url, headers, timeout, session)
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in ANSWERED:
+            answer_headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+            raise UpgradeAnswered(exc.status, answer_headers, b"") from None
+        raise UpgradeRefused(f"HTTP {exc.status}") from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise UpgradeRefused(type(exc).__name__) from None
     return CodexSocket(connection, key, owner, headers)
 
 
-async def _connect(url: str, headers: Mapping[str, str], timeout: float) -> ClientConnection:
+async def _connect(url: str, headers: Mapping[str, str], timeout: float,
+                   session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
     """The library call, alone so tests can refuse anything but loopback (tests never reach the network)."""
-    return await connect(url, additional_headers=dict(headers), user_agent_header=None, proxy=None,
-                         compression="deflate", open_timeout=timeout, max_size=MAX_FRAME, max_queue=64,
-                         close_timeout=2, logger=_WIRE_LOG)
+    return await session.ws_connect(url, headers=dict(headers), compress=0, max_msg_size=MAX_FRAME,
+                                    decode_text=False, autoping=True, proxy=None,
+                                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                                    receive_timeout=None, ssl=True)
+
+
+def new_session(connect_seconds: float) -> aiohttp.ClientSession:
+    """The pool's own session (its sockets are not pooled connections; this keeps the HTTP pool apart)."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_seconds,
+                                                               connect=connect_seconds),
+                                 auto_decompress=False, trust_env=False)
 
 
 def event_kind(data: bytes) -> bytes:

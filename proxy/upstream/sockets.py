@@ -35,17 +35,18 @@ from typing import Any
 
 import httpx
 import orjson
-from websockets.exceptions import ConnectionClosed
 
 from proxy.errors import UpstreamFailure, UpstreamOverloaded
 from proxy.hub.caller import CALLER
 from proxy.observe.redact import get_logger
 from proxy.upstream.codex_socket import (
     CodexSocket,
+    SocketClosed,
     UpgradeAnswered,
     UpgradeRefused,
     connect_socket,
     event_kind,
+    new_session,
     rate_limit_headers,
     sse_frame,
     upgrade_headers,
@@ -103,6 +104,7 @@ class SocketPool:
         self.refused_until: dict[str, float] = {}
         self.stats = SocketStats()
         self._reaper: asyncio.Task | None = None
+        self._session: Any = None  # aiohttp.ClientSession, made on first use (in the serving loop)
 
     async def open(self, request: Any) -> Any:
         """Send ``request`` (a Codex Responses request marked ``websocket`` by its adapter) over a socket."""
@@ -165,7 +167,7 @@ class SocketPool:
                     kind = event_kind(data)
                     if kind in _TERMINAL:
                         break
-        except (ConnectionClosed, OSError, TypeError, TimeoutError):
+        except (SocketClosed, OSError, TimeoutError):
             self.discard(socket)
             return False
         response = orjson.loads(data).get("response") if kind == b"response.completed" else None
@@ -199,7 +201,7 @@ class SocketPool:
                     headers.update(rate_limit_headers(data))
                     continue
                 break
-        except (ConnectionClosed, OSError, TypeError) as exc:
+        except (SocketClosed, OSError) as exc:
             self.discard(socket)
             return f"the socket closed before answering ({type(exc).__name__})"
         except TimeoutError:
@@ -248,7 +250,10 @@ class SocketPool:
         self.counts[owner] = self.counts.get(owner, 0) + 1  # reserved before the await: caps hold under races
         self.open_count += 1
         try:
-            socket = await connect_socket(url, headers, timeout=self.connect_seconds, key=key, owner=owner)
+            if self._session is None or self._session.closed:
+                self._session = new_session(self.connect_seconds)
+            socket = await connect_socket(url, headers, timeout=self.connect_seconds, key=key, owner=owner,
+                                          session=self._session)
         except BaseException:
             self._forget(owner)
             raise
@@ -329,6 +334,9 @@ class SocketPool:
             for socket in list(sockets):
                 self.discard(socket)
         self.idle.clear()
+        if self._session is not None:
+            await asyncio.sleep(0)  # let the sockets' closes start before the session goes
+            await self._session.close()
 
 
 def socket_pool(settings: Any) -> SocketPool | None:
@@ -356,7 +364,10 @@ class SocketAnswer:
         self._closed = False
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The events as SSE, every event already received in one piece (as an HTTP read hands over
+        what is buffered): a translator's work is per read, and the backend sends one frame per delta."""
         held: list[bytes] = []  # events before the content: shown once the content begins
+        batch: list[bytes] = []
         content = False
         retries = 0
         while not self._done:
@@ -364,11 +375,16 @@ class SocketAnswer:
                 kind, data = self._first
                 self._first = None
             else:
+                if batch and not self.socket.pending():
+                    yield b"".join(batch)
+                    batch = []
                 try:
                     data = await self.socket.receive()
-                except (ConnectionClosed, OSError, TypeError) as exc:
+                except (SocketClosed, OSError) as exc:
                     self.pool.discard(self.socket)
                     if content or retries:
+                        if batch:
+                            yield b"".join(batch)
                         raise httpx.ReadError("the Codex WebSocket closed before response.completed") from exc
                     retries += 1
                     held.clear()
@@ -382,11 +398,13 @@ class SocketAnswer:
             if not content and kind in _PREAMBLE and not self._done:
                 held.append(frame)
                 continue
-            content = True
-            if held:
-                frame = b"".join(held) + frame
+            if not content:
+                content = True
+                batch += held
                 held.clear()
-            yield frame
+            batch.append(frame)
+        if batch:
+            yield b"".join(batch)
 
     async def _resend(self) -> None:
         """The socket died before any content: the same turn, in full, on a new socket (once)."""

@@ -62,8 +62,11 @@ async def serve_socket(server: Any, scope, receive, send, validate) -> None:
         if frame.get("type") != "response.create":
             continue  # response.processed and the like: nothing to answer
         body = {k: v for k, v in frame.items() if k not in ("type",)}
-        s.requests.append({"transport": "ws", "connection": number, "bytes": len(raw), "headers": headers,
-                           "body": dict(body)})
+        s.uploads.append({"transport": "ws", "bytes": len(raw), "connection": number,
+                          "incremental": "previous_response_id" in body})
+        entry = {"transport": "ws", "connection": number, "bytes": len(raw), "headers": headers, "body": dict(body)}
+        if s.record:
+            s.requests.append(entry)
         answered += 1
         if s.ws_limit_after is not None and answered > s.ws_limit_after:
             await _event(send, {"type": "error", "status": 400, "error": {
@@ -85,7 +88,7 @@ async def serve_socket(server: Any, scope, receive, send, validate) -> None:
                 continue
             items = last["context"] + items
         expanded = {**body, "input": items}
-        s.requests[-1]["expanded"] = items
+        entry["expanded"] = items
         problem = validate(expanded)
         if problem:
             await _event(send, _error(400, "invalid_request_error", problem))

@@ -89,6 +89,7 @@ class MockState:
     ws_drop_next: int = 0
     ws_drop_after_deltas: int | None = None
     ws_limit_after: int | None = None
+    uploads: list[dict[str, Any]] = field(default_factory=list)  # every model request's size (benchmarks)
     auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -153,6 +154,7 @@ class MockCodexServer:
         except orjson.JSONDecodeError:
             await send_json(send, 400, {"detail": "Invalid JSON"})
             return
+        s.uploads.append({"transport": "http", "bytes": len(raw), "incremental": False})
         if s.record:
             s.requests.append({"headers": headers, "body": body})
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -273,6 +275,10 @@ class MockCodexServer:
             await send_json(send, 200, {"queued": len(s.script)})
         elif path == "/_mock/auth-file":
             await send_json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
+        elif path == "/_mock/uploads":
+            await send_json(send, 200, s.uploads)
+            if body.get("clear"):
+                s.uploads = []
         elif path == "/_mock/stats":
             await send_json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
