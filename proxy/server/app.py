@@ -43,6 +43,7 @@ from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
 from proxy.upstream.catalog import DEFAULT_CLIENT_VERSION, AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
+from proxy.upstream.sockets import socket_pool
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
 from proxy.team.context import Team, ledger_options
@@ -107,7 +108,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                              shared=_catalog_slot(settings, f"catalog-{provider.name}"))
                         for provider in router.providers.values()
                         for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
-            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
+            sockets = socket_pool(settings)  # the Codex backend's WebSocket (None: HTTP only)
+            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http, sockets),
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
@@ -135,6 +137,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             finally:
                 for catalog in catalogs:
                     await catalog.stop()
+                if sockets is not None:
+                    await sockets.close()
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
