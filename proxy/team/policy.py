@@ -32,7 +32,8 @@ MAX_OUTPUT_ESTIMATE = 8192  # a bounded estimate: a huge max_tokens does not loc
 _WINDOW_HEADERS = ("primary", "secondary")
 # The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
 MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                         "/v1/responses/compact", "/v1/messages"})
+                         "/v1/responses/compact", "/v1/messages", "/backend-api/codex/responses",
+                         "/backend-api/codex/responses/compact"})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
@@ -148,11 +149,21 @@ class Admission:
         in_store = self.team.limiter is self.team.store
         try:
             result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules if in_store else [])
+            if result.state == "stale":  # the cached record is older than the store's: is the key still good?
+                if self.gate is not None:
+                    self.gate.forget(user.key_hash)
+                fresh = await self.team.store.user_by_key_hash(user.key_hash)
+                if fresh is not None and fresh.name == user.name and not fresh.disabled:
+                    # A change to the user (a limit raised): their valid key never fails for it.
+                    self.user = user = fresh
+                    if self.gate is not None:
+                        self.gate.remember(user)
+                    rules = self._rules(request)
+                    result = await self.team.store.admit(user.key_hash, user.name, user.generation,
+                                                         rules if in_store else [])
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if result.state == "stale":
-            if self.gate is not None:
-                self.gate.forget(user.key_hash)
             raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
                                        code="invalid_api_key")
         if result.state == "refused":
