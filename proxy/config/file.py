@@ -12,9 +12,14 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from proxy.errors import ConfigError
+from proxy.money.budgets import Budget, parse_budgets
+from proxy.money.prices import PriceError, PriceTable, default_table
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
-_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent"}
+_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent", "prices",
+             "budgets", "money", "webhooks"}
+_MONEY_KEYS = {"soft_percent"}
+_WEBHOOK_KEYS = {"url", "secret_env", "events", "timeout", "attempts"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
                   "merge_consecutive_roles"}
 
@@ -48,6 +53,22 @@ class FileConfig:
     fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Team mode: a user who allows it moves to the fallback once a plan window is this full.
     fallback_at_percent: float = 95.0
+    # Money (team mode): the price table with [prices] on top, the deployment's budgets, soft thresholds.
+    prices: PriceTable = field(default_factory=default_table)
+    budgets: tuple[Budget, ...] = ()
+    soft_percent: tuple[int, ...] = (80,)
+    webhooks: tuple["WebhookConfig", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Where alerts go: ``url`` (http or https), signed with the secret in ``secret_env``."""
+
+    url: str
+    secret_env: str
+    events: tuple[str, ...] = ()  # empty: every event
+    timeout: float = 5.0
+    attempts: int = 5
 
 
 def load_config_file(path: str) -> FileConfig:
@@ -119,8 +140,57 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
         raise fail("fallback_at_percent", "must be a number above 0 and at most 100")
 
     _check_names({p.name for p in providers}, aliases, routes, fallbacks, fail)
+    prices, budgets, soft = _money(data, path, fail)
+    webhooks = _webhooks(data.get("webhooks"), fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
-                      tuple(routes), fallbacks, float(at_percent))
+                      tuple(routes), fallbacks, float(at_percent), prices, budgets, soft, webhooks)
+
+
+def _money(data: dict[str, Any], path: str, fail) -> tuple[PriceTable, tuple[Budget, ...], tuple[int, ...]]:
+    raw_prices = data.get("prices", {})
+    if not isinstance(raw_prices, dict):
+        raise fail("prices", 'must be a table: [prices."provider/model"] input = 2.50 output = 15.00')
+    try:
+        prices = default_table().with_overrides(raw_prices, path) if raw_prices else default_table()
+        budgets = parse_budgets(data.get("budgets"), "budgets")
+    except PriceError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    money = data.get("money", {})
+    if not isinstance(money, dict) or set(money) - _MONEY_KEYS:
+        raise fail("money", f"must be a table with {', '.join(sorted(_MONEY_KEYS))}")
+    soft = money.get("soft_percent", [80])
+    if not isinstance(soft, list) or len(soft) > 8 or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p < 100 for p in soft):
+        raise fail("money.soft_percent", "must be a list of whole percentages between 1 and 99, such as [50, 80]")
+    return prices, budgets, tuple(sorted(set(soft)))
+
+
+def _webhooks(value: Any, fail) -> tuple[WebhookConfig, ...]:
+    if value is None:
+        return ()
+    entries = value if isinstance(value, list) else [value]
+    hooks = []
+    for index, spec in enumerate(entries):
+        where = f"webhooks[{index}]" if isinstance(value, list) else "webhooks"
+        if not isinstance(spec, dict) or set(spec) - _WEBHOOK_KEYS:
+            raise fail(where, f"must be a table with {', '.join(sorted(_WEBHOOK_KEYS))}")
+        url = spec.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2000:
+            raise fail(f"{where}.url", "must be an http:// or https:// URL")
+        secret_env = spec.get("secret_env")
+        if not isinstance(secret_env, str) or not secret_env:
+            raise fail(f"{where}.secret_env", "must name the environment variable that holds the signing secret")
+        events = spec.get("events", [])
+        if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+            raise fail(f"{where}.events", "must be a list of event names (empty: every event)")
+        timeout = spec.get("timeout", 5.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+            raise fail(f"{where}.timeout", "must be a number of seconds between 0 and 60")
+        attempts = spec.get("attempts", 5)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 20:
+            raise fail(f"{where}.attempts", "must be a whole number between 1 and 20")
+        hooks.append(WebhookConfig(url, secret_env, tuple(events), float(timeout), attempts))
+    return tuple(hooks)
 
 
 BUILTIN_PROVIDERS = tuple(kind for kind in PROVIDER_KINDS if kind != "custom")

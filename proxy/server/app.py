@@ -48,6 +48,8 @@ from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
+from proxy.team.alerts import Alerts
+from proxy.team.spend import Money
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
@@ -79,12 +81,20 @@ class AppState:
         return getattr(provider.credentials, "owner", provider.credentials)  # team mode wraps it (CallerLogins)
 
 
+def _money(settings: Settings) -> Money:
+    """Team mode's prices, budgets and alerts, from subrelay.toml (the shipped price table by default)."""
+    file = settings.file
+    return Money(prices=file.prices, budgets=file.budgets, soft_percent=file.soft_percent,
+                 alerts=Alerts.from_config(file.webhooks, settings.env))
+
+
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
-    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
+                    money=_money(settings))
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -120,6 +130,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                     await app.state.subrelay.cooldowns.close()
                 if gate.book is not None:
                     await gate.book.stop()  # the last usage figures reach the store
+                if gate.money is not None and gate.money.alerts is not None:
+                    await gate.money.alerts.close()  # queued alerts get their bounded chance
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),

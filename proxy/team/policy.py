@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from proxy.hub.effort import cap_effort
+from proxy.money.prices import dollars
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
+from proxy.team.spend import BudgetRule, Money, budget_rules, crossed, refusal_error, settled_amounts, spent
 from proxy.team.usage import UsageBook
 
 log = get_logger("subrelay.team")
@@ -97,6 +100,10 @@ class Admission:
     login_version: int | None = None
     login_known: bool = False
     admitted: bool = False  # reached admit(): a model request (the account API, /v1/models… are not usage)
+    money: Money | None = None  # prices and budgets (None: nothing is priced, as before team money)
+    budget_rules: dict[str, BudgetRule] | None = None  # this request's budgets, by limit key
+    answered: Any = None  # the route whose answer opened (its price settles the budgets)
+    headers: dict[str, str] | None = None  # said to the client beside x-subrelay-route (budget, effort)
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
@@ -106,11 +113,83 @@ class Admission:
             return routes
         self.admitted = True
         self._check_model(getattr(request, "model", "") or "")
+        if self.user.max_effort:
+            self._cap_effort(request, record)
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         routes = await self._choose(routes, record)
-        await self._reserve(request)
-        return routes
+        return await self._reserve(routes, request, record)
+
+    def _cap_effort(self, request: Any, record: RequestRecord | None) -> None:
+        asked = cap_effort(request, self.user.max_effort)
+        if asked is not None:
+            self._say("x-subrelay-effort", f"{self.user.max_effort}; asked {asked}, capped for {self.user.name}")
+            if record is not None:
+                record.note(f"effort {asked} -> {self.user.max_effort} (the user's ceiling)")
+
+    def _say(self, header: str, value: str) -> None:
+        if self.headers is None:
+            self.headers = {}
+        self.headers[header] = value
+
+    def _money_rules(self, routes: list, request: Any) -> list[LimitRule]:
+        """This request's budget rules for ``routes`` (none without money, or on a plan route)."""
+        if self.money is None:
+            return []
+        if not self.estimate[0] and not self.estimate[1]:
+            self.estimate = estimate_tokens(request)
+        rules, self.budget_rules = budget_rules(self.money, self.user, routes, self.estimate)
+        return rules
+
+    def _free_routes(self, routes: list) -> list:
+        """The routes at the head of ``routes`` that cost no money (the person's plan): where a request
+        goes once a budget on the paid ones is spent (the team key is used only within its allowance)."""
+        free = []
+        for route in routes:
+            price = self.money.price(route) if self.money is not None else None
+            if price is None or not price.plan:
+                break
+            free.append(route)
+        return free
+
+    def _budget_spent(self, refusal: Refusal, routes: list, record: RequestRecord | None) -> list:
+        """A budget refused the paid routes: stay on the free ones if there are, else refuse in money."""
+        rule = (self.budget_rules or {})[refusal.key]
+        free = self._free_routes(routes)
+        if not free:
+            raise refusal_error(rule, refusal, self.user)
+        log.info("user %s: the budget %s is spent; staying on %s", self.user.name, rule.budget.name, free[0].label)
+        if record is not None:
+            record.note(f"budget {rule.budget.name} spent: staying on {free[0].label}")
+        self._say("x-subrelay-budget", f"{rule.budget.name} spent; staying on {free[0].label}")
+        self.budget_rules = None
+        return free
+
+    def _budget_status(self, reservation: Reservation | None) -> None:
+        """Say the tightest budget's use to the client; warn once when a soft threshold is crossed."""
+        if not self.budget_rules or reservation is None or not reservation.totals:
+            return
+        tightest: tuple[float, str] | None = None
+        for (key, amount, _), total in zip(reservation.parts, reservation.totals):
+            rule = self.budget_rules.get(key)
+            if rule is None:
+                continue
+            limit = rule.budget.micros
+            share = total / limit if limit else 1.0
+            if tightest is None or share > tightest[0]:
+                tightest = (share, f"{rule.budget.name} {int(share * 100)}% reserved, "
+                                   f"${dollars(max(limit - total, 0))} left")
+            mark = crossed(rule, amount, total, self.money.soft_percent if self.money else ())
+            if mark is not None:
+                whose = "team" if rule.owner.startswith("_") else rule.owner
+                log.warning("budget %s of %s passed %d%% (%s)", rule.budget.name, whose, mark, rule.budget.describe())
+                alerts = self.money.alerts if self.money is not None else None
+                if alerts is not None:
+                    alerts.send("budget.exhausted" if mark >= 100 else "budget.threshold",
+                                {"budget": rule.budget.name, "owner": whose, "percent": mark,
+                                 "budget_usd": dollars(limit), "reserved_usd": dollars(total)})
+        if tightest is not None:
+            self._say("x-subrelay-budget", tightest[1])
 
     def _check_model(self, model: str) -> None:
         user = self.user
@@ -123,8 +202,28 @@ class Admission:
         user = self.user
         rules = self._rules(request)
         in_store = self.team.limiter is self.team.store
+        # Money is reserved for every paid route the request may still take (the windows, and so the
+        # quota-aware switch, come back from this same step); the settle frees what was not spent.
+        money = self._money_rules(self._choose_by(routes, None, None), request) if in_store else []
+        result = await self._one_step(rules + money if in_store else [])
+        free: list | None = None
+        if result.state == "refused" and result.refusal.key in (self.budget_rules or {}):
+            free = self._budget_spent(result.refusal, routes, record)
+            result = await self._one_step(rules)  # a second round trip only once a budget is spent
+        if result.state == "refused":
+            raise self._over_limit(result.refusal)
+        self.reservation = result.reservation
+        self.login_version, self.login_known = result.login_version, True
+        self.login_key = f"account:{result.account_id}" if result.account_id else None
+        if not in_store:
+            return await self._reserve(free or self._choose_by(routes, result.windows, record), request, record)
+        self._budget_status(self.reservation)
+        return free if free is not None else self._choose_by(routes, result.windows, record)
+
+    async def _one_step(self, rules: list[LimitRule]):
+        user = self.user
         try:
-            result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules if in_store else [])
+            result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules)
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if result.state == "stale":
@@ -132,14 +231,7 @@ class Admission:
                 self.gate.forget(user.key_hash)
             raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
                                        code="invalid_api_key")
-        if result.state == "refused":
-            raise self._over_limit(result.refusal)
-        self.reservation = result.reservation
-        if not in_store:
-            await self._reserve(request)
-        self.login_version, self.login_known = result.login_version, True
-        self.login_key = f"account:{result.account_id}" if result.account_id else None
-        return self._choose_by(routes, result.windows, record)
+        return result
 
     async def _choose(self, routes: list, record: RequestRecord | None) -> list:
         """The local store: read the plan windows only when a switch could happen."""
@@ -169,17 +261,27 @@ class Admission:
             record.note(f"quota-fallback {routes[0].label} ({reason}) -> {routes[1].label}")
         return routes[1:]
 
-    async def _reserve(self, request: Any) -> None:
+    async def _reserve(self, routes: list, request: Any, record: RequestRecord | None) -> list:
+        """Reserve the limits and the budgets of ``routes`` in one atomic step; the routes to take."""
         rules = self._rules(request)
-        if not rules:
-            return
-        try:
-            result = await self.team.limiter.reserve(rules)
-        except StoreError as exc:
-            raise store_unavailable(exc) from None
+        money = self._money_rules(routes, request)
+        if not rules and not money:
+            return routes
+        result = await self._reserve_rules(rules + money)
+        if isinstance(result, Refusal) and result.key in (self.budget_rules or {}):
+            routes = self._budget_spent(result, routes, record)
+            result = await self._reserve_rules(rules) if rules else None
         if isinstance(result, Refusal):
             raise self._over_limit(result)
         self.reservation = result
+        self._budget_status(result)
+        return routes
+
+    async def _reserve_rules(self, rules: list[LimitRule]) -> Reservation | Refusal:
+        try:
+            return await self.team.limiter.reserve(rules)
+        except StoreError as exc:
+            raise store_unavailable(exc) from None
 
     def _over_limit(self, refusal: Refusal) -> RateLimited:
         kind, _, tail = refusal.key[len(self.user.name) + 1:].partition(":")  # rpm | tpm | day:<date>, [:<glob>]
@@ -220,6 +322,7 @@ class Admission:
 
     async def opened(self, route: Any, headers) -> None:
         """Keep the plan's windows of the user's own login from its answer (written only when changed)."""
+        self.answered = route
         if not _is_own_login(route):
             return
         windows = plan_windows(headers)
@@ -252,14 +355,18 @@ class Admission:
             used = 0  # refused before or by the upstream: no tokens spent
         else:
             used = self.estimate[0]  # cancelled mid-answer: settled at its input
+        cost = spent(self.money, self.answered, usage, self.estimate, record.status) if self.money else None
         if self.reservation is not None:
             tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
             actual = {key: used for key, _, _ in self.reservation.parts if key.startswith(("tpm", "day"), tokens_only)}
+            if self.budget_rules:  # and the budgets, at what the route that answered charged
+                actual.update(settled_amounts(self.budget_rules, self.answered, cost))
             if actual and self.team.limiter is self.team.store:
                 self.book.settle_later(self.team.limiter, self.reservation, actual)  # batched, off the request path
             elif actual:
                 await self.team.limiter.settle(self.reservation, actual)
-        self.book.add(self.user.name, record)
+        unpriced = cost is None and self.money is not None and self.answered is not None
+        self.book.add(self.user.name, record, cost.micros if cost is not None else 0, unpriced)
 
 
 _SEEN_WINDOWS: dict[str, dict[str, int]] = {}  # plan windows last written, per login (when no gate keeps them)
