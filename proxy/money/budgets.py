@@ -85,8 +85,17 @@ def parse_budget(name: Any, amount: Any, where: str = "budgets") -> Budget:
     period, at, provider = name.partition("@")
     if at and not _PROVIDER.fullmatch(provider):
         raise BudgetError(f"{where}.{name[:60]}: '@' is followed by a provider's name")
-    micros = to_micros(amount, f"{where}.{name[:60]}")
-    return Budget(parse_period(period), micros, provider or None)
+    try:
+        micros = to_micros(amount, f"{where}.{name[:60]}")
+    except BudgetError:
+        raise
+    except PriceError as exc:
+        raise BudgetError(str(exc)) from None
+    try:
+        parsed = parse_period(period)
+    except BudgetError as exc:
+        raise BudgetError(f"{where}.{name[:60]}: {exc}") from None
+    return Budget(parsed, micros, provider or None)
 
 
 def parse_budgets(value: Any, where: str = "budgets") -> tuple[Budget, ...]:

@@ -131,8 +131,8 @@ class Admission:
             self._cap_effort(request, record)
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
-        routes = await self._choose(routes, record)
-        return await self._reserve(routes, request, record)
+        chosen = await self._choose(routes, record)
+        return await self._reserve(chosen, request, record, routes)
 
     def _cap_effort(self, request: Any, record: RequestRecord | None) -> None:
         asked = cap_effort(request, self.user.max_effort)
@@ -239,7 +239,7 @@ class Admission:
         self.login_version, self.account_id, self.login_known = result.login_version, result.account_id, True
         self.login_key = f"account:{result.account_id}" if result.account_id else None
         if not in_store:
-            return await self._reserve(free or self._choose_by(routes, result.windows, record), request, record)
+            return await self._reserve(free or self._choose_by(routes, result.windows, record), request, record, routes)
         self._budget_status(self.reservation)
         return free if free is not None else self._choose_by(routes, result.windows, record)
 
@@ -284,15 +284,17 @@ class Admission:
             record.note(f"quota-fallback {routes[0].label} ({reason}) -> {routes[1].label}")
         return routes[1:]
 
-    async def _reserve(self, routes: list, request: Any, record: RequestRecord | None) -> list:
-        """Reserve the limits and the budgets of ``routes`` in one atomic step; the routes to take."""
+    async def _reserve(self, routes: list, request: Any, record: RequestRecord | None,
+                       offered: list | None = None) -> list:
+        """Reserve the limits and the budgets of ``routes`` in one atomic step; the routes to take
+        (the free head of ``offered``, the routes before the quota-aware switch, once a budget is spent)."""
         rules = self._rules(request)
         money = self._money_rules(routes, request)
         if not rules and not money:
             return routes
         result = await self._reserve_rules(rules + money)
         if isinstance(result, Refusal) and result.key in (self.budget_rules or {}):
-            routes = self._budget_spent(result, routes, record)
+            routes = self._budget_spent(result, offered or routes, record)
             result = await self._reserve_rules(rules) if rules else None
         if isinstance(result, Refusal):
             raise self._over_limit(result)
