@@ -17,7 +17,7 @@ from proxy.money.prices import PriceError, PriceTable, default_table
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
 _TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent", "prices",
-             "budgets", "money", "webhooks"}
+             "budgets", "money", "webhooks", "ladder"}
 _MONEY_KEYS = {"soft_percent"}
 _WEBHOOK_KEYS = {"url", "secret_env", "events", "timeout", "attempts"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
@@ -58,6 +58,8 @@ class FileConfig:
     budgets: tuple[Budget, ...] = ()
     soft_percent: tuple[int, ...] = (80,)
     webhooks: tuple["WebhookConfig", ...] = ()
+    # Team mode's degradation ladder: (at %, effort or None, model or None), lowest first.
+    ladder: tuple[tuple[float, str | None, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +145,34 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
     prices, budgets, soft = _money(data, path, fail)
     webhooks = _webhooks(data.get("webhooks"), fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
-                      tuple(routes), fallbacks, float(at_percent), prices, budgets, soft, webhooks)
+                      tuple(routes), fallbacks, float(at_percent), prices, budgets, soft, webhooks,
+                      _ladder(data.get("ladder"), fail))
+
+
+_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def _ladder(value: Any, fail) -> tuple[tuple[float, str | None, str | None], ...]:
+    """``[ladder] steps = [{at = 70, effort = "low"}, {at = 85, model = "gpt-5.4-mini"}]``."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or set(value) - {"steps"} or not isinstance(value.get("steps"), list):
+        raise fail("ladder", 'must be a table with steps = [{at = 70, effort = "low"}, {at = 85, model = "…"}]')
+    steps = []
+    for index, step in enumerate(value["steps"]):
+        where = f"ladder.steps[{index}]"
+        if not isinstance(step, dict) or set(step) - {"at", "effort", "model"} or not ({"effort", "model"} & set(step)):
+            raise fail(where, "needs 'at' (percent) and an 'effort' and/or a 'model'")
+        at = step.get("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 < at <= 100:
+            raise fail(f"{where}.at", "must be a percentage above 0 and at most 100")
+        effort, model = step.get("effort"), step.get("model")
+        if effort is not None and effort not in _EFFORTS:
+            raise fail(f"{where}.effort", f"must be one of {', '.join(_EFFORTS)}")
+        if model is not None and (not isinstance(model, str) or not model or "/" in model):
+            raise fail(f"{where}.model", "must be a model name on the same login (no provider prefix)")
+        steps.append((float(at), effort, model))
+    return tuple(sorted(steps))
 
 
 def _money(data: dict[str, Any], path: str, fail) -> tuple[PriceTable, tuple[Budget, ...], tuple[int, ...]]:

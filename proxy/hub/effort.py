@@ -39,3 +39,23 @@ def cap_effort(request: Any, ceiling: str) -> str | None:
         if changed:
             inbound.raw = orjson.dumps(body)
     return asked
+
+
+def lower_effort(request: Any, effort: str) -> bool:
+    """Ask for at most ``effort``: capped when the request asks for more, set when it asks for none (the
+    model's default may be higher). True when the request changed."""
+    if cap_effort(request, effort) is not None:
+        return True
+    if getattr(request, "reasoning_effort", None) is not None:
+        return False
+    request.reasoning_effort = effort
+    inbound = getattr(request, "inbound", None)
+    body = getattr(inbound, "body", None)
+    if isinstance(body, dict) and getattr(inbound, "format", "") in ("responses", "chat"):
+        if inbound.format == "chat":
+            body["reasoning_effort"] = effort
+        else:
+            reasoning = body.get("reasoning")
+            body["reasoning"] = {**(reasoning if isinstance(reasoning, dict) else {}), "effort": effort}
+        inbound.raw = orjson.dumps(body)
+    return True

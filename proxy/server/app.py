@@ -49,6 +49,7 @@ from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
 from proxy.team.alerts import Alerts
+from proxy.team.ladder import Step
 from proxy.team.spend import Money
 from proxy.upstream.transport import upstream_client
 
@@ -94,7 +95,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
-                    money=_money(settings))
+                    money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder))
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager

@@ -35,11 +35,13 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 class TeamGate:
     def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
-                 money=None) -> None:
+                 money=None, ladder: tuple = ()) -> None:
         self.env = env
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
         self.money = money  # proxy.team.spend.Money: prices, budgets, alerts (None: nothing priced)
+        self.ladder = ladder  # proxy.team.ladder.Step, lowest first
+        self.rungs: dict[str, int] = {}  # per user, the ladder steps applied to their last request
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
@@ -151,4 +153,5 @@ class TeamGate:
         """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
         from proxy.team.policy import Admission
 
-        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money)
+        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money,
+                         ladder=self.ladder)

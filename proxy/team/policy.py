@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
-from proxy.hub.effort import cap_effort
+from dataclasses import replace
+
+from proxy.hub.effort import cap_effort, lower_effort
 from proxy.hub.events import Usage
 from proxy.money.prices import dollars
 from proxy.observe.metrics import RequestRecord
@@ -26,6 +28,7 @@ from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
+from proxy.team.ladder import rung
 from proxy.team.spend import BudgetRule, Money, budget_rules, crossed, refusal_error, settled_amounts, spent
 from proxy.team.usage import UsageBook
 
@@ -118,6 +121,9 @@ class Admission:
     budget_rules: dict[str, BudgetRule] | None = None  # this request's budgets, by limit key
     answered: Any = None  # the route whose answer opened (its price settles the budgets)
     headers: dict[str, str] | None = None  # said to the client beside x-subrelay-route (budget, effort)
+    ladder: tuple = ()  # proxy.team.ladder.Step: the degradation ladder before the team key
+    windows: dict[str, Any] | None = None  # the plan windows of the user's login, when they were read
+    switched: str | None = None  # why the quota-aware fallback left the user's own login (None: it did not)
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
@@ -132,7 +138,51 @@ class Admission:
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         chosen = await self._choose(routes, record)
-        return await self._reserve(chosen, request, record, routes)
+        return self._step_down(await self._reserve(chosen, request, record, routes), request, record)
+
+    def _step_down(self, routes: list, request: Any, record: RequestRecord | None) -> list:
+        """The degradation ladder on the person's own login: a lower effort, then a cheaper model, as the
+        plan's windows fill (the team key, the last rung, is the quota-aware fallback's)."""
+        if not self.ladder or not routes:
+            return routes
+        if self.switched is not None:  # the last rung: the quota-aware fallback took the team key
+            self._rung(len(self.ladder) + 1, self.switched)
+            return routes
+        if not _is_own_login(routes[0]):
+            return routes
+        effort, model, applied, why = rung(self.ladder, self.windows, time.time())
+        said = []
+        if effort and lower_effort(request, effort):
+            said.append(f"effort {effort}")
+        if model and routes[0].upstream_model != model and (
+                not self.user.models or any(fnmatch.fnmatchcase(model, p) for p in self.user.models)):
+            said.append(f"model {model} instead of {routes[0].upstream_model}")
+            routes = [replace(routes[0], upstream_model=model), *routes[1:]]
+        if said:
+            text = "; ".join(said) + f" ({why})"
+            self._say("x-subrelay-ladder", text)
+            if record is not None:
+                record.note(f"ladder: {text}")
+        self._rung(applied, why)
+        return routes
+
+    def _rung(self, applied: int, why: str) -> None:
+        """Log and alert when this person's rung changes (down a step, or back up after a reset)."""
+        rungs = self.gate.rungs if self.gate is not None else None
+        if rungs is None or rungs.get(self.user.name, 0) == applied:
+            return
+        before = rungs.get(self.user.name, 0)
+        if len(rungs) > 10_000:
+            rungs.clear()
+        rungs[self.user.name] = applied
+        steps = sorted(self.ladder, key=lambda s: s.at)
+        what = ("the team key" if applied > len(steps) else steps[applied - 1].describe() if applied
+                else "back to the model and effort asked for")
+        log.info("user %s: ladder step %d -> %d: %s (%s)", self.user.name, before, applied, what, why or "windows reset")
+        alerts = self.money.alerts if self.money is not None else None
+        if alerts is not None:
+            alerts.send("ladder.step", {"user": self.user.name, "from": before, "to": applied, "step": what,
+                                        "why": why or "the plan's windows reset"})
 
     def _cap_effort(self, request: Any, record: RequestRecord | None) -> None:
         asked = cap_effort(request, self.user.max_effort)
@@ -238,10 +288,13 @@ class Admission:
         self.reservation = result.reservation
         self.login_version, self.account_id, self.login_known = result.login_version, result.account_id, True
         self.login_key = f"account:{result.account_id}" if result.account_id else None
+        self.windows = result.windows
         if not in_store:
-            return await self._reserve(free or self._choose_by(routes, result.windows, record), request, record, routes)
+            chosen = await self._reserve(free or self._choose_by(routes, result.windows, record), request, record, routes)
+            return self._step_down(chosen, request, record)
         self._budget_status(self.reservation)
-        return free if free is not None else self._choose_by(routes, result.windows, record)
+        return self._step_down(free if free is not None else self._choose_by(routes, result.windows, record),
+                               request, record)
 
     async def _one_step(self, rules: list[LimitRule]):
         user = self.user
@@ -257,8 +310,9 @@ class Admission:
         return result
 
     async def _choose(self, routes: list, record: RequestRecord | None) -> list:
-        """The local store: read the plan windows only when a switch could happen."""
-        if not routes or not _is_own_login(routes[0]) or not self.user.fallback or len(routes) < 2:
+        """The local store: read the plan windows only when a switch or a ladder step could happen."""
+        if not routes or not _is_own_login(routes[0]) or (
+                (not self.user.fallback or len(routes) < 2) and not self.ladder):
             return self._choose_by(routes, None, record)
         try:
             login = await self.team.store.get_login(self.user.name)
@@ -266,6 +320,7 @@ class Admission:
             windows = await self.team.store.get_plan_windows(self.login_key) if self.login_key else None
         except StoreError as exc:
             raise store_unavailable(exc) from None
+        self.windows = windows
         return self._choose_by(routes, windows, record)
 
     def _choose_by(self, routes: list, windows: dict[str, Any] | None, record: RequestRecord | None) -> list:
@@ -282,6 +337,7 @@ class Admission:
                  self.threshold, routes[1].label, routes[0].label)
         if record is not None:
             record.note(f"quota-fallback {routes[0].label} ({reason}) -> {routes[1].label}")
+        self.switched = reason
         return routes[1:]
 
     async def _reserve(self, routes: list, request: Any, record: RequestRecord | None,
