@@ -47,6 +47,7 @@ class Team:
     env: Mapping[str, str] = field(default_factory=dict)
     # Where limits are reserved: the store (shared by workers and replicas), or memory for one process.
     limiter: Any = None
+    alerts: Any = None  # proxy.team.alerts.Alerts: webhooks for a login that needs renewing (and more)
 
     def __post_init__(self) -> None:
         if self.limiter is None:

@@ -58,6 +58,8 @@ class TeamGate:
             if self.team is not None:
                 from proxy.team.usage import UsageBook
 
+                self.team.alerts = self.money.alerts if self.money is not None else None
+
                 if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
                     from proxy.state.limits import MemoryLimiter
 

@@ -419,11 +419,24 @@ class Admission:
         if seen.get(self.login_key) != rounded:
             if len(seen) > 10_000:
                 seen.clear()
+            self._plan_alerts(seen.get(self.login_key), rounded)
             seen[self.login_key] = rounded
             try:
                 await self.team.store.put_plan_windows(self.login_key, windows)
             except StoreError as exc:
                 log.warning("could not keep %s's plan windows: %s", self.user.name, exc)
+
+    def _plan_alerts(self, before: dict[str, int] | None, now: dict[str, int]) -> None:
+        """A webhook when a plan window passes a soft threshold or the fallback's (seen by this process)."""
+        alerts = self.money.alerts if self.money is not None else None
+        if alerts is None or before is None:
+            return
+        marks = sorted({*self.money.soft_percent, int(self.threshold)})
+        for name, used in now.items():
+            passed = [mark for mark in marks if before.get(name, 0) < mark <= used]
+            if passed:
+                alerts.send("plan.threshold", {"user": self.user.name, "window": name, "used_percent": used,
+                                               "threshold": passed[-1]})
 
     async def settle(self, record: RequestRecord) -> None:
         """Settle the reservation from the reported usage, and account the request (batched)."""

@@ -155,11 +155,41 @@ def test_the_ladder_steps_down_and_back_up_and_each_step_is_said_and_signed(
             time.sleep(2.2)  # the window resets: back up, all the way
             assert turn("3") == ("codex/gpt-5.4", "", None)
         deadline = time.monotonic() + 10
-        while len(receiver.accepted()) < 4 and time.monotonic() < deadline:
+        while len(receiver.accepted()) < 6 and time.monotonic() < deadline:
             time.sleep(0.1)
-    steps = [(event["event"], event["data"]["from"], event["data"]["to"]) for event in receiver.accepted()]
-    assert steps == [("ladder.step", 0, 1), ("ladder.step", 1, 2), ("ladder.step", 2, 3), ("ladder.step", 3, 0)]
-    assert receiver.accepted()[2]["data"]["step"] == "the team key"
+    events = receiver.accepted()
+    steps = [(event["data"]["from"], event["data"]["to"], event["data"]["step"]) for event in events
+             if event["event"] == "ladder.step"]
+    assert steps == [(0, 1, "effort low"), (1, 2, "model gpt-5.4-mini"), (2, 3, "the team key"),
+                     (3, 0, "back to the model and effort asked for")]
+    plan = [(e["data"]["window"], e["data"]["threshold"]) for e in events if e["event"] == "plan.threshold"]
+    assert plan == [("primary", 80), ("primary", 95)]  # the soft threshold, then the fallback's
     assert receiver.deliveries[0][2] == 500 and receiver.deliveries[1][0]["x-subrelay-delivery-attempt"] == "2"
     for headers, body, _ in receiver.deliveries:
         assert verify(SECRET.encode(), headers["x-subrelay-signature"], body)
+
+
+async def test_a_login_marked_for_renewal_sends_a_login_needs_login_alert(tmp_path):
+    from proxy.state.local.team import SqliteTeamStore
+    from proxy.state.team import StoredLogin, User
+    from proxy.team.context import Team
+    from proxy.team.logins import UserLogin
+    from proxy.team.secretbox import SecretBox, new_secret, parse_secret
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, dict]] = []
+
+        def send(self, event: str, data: dict) -> None:
+            self.sent.append((event, data))
+
+    store = SqliteTeamStore(str(tmp_path / "team.sqlite3"))
+    alerts = Recorded()
+    team = Team(store=store, box=SecretBox([parse_secret(new_secret())]), alerts=alerts)
+    await store.add_user(User("jan", "a" * 64, "a" * 12))
+    login = StoredLogin("sealed", 1, "acc-jan", "jan@example.com", "plus")
+    assert await store.put_login("jan", login, expected_version=None)
+    await UserLogin(team, "jan", "http://127.0.0.1:9/oauth/token", None, "")._mark_dead(login, "refresh_token_reused")
+    assert alerts.sent == [("login.needs_login", {"user": "jan", "reason": "refresh_token_reused"})]
+    assert (await store.get_login("jan")).needs_login == "refresh_token_reused"
+    await store.close()
