@@ -17,11 +17,11 @@ from proxy.money.prices import PriceError, PriceTable, default_table
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
 _TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent", "prices",
-             "budgets", "money", "webhooks", "ladder"}
+             "budgets", "money", "webhooks", "ladder", "fairness"}
 _MONEY_KEYS = {"soft_percent"}
 _WEBHOOK_KEYS = {"url", "secret_env", "events", "timeout", "attempts"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
-                  "merge_consecutive_roles"}
+                  "merge_consecutive_roles", "max_concurrent"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class ProviderConfig:
     models: tuple[str, ...] | None = None
     auth_path: str | None = None
     merge_consecutive_roles: bool | None = None
+    max_concurrent: int | None = None  # team mode: streams the deployment's members may hold open on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ class FileConfig:
     webhooks: tuple["WebhookConfig", ...] = ()
     # Team mode's degradation ladder: (at %, effort or None, model or None), lowest first.
     ladder: tuple[tuple[float, str | None, str | None], ...] = ()
+    # When a concurrency cap is full: wait up to this many seconds for a slot (0: refuse at once).
+    queue_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,22 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
     webhooks = _webhooks(data.get("webhooks"), fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
                       tuple(routes), fallbacks, float(at_percent), prices, budgets, soft, webhooks,
-                      _ladder(data.get("ladder"), fail))
+                      _ladder(data.get("ladder"), fail), _fairness(data.get("fairness"), fail))
+
+
+def _fairness(value: Any, fail) -> float:
+    """``[fairness] when_full = "refuse"`` (default) or ``"queue"`` with ``queue_seconds`` (default 10)."""
+    if value is None:
+        return 0.0
+    if not isinstance(value, dict) or set(value) - {"when_full", "queue_seconds"}:
+        raise fail("fairness", 'must be a table with when_full = "refuse" | "queue" and queue_seconds')
+    mode = value.get("when_full", "refuse")
+    if mode not in ("refuse", "queue"):
+        raise fail("fairness.when_full", 'must be "refuse" or "queue"')
+    seconds = value.get("queue_seconds", 10)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 300:
+        raise fail("fairness.queue_seconds", "must be a number of seconds above 0 and at most 300")
+    return float(seconds) if mode == "queue" else 0.0
 
 
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -287,11 +305,14 @@ def _provider(name: str, spec: Any, fail) -> ProviderConfig:
     merge = spec.get("merge_consecutive_roles")
     if merge is not None and not isinstance(merge, bool):
         raise fail(f"{where}.merge_consecutive_roles", "must be true or false")
+    cap = spec.get("max_concurrent")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100_000):
+        raise fail(f"{where}.max_concurrent", "must be a whole number of at least 1")
     return ProviderConfig(
         name=name, kind=kind, base_url=base_url, api_key=spec.get("api_key"), api_key_env=spec.get("api_key_env"),
         headers=_string_table(spec.get("headers", {}), f"{where}.headers", fail),
         models=tuple(models) if models is not None else None, auth_path=spec.get("auth_path"),
-        merge_consecutive_roles=merge,
+        merge_consecutive_roles=merge, max_concurrent=cap,
     )
 
 

@@ -95,7 +95,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
-                    money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder))
+                    money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
+                    key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
+                    queue_seconds=settings.file.queue_seconds)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager

@@ -60,13 +60,15 @@ class User:
     budgets: dict[str, str] = field(default_factory=dict)
     # The highest reasoning effort this user may ask for (higher is clamped, and said in a header); None: any.
     max_effort: str | None = None
+    max_concurrent: int | None = None  # their own cap on requests in flight (None: SUBRELAY_USER_MAX_CONCURRENT)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see: everything but the key hash."""
         return {"name": self.name, "key_id": self.key_id, "models": list(self.models), "rpm": self.rpm,
                 "tpm": self.tpm, "daily_tokens": self.daily_tokens, "fallback": self.fallback,
                 "disabled": self.disabled, "created_at": self.created_at, "model_limits": dict(self.model_limits),
-                "budgets": dict(self.budgets), "max_effort": self.max_effort}
+                "budgets": dict(self.budgets), "max_effort": self.max_effort,
+                "max_concurrent": self.max_concurrent}
 
 
 @dataclass(slots=True)

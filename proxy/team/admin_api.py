@@ -36,7 +36,8 @@ from proxy.team.views import user_view
 
 PREFIX = "/api/admin"
 MAX_BODY_BYTES = 64 * 1024  # an admin request is a few fields; anything bigger is a mistake or an attack
-_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits", "budgets", "max_effort")
+_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits", "budgets", "max_effort",
+                    "max_concurrent")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -131,7 +132,8 @@ async def create_user(request: Request) -> Response:
     user, key = await users.add_user(team.store, body.get("name"), models=body.get("models"), rpm=body.get("rpm"),
                                      tpm=body.get("tpm"), daily_tokens=body.get("daily_tokens"),
                                      fallback=body.get("fallback", False), model_limits=body.get("model_limits"),
-                                     budgets=body.get("budgets"), max_effort=body.get("max_effort"))
+                                     budgets=body.get("budgets"), max_effort=body.get("max_effort"),
+                                     max_concurrent=body.get("max_concurrent"))
     return json_response({**await user_view(team.store, user), "key": key}, status_code=201)
 
 

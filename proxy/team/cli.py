@@ -68,6 +68,8 @@ def _limit_options(parser: argparse.ArgumentParser, *, changing: bool = False) -
                         help="a money budget, e.g. 'month=20' or 'day@team=2.50' (periods day, week, month, "
                              "rolling:7d; repeat for several)" + ("; 'PERIOD=none' removes one, 'none' all"
                                                                   if changing else ""))
+    parser.add_argument("--max-concurrent", metavar="N",
+                        help="their own cap on requests in flight (default SUBRELAY_USER_MAX_CONCURRENT)" + none)
     parser.add_argument("--max-effort", metavar="EFFORT",
                         help="the highest reasoning effort they may ask for (higher is capped)" + none)
 
@@ -132,7 +134,8 @@ async def _users(store, args: argparse.Namespace) -> int:
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
                                          fallback=args.fallback, model_limits=_model_limits(args.model_limit),
-                                         budgets=_budgets(args.budget), max_effort=args.max_effort)
+                                         budgets=_budgets(args.budget), max_effort=args.max_effort,
+                                         max_concurrent=_number(args.max_concurrent))
         if args.json:
             _print_json({**user.public(), "key": key})
             return 0
@@ -144,7 +147,7 @@ async def _users(store, args: argparse.Namespace) -> int:
         changes: dict[str, Any] = {}
         if args.models is not None:
             changes["models"] = None if args.models.strip().lower() == "none" else args.models
-        for field in ("rpm", "tpm", "daily_tokens"):
+        for field in ("rpm", "tpm", "daily_tokens", "max_concurrent"):
             raw = getattr(args, field)
             if raw is not None:
                 changes[field] = None if raw.strip().lower() == "none" else _number(raw)
@@ -274,7 +277,8 @@ def _limits_text(user) -> str:
             + (f", per model ({per_model})" if per_model else "")
             + (", budgets " + ", ".join(f"{name} ${amount}" for name, amount in user.budgets.items())
                if user.budgets else "")
-            + (f", max effort {user.max_effort}" if user.max_effort else ""))
+            + (f", max effort {user.max_effort}" if user.max_effort else "")
+            + (f", max concurrent {user.max_concurrent}" if user.max_concurrent else ""))
 
 
 def _or_dash(value: Any) -> str:

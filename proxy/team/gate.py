@@ -36,13 +36,16 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 class TeamGate:
     def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
-                 money=None, ladder: tuple = ()) -> None:
+                 money=None, ladder: tuple = (), key_caps: dict[str, int] | None = None,
+                 queue_seconds: float = 0.0) -> None:
         self.env = env
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
         self.money = money  # proxy.team.spend.Money: prices, budgets, alerts (None: nothing priced)
         self.ladder = ladder  # proxy.team.ladder.Step, lowest first
         self.rungs: dict[str, int] = {}  # per user, the ladder steps applied to their last request
+        self.key_caps = key_caps or {}  # provider name -> streams the members may hold open on it at once
+        self.queue_seconds = queue_seconds  # a full cap: wait this long for a slot (0: refuse at once)
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)

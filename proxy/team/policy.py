@@ -124,6 +124,7 @@ class Admission:
     ladder: tuple = ()  # proxy.team.ladder.Step: the degradation ladder before the team key
     windows: dict[str, Any] | None = None  # the plan windows of the user's login, when they were read
     switched: str | None = None  # why the quota-aware fallback left the user's own login (None: it did not)
+    key_slot: str | None = None  # the upstream key whose deployment-wide stream slot this request holds
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
@@ -138,7 +139,20 @@ class Admission:
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         chosen = await self._choose(routes, record)
-        return self._step_down(await self._reserve(chosen, request, record, routes), request, record)
+        return await self._hold_key(self._step_down(await self._reserve(chosen, request, record, routes), request,
+                                                    record))
+
+    async def _hold_key(self, routes: list) -> list:
+        """One of the deployment's stream slots on the team key this request will use (its cap in
+        ``[providers.<name>] max_concurrent``), queued or refused as ``[fairness]`` says; given back
+        when the request ends (:meth:`settle`)."""
+        caps = self.gate.key_caps if self.gate is not None else None
+        if not caps or not routes or routes[0].provider.name not in caps:
+            return routes
+        name = routes[0].provider.name
+        await self.gate.caps.acquire(f"provider:{name}", "stream", caps[name], self.gate.queue_seconds)
+        self.key_slot = name
+        return routes
 
     def _step_down(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The degradation ladder on the person's own login: a lower effort, then a cheaper model, as the
@@ -291,10 +305,10 @@ class Admission:
         self.windows = result.windows
         if not in_store:
             chosen = await self._reserve(free or self._choose_by(routes, result.windows, record), request, record, routes)
-            return self._step_down(chosen, request, record)
+            return await self._hold_key(self._step_down(chosen, request, record))
         self._budget_status(self.reservation)
-        return self._step_down(free if free is not None else self._choose_by(routes, result.windows, record),
-                               request, record)
+        return await self._hold_key(self._step_down(
+            free if free is not None else self._choose_by(routes, result.windows, record), request, record))
 
     async def _one_step(self, rules: list[LimitRule]):
         user = self.user
@@ -440,6 +454,9 @@ class Admission:
 
     async def settle(self, record: RequestRecord) -> None:
         """Settle the reservation from the reported usage, and account the request (batched)."""
+        if self.key_slot is not None:
+            self.gate.caps.give_back(f"provider:{self.key_slot}", "stream")
+            self.key_slot = None
         if not self.admitted and record.path not in MODEL_PATHS:
             return  # the account API, /v1/models and the like are not usage
         usage = record.usage

@@ -13,7 +13,7 @@ from proxy.money.budgets import BudgetError, budgets_table, parse_budgets
 from proxy.state.team import TeamStore, User, UserExists
 from proxy.team.keys import hash_key, new_key, valid_name
 
-LIMIT_FIELDS = ("rpm", "tpm", "daily_tokens")
+LIMIT_FIELDS = ("rpm", "tpm", "daily_tokens", "max_concurrent")
 _MAX_LIMIT = 10**12
 _MAX_PATTERNS = 64
 
@@ -94,7 +94,7 @@ def check_flag(field: str, value: Any) -> bool:
 
 async def add_user(store: TeamStore, name: Any, *, models: Any = None, rpm: Any = None, tpm: Any = None,
                    daily_tokens: Any = None, fallback: Any = False, model_limits: Any = None, budgets: Any = None,
-                   max_effort: Any = None) -> tuple[User, str]:
+                   max_effort: Any = None, max_concurrent: Any = None) -> tuple[User, str]:
     """A new user and their key (the only time the key exists outside the client)."""
     key = new_key()
     digest = hash_key(key)
@@ -102,7 +102,8 @@ async def add_user(store: TeamStore, name: Any, *, models: Any = None, rpm: Any 
                 rpm=check_limit("rpm", rpm), tpm=check_limit("tpm", tpm),
                 daily_tokens=check_limit("daily_tokens", daily_tokens), fallback=check_flag("fallback", fallback),
                 created_at=time.time(), model_limits=check_model_limits(model_limits),
-                budgets=check_budgets(budgets), max_effort=check_effort(max_effort))
+                budgets=check_budgets(budgets), max_effort=check_effort(max_effort),
+                max_concurrent=check_limit("max_concurrent", max_concurrent))
     try:
         await store.add_user(user)
     except UserExists:

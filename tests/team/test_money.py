@@ -124,8 +124,8 @@ def team_key():
 def money_proxy(proxy_settings, mock_codex, team_env, team_key):
     app, thread = team_key
 
-    def start(extra: str = "", **settings_changes):
-        config = parse_config(tomllib.loads(extra + PRICEY.format(url=thread.url)))
+    def start(extra: str = "", template: str = PRICEY, **settings_changes):
+        config = parse_config(tomllib.loads(extra + template.format(url=thread.url)))
         settings = replace(proxy_settings, auth_base_url=mock_codex.url, file=config,
                            env={**team_env, "TEAM_KEY": app.state.api_key}, **settings_changes)
         return ServerThread(create_app(settings))
@@ -262,3 +262,64 @@ def _usage(env: dict, user: str) -> dict:
         if report["totals"]["requests"] or time.monotonic() > deadline:
             return report
         time.sleep(0.2)
+
+
+# -- concurrency: a deployment cap per team key, a member's own cap, queue or refuse ---------------------
+
+STREAM = {**ASK, "stream": True}
+KEY_CAP = PRICEY.replace('api_key_env = "TEAM_KEY"', 'api_key_env = "TEAM_KEY"\nmax_concurrent = 1')
+
+
+def _open_stream(url: str, key: str) -> tuple[httpx.Client, httpx.Response]:
+    """A streamed answer whose head has arrived: it holds its slots until read to the end."""
+    client = httpx.Client(timeout=60)
+    response = client.send(client.build_request("POST", f"{url}/v1/chat/completions", json=STREAM,
+                                                headers={"authorization": f"Bearer {key}"}), stream=True)
+    return client, response
+
+
+def test_a_team_keys_stream_cap_refuses_the_next_member_until_a_stream_ends(money_proxy, team_env, team_key):
+    team_key[0].state.inter_delta_delay = 0.2
+    ann, bob = make_user(team_env, "ann"), make_user(team_env, "bob")
+    with money_proxy(template=KEY_CAP) as proxy:  # one open stream on the team key, for the whole team
+        client, first = _open_stream(proxy.url, ann)
+        assert first.status_code == 200
+        busy = post(f"{proxy.url}/v1/chat/completions", bob, ASK)
+        assert busy.status_code == 429 and busy.json()["error"]["code"] == "upstream_key_busy"
+        assert "max_concurrent=1" in busy.json()["error"]["message"]
+        first.read()
+        client.close()
+        assert post(f"{proxy.url}/v1/chat/completions", bob, ASK).status_code == 200
+
+
+def test_with_when_full_queue_the_next_request_waits_for_the_slot_instead_of_a_429(money_proxy, team_env, team_key):
+    from concurrent.futures import ThreadPoolExecutor
+
+    team_key[0].state.inter_delta_delay = 0.2
+    ann, bob = make_user(team_env, "ann"), make_user(team_env, "bob")
+    with money_proxy('[fairness]\nwhen_full = "queue"\nqueue_seconds = 30\n', template=KEY_CAP) as proxy:
+        client, first = _open_stream(proxy.url, ann)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(post, f"{proxy.url}/v1/chat/completions", bob, ASK)
+            time.sleep(0.3)
+            assert not waiting.done()  # queued behind ann's open stream
+            first.read()
+            client.close()
+            assert waiting.result(timeout=30).status_code == 200
+
+
+def test_a_members_own_concurrency_cap_set_by_the_cli_holds(money_proxy, team_env, team_key):
+    import subprocess
+    import sys
+
+    team_key[0].state.inter_delta_delay = 0.2
+    cy = make_user(team_env, "cy")
+    done = subprocess.run([sys.executable, "-m", "proxy", "users", "set", "cy", "--max-concurrent", "1"],
+                          env={**team_env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "max concurrent 1" in done.stdout, done.stderr
+    with money_proxy() as proxy:
+        client, first = _open_stream(proxy.url, cy)
+        second = post(f"{proxy.url}/v1/chat/completions", cy, ASK)
+        assert second.status_code == 429 and second.json()["error"]["code"] == "too_many_concurrent_requests"
+        first.read()
+        client.close()

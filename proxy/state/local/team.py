@@ -57,12 +57,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: money (budgets per user, cost in usage) and the reasoning-effort ceiling
         "ALTER TABLE users ADD COLUMN budgets TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE users ADD COLUMN max_effort TEXT",
+        "ALTER TABLE users ADD COLUMN max_concurrent INTEGER",
         "ALTER TABLE usage ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE usage ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0",
     ),
 )
 _USER_COLUMNS = ("name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation, "
-                 "model_limits, budgets, max_effort")
+                 "model_limits, budgets, max_effort, max_concurrent")
 _USER_MARKS = ",".join("?" * len(_USER_COLUMNS.split(",")))
 
 
@@ -323,14 +324,16 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _user_row(user: User) -> tuple:
     return (user.name, user.key_hash, user.key_id, orjson.dumps(list(user.models)).decode(), user.rpm, user.tpm,
             user.daily_tokens, int(user.fallback), int(user.disabled), user.created_at, user.generation,
-            orjson.dumps(user.model_limits).decode(), orjson.dumps(user.budgets).decode(), user.max_effort)
+            orjson.dumps(user.model_limits).decode(), orjson.dumps(user.budgets).decode(), user.max_effort,
+            user.max_concurrent)
 
 
 def _user(row: tuple) -> User:
     (name, key_hash, key_id, models, rpm, tpm, daily, fallback, disabled, created, generation, model_limits,
-     budgets, max_effort) = row
+     budgets, max_effort, max_concurrent) = row
     return User(name, key_hash, key_id, tuple(orjson.loads(models)), rpm, tpm, daily, bool(fallback), bool(disabled),
-                created, generation, orjson.loads(model_limits), orjson.loads(budgets), max_effort)
+                created, generation, orjson.loads(model_limits), orjson.loads(budgets), max_effort,
+                max_concurrent)
 
 
 class _Immediate:

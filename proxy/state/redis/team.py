@@ -273,7 +273,8 @@ def _user_json(user: User) -> bytes:
                          "models": list(user.models), "rpm": user.rpm, "tpm": user.tpm,
                          "daily_tokens": user.daily_tokens, "fallback": user.fallback, "disabled": user.disabled,
                          "created_at": user.created_at, "generation": user.generation,
-                         "model_limits": user.model_limits, "budgets": user.budgets, "max_effort": user.max_effort})
+                         "model_limits": user.model_limits, "budgets": user.budgets, "max_effort": user.max_effort,
+                         "max_concurrent": user.max_concurrent})
 
 
 def _user(raw: bytes) -> User:
