@@ -7,6 +7,9 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from proxy.money.budgets import parse_budgets
+from proxy.money.prices import dollars
+from proxy.team.views import budget_spend
 from proxy.account.status import fetch_usage, summarise_usage
 from proxy.errors import ProxyError
 from proxy.login.store import describe
@@ -99,9 +102,18 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
     for row in [*rows, *(book.pending(name) if book is not None else ())]:
         if row.day < since:
             continue
-        day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0})
+        day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
+                                           "cost_micros": 0})
         for field in day:
             day[field] += getattr(row, field)
+    try:  # each budget: spent this period and what is left (their own only)
+        spend = await budget_spend(team.store, name, parse_budgets(user.budgets)) if user else []
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+    for figures in per_day.values():
+        figures["cost_usd"] = dollars(figures["cost_micros"])
     return {"user": name, "limits": {"rpm": user.rpm, "tpm": user.tpm, "daily_tokens": user.daily_tokens,
-                                     "models": list(user.models), "fallback": user.fallback} if user else None,
+                                     "models": list(user.models), "fallback": user.fallback,
+                                     "max_concurrent": user.max_concurrent, "max_effort": user.max_effort}
+            if user else None, "spend": spend,
             "usage": [{"day": day, **figures} for day, figures in sorted(per_day.items())]}
