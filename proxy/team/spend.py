@@ -128,6 +128,7 @@ def refusal_error(rule: BudgetRule, refusal: Refusal, user: User) -> RateLimited
         f"{whose} {rule.budget.name!r} ({rule.budget.describe()}) is spent: ${dollars(left)} left, less than "
         f"this request may cost; it {resets} in {wait} s ({time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(resets_at))}).",
         retry_after=refusal.retry_after, code="budget_exceeded",
+        headers={"x-should-retry": "false"},  # the SDKs' retries cannot help before the reset
         details={"budget": rule.budget.name, "budget_owner": "team" if rule.owner == DEPLOYMENT else rule.owner,
                  "budget_usd": dollars(rule.budget.micros), "left_usd": dollars(left), "resets_at": resets_at})
 

@@ -146,6 +146,7 @@ def test_a_budget_of_one_dollar_admits_ten_ten_cent_requests_and_refuses_the_ele
         assert error["code"] == "budget_exceeded" and error["budget"] == "month" and error["left_usd"] == "0.00"
         assert "'month' ($1.00 a month) is spent: $0.00 left" in error["message"]
         assert error["resets_at"] > time.time() and int(refused.headers["retry-after"]) > 0
+        assert refused.headers["x-should-retry"] == "false"  # openai-python and anthropic do not retry it
         # The same refusal on the Messages door, in Anthropic's shape.
         claude = anthropic.Anthropic(base_url=proxy.url, api_key=key, max_retries=0)
         with pytest.raises(anthropic.RateLimitError) as caught:
