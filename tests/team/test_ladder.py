@@ -10,6 +10,7 @@ import time
 import tomllib
 from dataclasses import replace
 
+import httpx
 import orjson
 import pytest
 from openai import OpenAI
@@ -152,6 +153,11 @@ def test_the_ladder_steps_down_and_back_up_and_each_step_is_said_and_signed(
                 "codex/gpt-5.4-mini", "effort low; model gpt-5.4-mini instead of gpt-5.4 (primary window 88% used)",
                 "low")
             assert turn("96")[:2] == ("team/gpt-5.4", "")  # the last rung: the team key (ida opted in)
+            from proxy.account.api import PREFIX
+
+            page = httpx.get(f"{proxy.url}{PREFIX}/status", headers={"authorization": f"Bearer {ida}"}).json()
+            assert page["team"]["ladder"] | {"why": ""} == {"step": 2, "of": 2, "effort": "low",
+                                                            "model": "gpt-5.4-mini", "why": ""}
             time.sleep(2.2)  # the window resets: back up, all the way
             assert turn("3") == ("codex/gpt-5.4", "", None)
         deadline = time.monotonic() + 10
