@@ -139,8 +139,8 @@ class Admission:
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         chosen = await self._choose(routes, record)
-        return await self._hold_key(self._step_down(await self._reserve(chosen, request, record, routes), request,
-                                                    record))
+        chosen = self._step_down(await self._reserve(chosen, request, record, routes), request, record)
+        return await self._hold_key(chosen) if self.gate is not None and self.gate.key_caps else chosen
 
     async def _hold_key(self, routes: list) -> list:
         """One of the deployment's stream slots on the team key this request will use (its cap in
@@ -212,7 +212,7 @@ class Admission:
 
     def _money_rules(self, routes: list, request: Any) -> list[LimitRule]:
         """This request's budget rules for ``routes`` (none without money, or on a plan route)."""
-        if self.money is None:
+        if self.money is None or not (self.user.budgets or self.money.budgets):
             return []
         if not self.estimate[0] and not self.estimate[1]:
             self.estimate = estimate_tokens(request)
@@ -307,8 +307,9 @@ class Admission:
             chosen = await self._reserve(free or self._choose_by(routes, result.windows, record), request, record, routes)
             return await self._hold_key(self._step_down(chosen, request, record))
         self._budget_status(self.reservation)
-        return await self._hold_key(self._step_down(
-            free if free is not None else self._choose_by(routes, result.windows, record), request, record))
+        chosen = self._step_down(free if free is not None else self._choose_by(routes, result.windows, record),
+                                 request, record)
+        return await self._hold_key(chosen) if self.gate is not None and self.gate.key_caps else chosen
 
     async def _one_step(self, rules: list[LimitRule]):
         user = self.user
