@@ -22,6 +22,7 @@ _ROLLING = re.compile(r"rolling:([1-9][0-9]{0,6})([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PROVIDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_BUDGETS = 16
+_PERIODS: dict[str, tuple[float, str, float]] = {}  # period -> (valid from, its key, its end), the current one
 
 
 class BudgetError(PriceError):
@@ -42,9 +43,18 @@ class Budget:
         return self.period + (f"@{self.provider}" if self.provider else "")
 
     def window(self, now: float) -> tuple[str, float]:
-        """(the key of the period ``now`` is in, the seconds until that period ends)."""
+        """(the key of the period ``now`` is in, the seconds until that period ends); a calendar period is
+        worked out once and kept until it ends (this runs on every budgeted request)."""
         if self.period.startswith("rolling:"):
             return self.period, float(self.period[8:])
+        known = _PERIODS.get(self.period)
+        if known is not None and known[0] <= now < known[2]:
+            return known[1], known[2] - now
+        key, left = self._calendar(now)
+        _PERIODS[self.period] = (now - (86400.0 - left if self.period == "day" else 0.0), key, now + left)
+        return key, left
+
+    def _calendar(self, now: float) -> tuple[str, float]:
         day = time.gmtime(now)
         if self.period == "day":
             return time.strftime("%Y-%m-%d", day), 86400.0 - now % 86400

@@ -112,9 +112,21 @@ class PriceTable:
 
     def __init__(self, sections: dict[str, _Section]) -> None:
         self._sections = sections
+        self._found: dict[tuple[str, str, str | None], Price | None] = {}  # lookups, remembered (bounded)
 
     def price(self, provider: str, model: str, kind: str | None = None) -> Price | None:
         """The price of ``model`` on ``provider`` (of ``kind``), or None when nobody said one."""
+        key = (provider, model, kind)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        if len(self._found) > 10_000:
+            self._found.clear()
+        found = self._found[key] = self._lookup(provider, model, kind)
+        return found
+
+    def _lookup(self, provider: str, model: str, kind: str | None) -> Price | None:
         for name in (provider, kind):
             section = self._sections.get(name) if name else None
             if section is None:
