@@ -38,7 +38,8 @@ MAX_OUTPUT_ESTIMATE = 8192  # a bounded estimate: a huge max_tokens does not loc
 _WINDOW_HEADERS = ("primary", "secondary")
 # The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
 MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                         "/v1/responses/compact", "/v1/messages"})
+                         "/v1/responses/compact", "/v1/messages", "/backend-api/codex/responses",
+                         "/backend-api/codex/responses/compact"})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
@@ -292,11 +293,16 @@ class Admission:
         # Money is reserved for every paid route the request may still take (the windows, and so the
         # quota-aware switch, come back from this same step); the settle frees what was not spent.
         money = self._money_rules(self._choose_by(routes, None, None), request) if in_store else []
-        result = await self._one_step(rules + money if in_store else [])
+        def again() -> list[LimitRule]:  # a fresher user record: their limits and budgets as they are now
+            if not in_store:
+                return []
+            return self._rules(request) + self._money_rules(self._choose_by(routes, None, None), request)
+
+        result = await self._one_step(rules + money if in_store else [], again)
         free: list | None = None
         if result.state == "refused" and result.refusal.key in (self.budget_rules or {}):
             free = self._budget_spent(result.refusal, routes, record)
-            result = await self._one_step(rules)  # a second round trip only once a budget is spent
+            result = await self._one_step(self._rules(request) if in_store else [])  # once a budget is spent
         if result.state == "refused":
             raise self._over_limit(result.refusal)
         self.reservation = result.reservation
@@ -311,15 +317,25 @@ class Admission:
                                  request, record)
         return await self._hold_key(chosen) if self.gate is not None and self.gate.key_caps else chosen
 
-    async def _one_step(self, rules: list[LimitRule]):
+    async def _one_step(self, rules: list[LimitRule], rebuild=None):
+        """The store's one-step admit of ``rules`` (``rebuild``: the rules again for a fresher user record)."""
         user = self.user
         try:
             result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules)
+            if result.state == "stale":  # the cached record is older than the store's: is the key still good?
+                if self.gate is not None:
+                    self.gate.forget(user.key_hash)
+                fresh = await self.team.store.user_by_key_hash(user.key_hash)
+                if fresh is not None and fresh.name == user.name and not fresh.disabled:
+                    # A change to the user (a limit raised): their valid key never fails for it.
+                    self.user = user = fresh
+                    if self.gate is not None:
+                        self.gate.remember(user)
+                    rules = rebuild() if rebuild is not None else rules
+                    result = await self.team.store.admit(user.key_hash, user.name, user.generation, rules)
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if result.state == "stale":
-            if self.gate is not None:
-                self.gate.forget(user.key_hash)
             raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
                                        code="invalid_api_key")
         return result

@@ -97,6 +97,17 @@ class MockState:
         self.live_refresh.add(refresh)
         return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": email})}
 
+    def issue_access_token(self, *, email: str | None = "robot@example.com", account: str = "acc-pat-mock",
+                           plan: str = "enterprise") -> str:
+        """A Codex personal access token (``at-…``) the backend accepts and whoami knows; revoke it with
+        ``valid_access.discard(token)``."""
+        token = f"at-{secrets.token_urlsafe(24)}"
+        self.valid_access.add(token)
+        self.auth.access_tokens[token] = {"email": email, "chatgpt_user_id": f"user-{account}",
+                                          "chatgpt_account_id": account, "chatgpt_plan_type": plan,
+                                          "chatgpt_account_is_fedramp": False}
+        return token
+
     def auth_file(self, **kwargs: Any) -> dict[str, Any]:
         tokens = self.issue_tokens(**kwargs)
         return {"OPENAI_API_KEY": None, "tokens": {**tokens, "account_id": ACCOUNT_ID},
@@ -278,6 +289,9 @@ class MockCodexServer:
 def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> str | None:
     if not headers.get("chatgpt-account-id"):
         return "Missing chatgpt-account-id header"
+    personal = s.auth.access_tokens.get(headers.get("authorization", "").removeprefix("Bearer "))
+    if personal is not None and headers["chatgpt-account-id"] != personal["chatgpt_account_id"]:
+        return "The chatgpt-account-id header is not the access token's account"
     if body.get("stream") is not True:
         return "Stream must be set to true"
     if body.get("store") is not False:

@@ -219,8 +219,14 @@ class _Session:
             await self._send_error(error, stream_id)
             return False
         finally:
+            caller = self.websocket.scope.get("subrelay.caller")
+            if caller is not None:
+                record.person = caller.person
             record.finish()
             ADMISSION.reset(token)
+            ledger = self.state.gate.ledger if self.state.gate is not None else None
+            if ledger is not None:  # one ledger entry per response on the socket, as per POST
+                ledger.add(record, self.websocket.headers.get("user-agent", "").encode("latin-1") or None)
             if admission is not None:
                 await admission.settle(record)
 
