@@ -39,7 +39,9 @@ class UsageBook:
         if len(self._settles) < 100_000:
             self._settles.append((limiter, reservation, actual))
 
-    def add(self, user: str, record: RequestRecord) -> None:
+    def add(self, user: str, record: RequestRecord, cost_micros: int = 0, unpriced: bool = False) -> None:
+        """Count one request of ``user``: its tokens and what it cost (``unpriced``: a paid route with no
+        known price, so its cost is missing from the figures and says so)."""
         now = int(time.time())
         if now != self._day_at:  # the UTC day, worked out at most once a second
             self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -50,6 +52,8 @@ class UsageBook:
             row = self._rows[key] = UsageRow(user, day, record.model, record.provider)
         row.requests += 1
         row.errors += record.status >= 400 or record.status == 0
+        row.cost_micros += cost_micros
+        row.unpriced += unpriced
         usage = record.usage
         if usage is not None:
             row.input_tokens += usage.prompt_tokens or 0
