@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from proxy.observe.periodic import cancel_and_wait
 from proxy.observe.redact import get_logger
 
 log = get_logger("subrelay.alerts")
@@ -145,12 +146,7 @@ class Alerts:
 
     async def close(self) -> None:
         await self.drain()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         if self._client is not None:
             await self._client.aclose()
 

@@ -9,6 +9,7 @@ import time
 
 from prometheus_client import Counter
 
+from proxy.observe.periodic import PeriodicFlush
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError, TeamStore, UsageRow
@@ -23,7 +24,8 @@ USER_TOKENS = Counter("subrelay_user_tokens_total", "Tokens per team user (SUBRE
                       ["user", "kind"])
 
 
-class UsageBook:
+class UsageBook(PeriodicFlush):
+    flush_seconds = FLUSH_SECONDS
     def __init__(self, store: TeamStore, *, per_user_metrics: bool = False) -> None:
         self.store = store
         self.per_user_metrics = per_user_metrics
@@ -92,19 +94,3 @@ class UsageBook:
                 else:
                     self._rows[key] = row
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()
