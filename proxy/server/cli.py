@@ -115,7 +115,9 @@ def serve(settings: Settings) -> int:
 
     from proxy.server.uvicorn import PortInUse, bind
 
-    check_bind_is_safe(settings)
+    from proxy.team.context import store_configured
+
+    check_bind_is_safe(settings, team_mode=store_configured(settings.env))
     if settings.workers > 1 and settings.env.get("SUBRELAY_STATE_DIR"):
         from proxy.state.local.files import check_state_dir
 

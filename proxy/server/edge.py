@@ -97,6 +97,9 @@ class EdgeMiddleware:
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
         self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
+        # Listening beyond loopback with no client keys is allowed in team mode only (the members' keys guard
+        # it): should the team have no user at all, every request still needs a key rather than none.
+        self.keys_or_closed = self.keys or not is_loopback(settings.host)
         self.gate = gate or TeamGate({})  # team mode: users' keys (and, once users exist, keys required)
         self.admin_key = settings.admin_key.encode() if settings.admin_key else None
         self.websockets = settings.websockets  # off: every upgrade gets 426 (proxy.server.edge_websocket)
@@ -243,9 +246,14 @@ class EdgeMiddleware:
                                              may_defer=scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS)
             if found is None:
                 team_on = await self.gate.active()
-                if not (self.keys or team_on):
+                if not (self.keys_or_closed or team_on):
                     return False
-                return self._identify(scope, headers, required=True) is None
+                refused = self._identify(scope, headers, required=True) is None
+                if refused and not (self.keys or team_on):
+                    scope["subrelay.store_error"] = AuthenticationFailed(
+                        "This subrelay listens beyond loopback and has no client key yet: add a team member "
+                        "(subrelay users add) or set SUBRELAY_API_KEYS, and send that key.", code="no_client_keys")
+                return refused
         except ProxyError as error:
             scope["subrelay.store_error"] = error
             return True
