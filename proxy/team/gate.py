@@ -152,7 +152,7 @@ class TeamGate:
         if may_defer and team.store.remote:
             cached = self._cache.get(key_hash)
             if cached is not None and cached[1] > time.monotonic():
-                return Caller("user", name=cached[0].name, key_id=cached[0].key_id), cached[0]
+                return Caller("user", name=cached[0].name, key_id=cached[0].key_id, since=cached[0].created_at), cached[0]
         try:
             user = await team.store.user_by_key_hash(key_hash)
         except StoreError as exc:
@@ -164,7 +164,7 @@ class TeamGate:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
-        return Caller("user", name=user.name, key_id=user.key_id), user
+        return Caller("user", name=user.name, key_id=user.key_id, since=user.created_at), user
 
     def shared_team(self) -> Team | None:
         """The team store when state must be shared beyond this process (several workers, or Redis)."""
