@@ -12,6 +12,20 @@ from proxy.observe.redact import install_log_redaction
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
+        return code
+    except BrokenPipeError:  # `subrelay status --json | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag (the docs' examples are checked against it too)."""
     parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
     parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
     parser.add_argument("--config", help="path to subrelay.toml (env SUBRELAY_CONFIG)")
@@ -54,16 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
-    args = parser.parse_args(argv)
-    try:
-        code = _run(args)
-        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
-        return code
-    except BrokenPipeError:  # `subrelay status --json | head`: the reader left; that is not an error
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,7 +115,9 @@ def serve(settings: Settings) -> int:
 
     from proxy.server.uvicorn import PortInUse, bind
 
-    check_bind_is_safe(settings)
+    from proxy.team.context import store_configured
+
+    check_bind_is_safe(settings, team_mode=store_configured(settings.env))
     if settings.workers > 1 and settings.env.get("SUBRELAY_STATE_DIR"):
         from proxy.state.local.files import check_state_dir
 

@@ -192,7 +192,7 @@ class UserLogin:
             raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                        code="login_required")
         if stored.needs_login:
-            raise AuthenticationFailed(f"{self.name}'s ChatGPT login must be renewed ({stored.needs_login}: it "
+            raise AuthenticationFailed(f"The ChatGPT login of {self.who} must be renewed ({stored.needs_login}: it "
                                        f"expired or was used elsewhere). {self.login_hint}", code="login_required")
         return stored
 
@@ -202,11 +202,11 @@ class UserLogin:
             try:
                 auth = orjson.loads(self.team.box.open(stored.sealed, context=self.name))
             except (SecretKeyError, orjson.JSONDecodeError) as exc:
-                raise AuthenticationFailed(f"{self.name}'s stored login cannot be opened: {exc} {self.login_hint}",
+                raise AuthenticationFailed(f"The stored login of {self.who} cannot be opened: {exc} {self.login_hint}",
                                            code="login_unreadable") from None
             tokens = auth.get("tokens") or {}
             secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
-            credential = credential_from_auth(auth, f"the login of {self.name}", self.login_hint)
+            credential = credential_from_auth(auth, f"the login of {self.who}", self.login_hint)
             opened = self._opened = (stored.version, stored.sealed, auth, credential)
         return opened[3], opened[2]
 
