@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from proxy.config.identity import IdentityConfig, parse_identity
 from proxy.errors import ConfigError
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
-_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent"}
+_TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent", "identity"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
                   "merge_consecutive_roles"}
 
@@ -48,6 +49,7 @@ class FileConfig:
     fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Team mode: a user who allows it moves to the fallback once a plan window is this full.
     fallback_at_percent: float = 95.0
+    identity: IdentityConfig = field(default_factory=IdentityConfig)  # sign-in, admins, sealing ([identity])
 
 
 def load_config_file(path: str) -> FileConfig:
@@ -120,7 +122,8 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
 
     _check_names({p.name for p in providers}, aliases, routes, fallbacks, fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
-                      tuple(routes), fallbacks, float(at_percent))
+                      tuple(routes), fallbacks, float(at_percent),
+                      parse_identity(data["identity"], fail) if "identity" in data else IdentityConfig())
 
 
 BUILTIN_PROVIDERS = tuple(kind for kind in PROVIDER_KINDS if kind != "custom")

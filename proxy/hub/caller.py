@@ -3,6 +3,11 @@ which login signs it, which limits apply, whose usage it is, whose stored respon
 
 The edge sets :data:`CALLER` for the request's task (a context variable, so everything the request
 runs, streams included, sees the same caller without threading it through every signature).
+However the caller proved who they are — the admin key, an owner key, a member's key, a sign-in session
+(OpenID Connect) or a trusted proxy's header — the edge decides it once and records it here:
+``admin`` says the caller may use the admin surfaces, and :attr:`Caller.actor` is the identity an
+audit record names ("admin key", the SSO subject, the header's person). Nothing below the edge reads a
+credential again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ class Caller:
     kind: CallerKind
     name: str | None = None  # the user's name (team mode)
     key_id: str = ""  # a short, stable, non-secret id of the key presented
+    admin: bool = False  # may use the admin API and page (the admin key, or a signed-in admin)
+    identity: str = ""  # who signed in: "sso:<subject> <email>", "header:<person>"; empty for keys
+    via: str = "key"  # how the caller was identified: "key", "session" (sign-in cookie) or "header"
 
     @property
     def scope_id(self) -> str:
@@ -32,12 +40,24 @@ class Caller:
         return "anonymous"
 
     @property
+    def actor(self) -> str:
+        """Who made an action, as an audit record names it (never a secret)."""
+        if self.identity:
+            return self.identity
+        if self.admin:
+            return "admin key"
+        if self.kind == "user":
+            return f"user {self.name} (key {self.key_id})"
+        return f"owner key {self.key_id}" if self.kind == "owner" else "anonymous"
+
+    @property
     def label(self) -> str:
         """How logs and metrics name the caller (never the key)."""
         return self.name if self.kind == "user" and self.name else self.kind
 
 
 ANONYMOUS = Caller("anonymous")
+ADMIN_KEY = Caller("owner", key_id="admin", admin=True)
 CALLER: ContextVar[Caller] = ContextVar("subrelay_caller", default=ANONYMOUS)
 
 

@@ -20,7 +20,10 @@ from adapters.codex.model_catalog import complete_catalog, listed_slugs
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
+from proxy.account import keys_api
 from proxy.account.pending import PendingLogins
+from proxy.identity import routes as identity_routes
+from proxy.identity.service import IdentityService
 from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
@@ -149,8 +152,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/metrics", account_api.metrics, methods=["GET"]),
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
         *admin_page.routes(),  # and the page at /admin
+        *identity_routes.routes(),  # sign-in (OpenID Connect), the session, sign-out
+        *keys_api.routes(),  # a member's own named keys
     ]
-    return SubrelayApp(
+    app = SubrelayApp(
         settings,
         gate,
         routes=routes,
@@ -158,6 +163,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+    identity = settings.file.identity
+    app.state.identity = IdentityService(identity, gate, settings.env) if identity.sign_in else None
+    return app
 
 
 def _sign_with_callers_logins(router: Router, gate: TeamGate, settings: Settings) -> None:
@@ -244,7 +252,8 @@ class SubrelayApp(Starlette):
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate,
+                              identity=getattr(self.state, "identity", None))
 
 
 def error_body(path: str, error: ProxyError) -> bytes:

@@ -25,6 +25,7 @@ from proxy.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from proxy.hub.caller import CALLER
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
 from proxy.state.team import StoreError
@@ -42,7 +43,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def check_admin_key(request: Request) -> None:
-    """The admin key in ``x-admin-key`` or ``Authorization: Bearer``, compared in constant time."""
+    """The admin key in ``x-admin-key`` or ``Authorization: Bearer``, compared in constant time; or a
+    caller the edge already named an admin (signed in through SSO, or by the trusted proxy's header)."""
+    if CALLER.get().admin and CALLER.get().via != "key":
+        return
     key = request.app.state.subrelay.settings.admin_key
     if not key:
         raise PermissionDenied("The admin API is off until SUBRELAY_ADMIN_KEY is set (a long random value; "

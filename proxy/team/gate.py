@@ -18,6 +18,7 @@ from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import Caller
 from proxy.team.context import Team, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
+from proxy.team.member_keys import user_by_member_key
 
 log = get_logger("subrelay.team")
 # A login the edge already read for this request (name, login or None), so signing needs no second read.
@@ -109,6 +110,10 @@ class TeamGate:
                 return Caller("user", name=cached[0].name, key_id=cached[0].key_id), cached[0]
         try:
             user = await team.store.user_by_key_hash(key_hash)
+            if user is None:  # a key the member made themselves (named, expiring): never cached
+                found = await user_by_member_key(team.store, key_hash)
+                if found is not None and not found[0].disabled:
+                    return Caller("user", name=found[0].name, key_id=found[1]), found[0]
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:

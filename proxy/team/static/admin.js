@@ -4,6 +4,7 @@
 const STORED_KEY = "subrelay-admin-key";
 const DAYS = 14;
 let adminKey = sessionStorage.getItem(STORED_KEY) || "";
+let session = null; // signed in through single sign-on: the cookie does the rest, plus the CSRF token
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,8 +20,8 @@ function el(tag, props = {}, ...children) {
 }
 
 async function call(method, path, body) {
-  const headers = { "x-admin-key": adminKey };
-  const options = { method, headers, cache: "no-store" };
+  const headers = session ? { "x-csrf-token": session.csrf_token || "" } : { "x-admin-key": adminKey };
+  const options = { method, headers, cache: "no-store", credentials: "same-origin" };
   if (body !== undefined) {
     headers["content-type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -47,6 +48,20 @@ function askForKey(message) {
   showError(message);
 }
 
+async function whoAmI() {
+  try {
+    const answer = await (await fetch("/auth/session", { cache: "no-store", credentials: "same-origin" })).json();
+    $("sso").hidden = !(answer.sign_in && answer.sign_in.oidc);
+    if (answer.signed_in && answer.admin) {
+      session = answer;
+      $("signed-in-as").textContent = `Signed in as ${answer.identity}`;
+      $("sso-sign-out").hidden = false;
+    }
+  } catch (error) {
+    $("sso").hidden = true;
+  }
+}
+
 function limitsText(user) {
   const parts = [];
   if (user.rpm) parts.push(`${user.rpm.toLocaleString()} req/min`);
@@ -60,6 +75,7 @@ function limitsText(user) {
 function loginCell(login) {
   if (!login) return el("span", { className: "muted", textContent: "not logged in" });
   const cell = el("span", { textContent: `${login.email || "?"} (${login.plan_type || "?"})` });
+  cell.append(el("div", { className: "muted account", textContent: `account ${login.account_id || "?"}` }));
   if (login.needs_login) cell.append(el("div", { className: "needs-login", textContent: `needs a new login: ${login.needs_login}` }));
   return cell;
 }
@@ -176,7 +192,7 @@ async function load() {
     ]);
     $("sign-in").hidden = true;
     $("main").hidden = false;
-    $("sign-out").hidden = false;
+    $("sign-out").hidden = !adminKey;
     renderUsers(users.data);
     renderUsage(usage, users.data.map((user) => user.name));
   } catch (error) {
@@ -211,6 +227,16 @@ document.addEventListener("DOMContentLoaded", () => {
       $("new-name").value = "";
     });
   });
-  if (adminKey) load();
-  else askForKey("");
+  $("sso-sign-out").addEventListener("click", async () => {
+    await fetch("/auth/logout", { method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrf-token": session ? session.csrf_token : "" }, body: "{}" });
+    session = null;
+    $("sso-sign-out").hidden = true;
+    $("signed-in-as").textContent = "";
+    askForKey("");
+  });
+  whoAmI().then(() => {
+    if (adminKey || session) load();
+    else askForKey("");
+  });
 });
