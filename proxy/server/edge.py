@@ -154,7 +154,9 @@ class EdgeMiddleware:
             if signed_in is not None:
                 scope["subrelay.caller"] = signed_in
                 CALLER.set(signed_in)
-        if signed_in is None and path not in PUBLIC_PATHS and await self.needs_key(scope, headers):
+        # With single sign-on the account page itself is open (it holds nothing; it offers the sign-in).
+        open_page = path == "/account" and self.identity is not None and self.identity.oidc is not None
+        if signed_in is None and path not in PUBLIC_PATHS and not open_page and await self.needs_key(scope, headers):
             error = scope.get("subrelay.store_error") or AuthenticationFailed(
                 missing_key_message(path))
             # The account page in a browser: let it ask for the key (the password; any user name).

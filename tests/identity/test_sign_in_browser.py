@@ -91,3 +91,40 @@ def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, o
         browser.wait_for("!document.getElementById('sign-in').hidden")
         after = httpx.get(f"{proxy.url}/api/admin/users", cookies={"subrelay_session": session["value"]})
         assert after.status_code in (401, 403)
+
+
+def test_a_member_signs_in_links_their_login_makes_a_key_and_uses_it_from_openai_python(
+        browser, oidc_node, proxy_settings, mock_codex, tmp_path):
+    port = free_port()
+    settings = _identity_settings(proxy_settings, mock_codex, tmp_path, f"http://127.0.0.1:{port}",
+                                  create_members=True, member_domains=("example.test",))
+    _in_store(settings.env, lambda store: add_user(store, "bob"))  # team mode is on: keys are required
+    with ServerThread(create_app(settings)) as proxy, \
+            running_provider(oidc_node, port, [f"{proxy.url}/auth/oidc/callback"], {}):
+        browser.goto(f"{proxy.url}/account")
+        browser.wait_for("!!document.getElementById('sso-sign-in')")
+        browser.evaluate("document.getElementById('sso-sign-in').click()")
+        _sign_in_at_provider(browser, "lena")
+        browser.wait_for("location.pathname === '/account' && !!document.getElementById('not-connected')")
+        assert "(user lena)" in browser.evaluate("document.getElementById('signed-in-as').innerText")
+        mock_codex.state.auth.email = "lena@example.test"
+        browser.evaluate("document.getElementById('device-login').click()")
+        code = browser.wait_for("document.getElementById('user-code') && document.getElementById('user-code').innerText")
+        httpx.post(f"{mock_codex.url}/codex/device/decision", data={"user_code": code, "decision": "approve"})
+        assert "lena@example.test" in browser.wait_for(
+            "document.getElementById('account') && document.getElementById('account').innerText")
+        browser.evaluate("document.getElementById('key-name').value = 'laptop codex'; "
+                         "document.getElementById('create-key').click()")
+        key = browser.wait_for("document.getElementById('new-key-value').innerText")
+        browser.wait_for("!!document.querySelector('#keys tr[data-key=\"laptop codex\"]')")
+        browser.evaluate("document.getElementById('keys-section').scrollIntoView()")
+        browser.screenshot("sso-member-account-with-a-key.png")
+        client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=key, max_retries=0)
+        answer = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content
+        assert mock_codex.state.requests[-1]["headers"]["chatgpt-account-id"] == "acc-lena-mock"
+        # Revoked on the page: the key stops working on its very next request.
+        browser.evaluate("document.querySelector('#keys button[data-revoke]').click()")
+        browser.wait_for("!document.querySelector('#keys tr[data-key]')")
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
