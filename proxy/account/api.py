@@ -74,9 +74,22 @@ class AdminGuard:
 
 
 def _state(request: Request):
+    """For the endpoints that act on the caller's own login: a team member acts on theirs (and only
+    theirs); anyone else needs the admin (:class:`AdminGuard`)."""
     state = request.app.state.subrelay
-    if CALLER.get().kind != "user":  # a team user acts on their own login only; the rest needs the admin
+    if CALLER.get().kind != "user":
         state.admin.check(request)
+    return state
+
+
+def _operator_state(request: Request):
+    """For the operator's surfaces (metrics, the provider table): never a team member, whatever the
+    server's admin settings; the admin as :class:`AdminGuard` decides for everyone else."""
+    state = request.app.state.subrelay
+    if CALLER.get().kind == "user":
+        raise PermissionDenied("This is the operator's view; a member's key cannot open it (the admin key can).",
+                               code="admin_key_required")
+    state.admin.check(request)
     return state
 
 
@@ -151,7 +164,11 @@ async def logout(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
+    """The Codex models of the login acted on: a member's own plan's catalogue (none without a login,
+    never the owner's), else the server's."""
     state = _state(request)
+    if CALLER.get().kind == "user":
+        return json_response({"vendor": "openai", "models": await state.member_catalogs.own_slugs(state)})
     listed = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
     return json_response({"vendor": "openai", "models": listed})
 
@@ -167,7 +184,7 @@ async def usage(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     """Every provider's state, as ``subrelay status`` shows it (no secrets)."""
-    return json_response({"providers": provider_states(_state(request).settings)})
+    return json_response({"providers": provider_states(_operator_state(request).settings)})
 
 
 async def account_page(request: Request) -> Response:
@@ -191,8 +208,9 @@ def _script_hashes(page: bytes) -> str:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (all workers merged), behind the admin key like the account API."""
-    state = _state(request)
+    """Prometheus metrics (all workers merged): the operator's, behind the admin key (every member's
+    per-user series would otherwise be one member's key away)."""
+    state = _operator_state(request)
     COOLDOWNS.set(state.cooldowns.active())
     return Response(metrics_text(state.settings.metrics_dir), media_type="text/plain; version=0.0.4")
 
