@@ -147,7 +147,8 @@ async def device_poll(request: Request) -> Response:
         raise
     await state.pending_logins.drop(handle)
     if _user(state) is not None:
-        await save_user_login(state.team, _user(state), tokens)
+        await save_user_login(state.team, _user(state), tokens, shared_account=state.settings.file.identity.shared_account,
+                              owner_auth_path=state.settings.codex_auth_path)
     else:
         save_login(state.settings.codex_auth_path, tokens)
     return json_response({**(await _status(state)), "pending": False})

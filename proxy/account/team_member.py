@@ -15,12 +15,21 @@ from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
+from proxy.team.one_person import check_account_free
 
 
-async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None:
-    """Store ``tokens`` as ``name``'s login (sealed), replacing any earlier one (a new login wins)."""
+async def save_user_login(team: Team, name: str, tokens: dict[str, Any], *, shared_account: str = "refuse",
+                          owner_auth_path: str | None = None) -> str | None:
+    """Store ``tokens`` as ``name``'s login (sealed), replacing any earlier one (a new login wins).
+    A ChatGPT account another person already linked is refused (:mod:`proxy.team.one_person`); the
+    answer is a warning to show, when the same person links it to a second user of theirs."""
     secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
     account = describe(tokens)
+    try:
+        warning = await check_account_free(team.store, name, account.account_id, mode=shared_account,
+                                           owner_auth_path=owner_auth_path)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
     kept = {key: tokens[key] for key in ("id_token", "access_token", "refresh_token") if isinstance(tokens.get(key), str)}
     if account.account_id:
         kept["account_id"] = account.account_id
@@ -33,7 +42,7 @@ async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None
             version = max(new_login_version(), stored.version + 1 if stored else 0)
             if await team.store.put_login(name, seal_login(team, name, auth, version),
                                           expected_version=stored.version if stored else None):
-                return
+                return warning
         raise ProxyError("The login could not be saved (it kept changing); try again.", code="login_conflict",
                          status_code=409)
     except StoreError as exc:

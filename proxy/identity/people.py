@@ -17,7 +17,8 @@ from proxy.errors import PermissionDenied
 from proxy.state.team import TeamStore, User
 from proxy.team import users
 
-PERSON = "person"  # record kind: a person's subject or email -> the user they are
+PERSON = "person"  # record kind: a person's subject or email -> the user a sign-in lands on
+PERSON_OF = "person_of"  # record kind: a user -> the person it belongs to (a person may have a second user)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +68,21 @@ def is_admin(person: Person, config: IdentityConfig) -> bool:
     return bool(set(person.groups) & set(config.admin_groups))
 
 
-async def link(store: TeamStore, person_key: str, user: str) -> None:
-    """``person_key`` (``email:…`` or ``sub:…``) signs in as ``user`` from now on."""
+async def link(store: TeamStore, person_key: str, user: str, *, person: str | None = None) -> None:
+    """``person_key`` (``email:…`` or ``sub:…``) signs in as ``user`` from now on; ``user`` belongs to
+    ``person`` (their email key when known, else ``person_key``)."""
     await store.put_record(PERSON, person_key, user.encode(), user, None)
+    await belongs_to(store, user, person or person_key)
+
+
+async def belongs_to(store: TeamStore, user: str, person: str) -> None:
+    """Record that ``user`` is one of ``person``'s users (a second user of theirs signs in elsewhere)."""
+    await store.put_record(PERSON_OF, user, person.encode(), person, None)
+
+
+async def person_of(store: TeamStore, user: str) -> str | None:
+    found = await store.get_record(PERSON_OF, user)
+    return found[0].decode() if found else None
 
 
 async def member_user(store: TeamStore, person: Person, config: IdentityConfig) -> User | None:
@@ -80,8 +93,8 @@ async def member_user(store: TeamStore, person: Person, config: IdentityConfig) 
             user = await store.get_user(found[0].decode())
             if user is not None:
                 for other in person.link_keys():  # the email matched: remember the subject too
-                    if other != key:
-                        await link(store, other, user.name)
+                    if other != key and await store.get_record(PERSON, other) is None:
+                        await link(store, other, user.name, person=person.link_keys()[-1])
                 return user
     if not config.create_members:
         return None
@@ -94,7 +107,7 @@ async def member_user(store: TeamStore, person: Person, config: IdentityConfig) 
                                f"{', '.join(config.member_domains)}.", code="member_not_allowed")
     user, _ = await users.add_user(store, await _free_name(store, person.email))
     for key in person.link_keys():
-        await link(store, key, user.name)
+        await link(store, key, user.name, person=person.link_keys()[-1])
     return user
 
 

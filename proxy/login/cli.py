@@ -81,7 +81,8 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     async def save() -> None:
         team = open_team(settings.env)
         try:
-            await save_user_login(team, user, tokens)
+            await save_user_login(team, user, tokens, shared_account=settings.file.identity.shared_account,
+                                  owner_auth_path=settings.codex_auth_path)
         finally:
             await team.store.close()
 
