@@ -12,7 +12,7 @@ from proxy.errors import PermissionDenied, ServiceUnavailable
 from proxy.hub.caller import CALLER
 from proxy.hub.json_response import json_response
 from proxy.state.team import StoreError
-from proxy.team import member_keys
+from proxy.team import audit, member_keys
 from proxy.team.admin_api import json_body
 from proxy.team.gate import store_unavailable
 
@@ -48,6 +48,8 @@ async def create_key(request: Request) -> Response:
         view, key = await member_keys.create(store, user, body.get("name"), body.get("expires_in_days"))
     except StoreError as exc:
         raise store_unavailable(exc) from None
+    await audit.record("member_key.create", user.name, surface="account", detail={"key_id": view["key_id"],
+                                                                                 "name": view["name"]})
     return json_response({**view, "key": key}, status_code=201, headers={"cache-control": "no-store"})
 
 
@@ -57,6 +59,7 @@ async def revoke_key(request: Request) -> Response:
         await member_keys.revoke(store, user.name, request.path_params["key_id"])
     except StoreError as exc:
         raise store_unavailable(exc) from None
+    await audit.record("member_key.revoke", user.name, surface="account", detail={"key_id": request.path_params["key_id"]})
     return json_response({"object": "key.deleted", "key_id": request.path_params["key_id"], "deleted": True})
 
 

@@ -29,7 +29,7 @@ from proxy.hub.caller import CALLER
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
 from proxy.state.team import StoreError
-from proxy.team import users
+from proxy.team import audit, users
 from proxy.team.context import Team, open_team
 from proxy.team.secretbox import SecretKeyError
 from proxy.team.usage_report import usage_report
@@ -135,6 +135,7 @@ async def create_user(request: Request) -> Response:
     user, key = await users.add_user(team.store, body.get("name"), models=body.get("models"), rpm=body.get("rpm"),
                                      tpm=body.get("tpm"), daily_tokens=body.get("daily_tokens"),
                                      fallback=body.get("fallback", False), model_limits=body.get("model_limits"))
+    await audit.record("user.create", user.name, detail={k: v for k, v in body.items() if k != "name"})
     return json_response({**await user_view(team.store, user), "key": key}, status_code=201)
 
 
@@ -149,12 +150,15 @@ async def change_user(request: Request) -> Response:
     body = await json_body(request)
     store = await _store(request)
     user = await users.change_user(store, _name(request), body) if body else await users.get_user(store, _name(request))
+    if body:
+        await audit.record("user.change", user.name, detail=body)
     return json_response(await user_view(store, user))
 
 
 @admin
 async def remove_user(request: Request) -> Response:
     await users.remove_user(await _store(request), _name(request))
+    await audit.record("user.remove", _name(request))
     return json_response({"object": "user.deleted", "name": _name(request), "deleted": True})
 
 
@@ -162,6 +166,7 @@ async def remove_user(request: Request) -> Response:
 async def rotate_key(request: Request) -> Response:
     store = await _store(request)
     user, key = await users.rotate_key(store, _name(request))
+    await audit.record("user.rotate_key", user.name, detail={"key_id": user.key_id})
     return json_response({**await user_view(store, user), "key": key})
 
 

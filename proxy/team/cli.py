@@ -118,14 +118,16 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 async def _users(store, args: argparse.Namespace) -> int:
-    from proxy.team import users
+    from proxy.team import audit, users
     from proxy.team.views import user_view
 
     action = args.users_command
+    actor = audit.command_line_actor()
     if action == "add":
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
                                          fallback=args.fallback, model_limits=_model_limits(args.model_limit))
+        await audit.record("user.create", user.name, surface="cli", actor=actor)
         if args.json:
             _print_json({**user.public(), "key": key})
             return 0
@@ -149,6 +151,7 @@ async def _users(store, args: argparse.Namespace) -> int:
             raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens, --model-limit or "
                           "--[no-]fallback")
         user = await users.change_user(store, args.name, changes)
+        await audit.record("user.change", user.name, surface="cli", actor=actor, detail=changes)
         print(f"Changed {user.name}: {_limits_text(user)}.")
         return 0
     if action == "list":
@@ -163,16 +166,19 @@ async def _users(store, args: argparse.Namespace) -> int:
         return 0
     if action in ("disable", "enable"):
         user = await users.change_user(store, args.name, {"disabled": action == "disable"})
+        await audit.record("user.change", user.name, surface="cli", actor=actor, detail={"disabled": user.disabled})
         print(f"Disabled {user.name}: their key is refused from the next request on." if user.disabled
               else f"Enabled {user.name}: their key works again.")
         return 0
     if action == "rotate-key":
         user, key = await users.rotate_key(store, args.name)
+        await audit.record("user.rotate_key", user.name, surface="cli", actor=actor, detail={"key_id": user.key_id})
         print(f"New key for {user.name} (key id {user.key_id}); the old key is refused from now on. "
               "Shown this once:")
         print(key)
         return 0
     await users.remove_user(store, args.name)
+    await audit.record("user.remove", args.name, surface="cli", actor=actor)
     print(f"Removed {args.name}, their key and their ChatGPT login.")
     return 0
 

@@ -19,6 +19,7 @@ from proxy.team.users import add_user
 from tests.browser import Browser, chromium_or_skip
 from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, free_port, running_provider
 from tests.mock_upstream import ServerThread
+from tests.identity.test_who_did_it import recorded  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def _in_store(env, action):
 
 
 def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, oidc_node, proxy_settings,
-                                                                      mock_codex, tmp_path):
+                                                                      mock_codex, tmp_path, recorded):
     port = free_port()
     settings = _identity_settings(proxy_settings, mock_codex, tmp_path, f"http://127.0.0.1:{port}",
                                   admin_groups=("subrelay-admins",))
@@ -79,6 +80,7 @@ def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, o
         browser.wait_for("document.querySelector('tr[data-user=bob] td.disabled') !== null")
         browser.screenshot("sso-admin-disabled-a-member.png")
         assert _in_store(settings.env, lambda store: store.get_user("bob")).disabled
+        assert [(e.actor, e.action, e.target) for e in recorded] == [("sso:ada <ada@example.test>", "user.change", "bob")]
         cookies = browser.command("Network.getAllCookies")["cookies"]
         session = next(c for c in cookies if c["name"] == "subrelay_session")
         assert session["httpOnly"] and session["sameSite"] == "Lax"
