@@ -12,7 +12,8 @@ from proxy.errors import PermissionDenied, ServiceUnavailable
 from proxy.hub.caller import CALLER
 from proxy.hub.json_response import json_response
 from proxy.state.team import StoreError
-from proxy.team import audit, member_keys
+from proxy.team import audit, member_keys, member_seal
+from proxy.team.keys import hash_key
 from proxy.team.admin_api import json_body
 from proxy.team.gate import store_unavailable
 
@@ -46,11 +47,25 @@ async def create_key(request: Request) -> Response:
     try:
         store, user = await _member(request)
         view, key = await member_keys.create(store, user, body.get("name"), body.get("expires_in_days"))
+        view["opens_login"] = await _let_open_login(request.app.state.subrelay.team, user.name, key, view)
     except StoreError as exc:
         raise store_unavailable(exc) from None
     await audit.record("member_key.create", user.name, surface="account", detail={"key_id": view["key_id"],
                                                                                  "name": view["name"]})
     return json_response({**view, "key": key}, status_code=201, headers={"cache-control": "no-store"})
+
+
+async def _let_open_login(team, name: str, key: str, view: dict) -> bool | None:
+    """seal = "member": wrap the member's data key for the new key too, when this request can open it
+    (None when logins are sealed by the server, where any of the member's keys opens theirs)."""
+    if not member_seal.applies(team, name):
+        return None
+    data_key = await member_seal.unlock(team, name)
+    if data_key is None:
+        return False
+    await member_seal.wrap_for(team.store, name, data_key, hash_key(key), member_seal.derive(key.encode()),
+                               view["expires_at"])
+    return True
 
 
 async def revoke_key(request: Request) -> Response:

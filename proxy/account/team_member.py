@@ -15,6 +15,7 @@ from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
+from proxy.team import member_seal
 from proxy.team.one_person import check_account_free
 
 
@@ -28,6 +29,8 @@ async def save_user_login(team: Team, name: str, tokens: dict[str, Any], *, shar
     try:
         warning = await check_account_free(team.store, name, account.account_id, mode=shared_account,
                                            owner_auth_path=owner_auth_path)
+        if member_seal.applies(team, name):  # the member's data key (their credential's, or a new one)
+            await member_seal.unlock(team, name, create=True)
     except StoreError as exc:
         raise store_unavailable(exc) from None
     kept = {key: tokens[key] for key in ("id_token", "access_token", "refresh_token") if isinstance(tokens.get(key), str)}

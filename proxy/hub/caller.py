@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 CallerKind = Literal["anonymous", "owner", "user"]
@@ -29,6 +29,11 @@ class Caller:
     admin: bool = False  # may use the admin API and page (the admin key, or a signed-in admin)
     identity: str = ""  # who signed in: "sso:<subject> <email>", "header:<person>"; empty for keys
     via: str = "key"  # how the caller was identified: "key", "session" (sign-in cookie) or "header"
+    # seal = "member" only: the key derived from the credential presented (it opens what was sealed for
+    # it, proxy.team.member_seal), that credential's hash, and when it expires. Never logged or shown.
+    unlock: bytes = field(default=b"", repr=False, compare=False)
+    credential_id: str = field(default="", repr=False, compare=False)
+    credential_expires: float | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope_id(self) -> str:

@@ -8,6 +8,7 @@ page and API, ``/auth/…``): the model API takes keys, which is what CLIs and S
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 
 from collections.abc import Mapping
 
@@ -84,7 +85,13 @@ class IdentityService:
                 raise AuthenticationFailed("Your subrelay user is disabled or was removed; ask an admin.",
                                            code="member_disabled")
             user = None
-        return _caller(session.identity, session.admin, user.name if user else None, via="session")
+        caller = _caller(session.identity, session.admin, user.name if user else None, via="session")
+        if self.config.seal == "member" and user is not None:  # the session token opens what was sealed for it
+            from proxy.team.member_seal import derive
+
+            caller = replace(caller, unlock=derive(token.encode()), credential_id=sessions.token_hash(token),
+                             credential_expires=session.expires_at)
+        return caller
 
     async def caller_for(self, person: Person, *, via: str) -> Caller:
         """An admin, a member, or a refusal, for a person the provider or the proxy vouched for."""

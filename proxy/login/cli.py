@@ -80,6 +80,7 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
 
     async def save() -> None:
         team = open_team(settings.env)
+        team.seal = settings.file.identity.seal  # "member": refused here (only the member can seal theirs)
         try:
             await save_user_login(team, user, tokens, shared_account=settings.file.identity.shared_account,
                                   owner_auth_path=settings.codex_auth_path)

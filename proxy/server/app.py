@@ -87,7 +87,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     router = router or build_router(settings)
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
-    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
+                    seal=settings.file.identity.seal)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager

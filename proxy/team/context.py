@@ -47,6 +47,7 @@ class Team:
     env: Mapping[str, str] = field(default_factory=dict)
     # Where limits are reserved: the store (shared by workers and replicas), or memory for one process.
     limiter: Any = None
+    seal: str = "server"  # "member": members' logins open only inside their own requests (proxy.team.member_seal)
 
     def __post_init__(self) -> None:
         if self.limiter is None:

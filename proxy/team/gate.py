@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from contextvars import ContextVar
 from collections.abc import Mapping
 
@@ -35,8 +36,10 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 class TeamGate:
-    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1) -> None:
+    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
+                 seal: str = "server") -> None:
         self.env = env
+        self.seal = seal  # "member": callers carry the key their credential derives (proxy.team.member_seal)
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
         self.team: Team | None = None
@@ -54,6 +57,8 @@ class TeamGate:
                 log.error("%s", exc)
             if self.team is not None:
                 from proxy.team.usage import UsageBook
+
+                self.team.seal = self.seal
 
                 if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
                     from proxy.state.limits import MemoryLimiter
@@ -107,13 +112,15 @@ class TeamGate:
         if may_defer and team.store.remote:
             cached = self._cache.get(key_hash)
             if cached is not None and cached[1] > time.monotonic():
-                return Caller("user", name=cached[0].name, key_id=cached[0].key_id), cached[0]
+                return self._sealing(Caller("user", name=cached[0].name, key_id=cached[0].key_id), presented,
+                                     key_hash), cached[0]
         try:
             user = await team.store.user_by_key_hash(key_hash)
             if user is None:  # a key the member made themselves (named, expiring): never cached
                 found = await user_by_member_key(team.store, key_hash)
                 if found is not None and not found[0].disabled:
-                    return Caller("user", name=found[0].name, key_id=found[1]), found[0]
+                    return self._sealing(Caller("user", name=found[0].name, key_id=found[1]), presented, key_hash,
+                                         found[2]), found[0]
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:
@@ -123,7 +130,15 @@ class TeamGate:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
-        return Caller("user", name=user.name, key_id=user.key_id), user
+        return self._sealing(Caller("user", name=user.name, key_id=user.key_id), presented, key_hash), user
+
+    def _sealing(self, caller: Caller, presented: bytes, key_hash: str, expires: float | None = None) -> Caller:
+        """With seal = "member", the caller carries what its key derives (and only then: it costs an HKDF)."""
+        if self.seal != "member":
+            return caller
+        from proxy.team.member_seal import derive
+
+        return replace(caller, unlock=derive(presented), credential_id=key_hash, credential_expires=expires)
 
     def shared_team(self) -> Team | None:
         """The team store when state must be shared beyond this process (several workers, or Redis)."""

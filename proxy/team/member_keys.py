@@ -65,12 +65,13 @@ async def revoke(store: TeamStore, name: str, key_id: Any) -> None:
     for digest, _ in await store.records_of(MEMBER_KEY, name):
         if isinstance(key_id, str) and digest[:12] == key_id:
             await store.delete_record(MEMBER_KEY, digest)
+            await store.delete_record("seal", f"{name}:{digest}")  # its wrap of a member-sealed login
             return
     raise NotFound(f"You have no key with id {str(key_id)[:20]!r}.", code="key_not_found")
 
 
-async def user_by_member_key(store: TeamStore, key_hash: str) -> tuple[User, str] | None:
-    """The user a member key belongs to, and the key's id, while it is unexpired and unrevoked."""
+async def user_by_member_key(store: TeamStore, key_hash: str) -> tuple[User, str, float] | None:
+    """The user a member key belongs to, the key's id and its expiry, while it is unexpired and unrevoked."""
     found = await store.get_record(MEMBER_KEY, key_hash)
     if found is None:
         return None
@@ -78,4 +79,4 @@ async def user_by_member_key(store: TeamStore, key_hash: str) -> tuple[User, str
     if record.get("expires_at", 0) <= time.time():
         return None
     user = await store.get_user(found[1])
-    return (user, record["key_id"]) if user is not None else None
+    return (user, record["key_id"], float(record["expires_at"])) if user is not None else None
