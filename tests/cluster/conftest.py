@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -134,6 +135,13 @@ backend replicas
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
+    with running_cluster() as started:
+        yield started
+
+
+@contextmanager
+def running_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """The cluster (``extra_env`` added to every replica's and the CLI's environment) until the block ends."""
     if REDIS_SERVER is None:
         pytest.skip(SKIP_REASON)
     if HAPROXY is None:
@@ -151,6 +159,7 @@ def cluster() -> Iterator[Cluster]:
                 "SUBRELAY_STATE_DIR": os.path.join(workdir, "admin-state")}
     for name in ("SUBRELAY_API_KEYS", "SUBRELAY_CONFIG", "SUBRELAY_WORKERS", "SUBRELAY_PORT"):
         base_env.pop(name, None)
+    base_env.update(extra_env or {})
     replicas = [Replica(f"r{n}", free_port(), {**base_env, "SUBRELAY_STATE_DIR": os.path.join(workdir, f"state-r{n}")},
                         os.path.join(workdir, f"r{n}.log")) for n in (1, 2, 3)]
     for replica in replicas:
