@@ -14,6 +14,7 @@ import hmac
 import html
 import secrets
 import time
+from collections import deque
 from urllib.parse import quote
 
 import orjson
@@ -21,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from proxy.errors import AuthenticationFailed, BadRequest, NotFound, ProxyError
+from proxy.errors import AuthenticationFailed, BadRequest, NotFound, ProxyError, RateLimited
 from proxy.hub.caller import CALLER
 from proxy.hub.json_response import json_response
 from proxy.identity import sessions
 from proxy.identity.people import person_from_claims
 from proxy.identity.service import IdentityService
+from proxy.team import audit
+from proxy.team.admin_api import admin
 
 FLOW = "oidc_flow"  # record kind
 FLOW_COOKIE = "subrelay_signin"
@@ -34,6 +37,27 @@ FLOW_SECONDS = 600
 _NEXT = ("/admin", "/account")
 _PAGE_HEADERS = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
                  "cache-control": "no-store", "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+
+
+class _StartBudget:
+    """Sign-ins started in the last :data:`FLOW_SECONDS` in this process, at most :data:`MAX_STARTS`: each
+    leaves a store record for ten minutes, and anyone may start one."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def admit(self) -> None:
+        now = time.monotonic()
+        while self._times and self._times[0] < now - FLOW_SECONDS:
+            self._times.popleft()
+        if len(self._times) >= MAX_STARTS:
+            raise RateLimited("Too many sign-ins were started in the last minutes; try again shortly.",
+                              retry_after=30.0)
+        self._times.append(now)
+
+
+MAX_STARTS = 2000
+_STARTS = _StartBudget()
 
 
 def _service(request: Request) -> IdentityService:
@@ -58,6 +82,7 @@ async def login(request: Request) -> Response:
     target = request.query_params.get("next", "/account")
     if target not in _NEXT:
         raise BadRequest(f"'next' must be one of {', '.join(_NEXT)}.", param="next", code="invalid_next")
+    _STARTS.admit()
     team = service.team(create=True)
     flow = await service.oidc.start(_redirect_url(request, service))
     binding = secrets.token_urlsafe(32)
@@ -87,9 +112,12 @@ async def _callback(request: Request, service: IdentityService) -> Response:
         raise AuthenticationFailed(f"The provider did not sign you in ({query.get('error')[:80]}: "
                                    f"{(query.get('error_description') or '')[:200]}).", code="oidc_refused")
     state, code = query.get("state") or "", query.get("code") or ""
-    team = service.team(create=True)
+    if query.get("iss") is not None and query.get("iss") != service.config.oidc.issuer:  # RFC 9207: a mix-up
+        raise AuthenticationFailed("This sign-in came back from another issuer than the configured one.",
+                                   code="oidc_state_invalid")
+    team = service.team()  # a callback never creates the store: only a started sign-in does
     key = hashlib.sha256(state.encode()).hexdigest()
-    found = await team.store.get_record(FLOW, key) if state and code else None
+    found = await team.store.get_record(FLOW, key) if state and code and team is not None else None
     if found is None:
         raise AuthenticationFailed("This sign-in is unknown or has expired; start again.", code="oidc_state_invalid")
     await team.store.delete_record(FLOW, key)  # one use, whatever happens next
@@ -144,8 +172,19 @@ async def logout(request: Request) -> Response:
     return response
 
 
+@admin
+async def revoke_sessions(request: Request) -> Response:
+    """``DELETE /api/admin/users/{name}/sessions``: sign a member out everywhere, at once on every replica."""
+    service = getattr(request.app.state, "identity", None)
+    store = service.store() if service is not None else None
+    ended = await sessions.end_all_of_user(store, request.path_params["name"]) if store is not None else 0
+    await audit.record("user.sessions_revoke", request.path_params["name"], detail={"sessions": ended})
+    return json_response({"object": "sessions.deleted", "name": request.path_params["name"], "deleted": ended})
+
+
 def routes() -> list[Route]:
-    return [Route("/auth/oidc/login", login, methods=["GET"]),
+    return [Route("/api/admin/users/{name}/sessions", revoke_sessions, methods=["DELETE"]),
+            Route("/auth/oidc/login", login, methods=["GET"]),
             Route("/auth/oidc/callback", callback, methods=["GET"]),
             Route("/auth/session", who, methods=["GET"]),
             Route("/auth/logout", logout, methods=["POST"])]

@@ -31,8 +31,15 @@ def free_port() -> int:
 
 
 def _node_path() -> str:
-    """PATH with Node 22 first: the npm client tests' copy, else the system's node if it is 22 or newer."""
+    """PATH with Node 22 first: the npm client tests' copy (installed from npm now if missing), else the
+    system's node if it is 22 or newer."""
     path = os.environ["PATH"]
+    npm = shutil.which("npm")
+    if not (NODE22 / "node").exists() and npm is not None:
+        from tests.clients.test_npm_clients import PREFIX as CLIENTS, _node22
+
+        CLIENTS.mkdir(exist_ok=True)
+        _node22(npm)  # the same Node 22 the npm client tests use, in the same place
     if (NODE22 / "node").exists():
         return f"{NODE22}{os.pathsep}{path}"
     node = shutil.which("node")
