@@ -118,7 +118,11 @@ async def _status(state) -> dict:
 
 async def device_start(request: Request) -> Response:
     state = _state(request)
-    await state.pending_logins.check_room()  # a refused start costs the auth server nothing
+    # One login in progress per person: a new start replaces the caller's own earlier ones (so no member
+    # can hold the shared slots and lock the others out), then the server-wide cap is checked before
+    # asking the auth server (a refused start costs it nothing).
+    await state.pending_logins.clear()
+    await state.pending_logins.check_room()
     device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
     handle = await state.pending_logins.add(device)
     return json_response({"device_code": handle, "user_code": device.user_code,

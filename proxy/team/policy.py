@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from proxy.hub.events import Usage
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
@@ -41,6 +42,17 @@ def estimate_tokens(request: Any) -> tuple[int, int]:
     asked = getattr(request, "max_output_tokens", None)
     output = min(asked if isinstance(asked, int) and asked > 0 else OUTPUT_ESTIMATE, MAX_OUTPUT_ESTIMATE)
     return len(raw) // 4 + 1, output
+
+
+FRAME_OVERHEAD = 160  # bytes of an answer stream's delta frame that are not text (ids, types, JSON)
+
+
+def delivered_tokens(record: RequestRecord) -> int:
+    """Output tokens a stream delivered before its usage arrived: one per data frame (every vendor
+    streams a token or a few per delta), plus a token per 4 bytes beyond a frame's usual framing (a
+    frame carrying a long text or a tool call's arguments at once)."""
+    frames, size = record.relayed_frames, record.relayed_bytes
+    return frames + max(size - FRAME_OVERHEAD * frames, 0) // 4
 
 
 def plan_windows(headers) -> dict[str, Any] | None:
@@ -261,8 +273,11 @@ class Admission:
             used = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
         elif record.status >= 400 or record.status == 0:
             used = 0  # refused before or by the upstream: no tokens spent
-        else:
-            used = self.estimate[0]  # cancelled mid-answer: settled at its input
+        else:  # the client left before the usage arrived: charged for what was delivered, never less
+            delivered = delivered_tokens(record)
+            used = self.estimate[0] + delivered
+            record.usage = Usage(self.estimate[0], delivered, used)
+            record.note(f"usage estimated: the client left after {record.relayed_frames} frames")
         if self.reservation is not None:
             tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
             actual = {key: used for key, _, _ in self.reservation.parts if key.startswith(("tpm", "day"), tokens_only)}
