@@ -88,7 +88,7 @@ async def login(request: Request) -> Response:
     binding = secrets.token_urlsafe(32)
     record = {"nonce": flow.nonce, "verifier": flow.code_verifier, "next": target,
               "browser": hashlib.sha256(binding.encode()).hexdigest()}
-    await team.store.put_record(FLOW, hashlib.sha256(flow.state.encode()).hexdigest(), orjson.dumps(record), "flows",
+    await team.store.put_record(FLOW, hashlib.sha256(flow.state.encode()).hexdigest(), orjson.dumps(record), "",
                                 time.time() + FLOW_SECONDS)
     response = RedirectResponse(flow.url, status_code=302, headers={"cache-control": "no-store"})
     response.headers.append("set-cookie", f"{FLOW_COOKIE}={binding}; Path=/auth/oidc; Max-Age={FLOW_SECONDS}; "

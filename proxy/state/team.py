@@ -248,7 +248,8 @@ class TeamStore(ABC):
     # share one tested primitive instead of a table each. ``kind`` namespaces the keys.
     @abstractmethod
     async def put_record(self, kind: str, key: str, value: bytes, owner: str, expires_at: float | None) -> None:
-        """Create or replace the record ``kind``/``key`` (``expires_at``: epoch seconds, None: never)."""
+        """Create or replace the record ``kind``/``key`` (``expires_at``: epoch seconds, None: never).
+        An empty ``owner`` means nobody will list it by owner (a backend may skip indexing it)."""
 
     @abstractmethod
     async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:

@@ -198,8 +198,12 @@ class RedisTeamStore(TeamStore):
             pipe.set(self._p + f"rec:{kind}:{key}", record)
         else:
             pipe.set(self._p + f"rec:{kind}:{key}", record, px=max(int((expires_at - time.time()) * 1000), 1))
-        pipe.sadd(self._p + f"reco:{kind}:{owner}", key)
-        await bounded(pipe.execute(), self._timeout)
+        if owner:  # no owner (a sign-in in progress): nothing will ask for it by owner, so no index to grow
+            pipe.sadd(self._p + f"reco:{kind}:{owner}", key)
+            pipe.scard(self._p + f"reco:{kind}:{owner}")
+        done = await bounded(pipe.execute(), self._timeout)
+        if owner and done[-1] > 64:  # expired records leave their key in the index: prune now and then
+            await self.records_of(kind, owner)
 
     async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:
         raw = await bounded(self._redis.get(self._p + f"rec:{kind}:{key}"), self._timeout)
@@ -212,7 +216,7 @@ class RedisTeamStore(TeamStore):
         found = await self.get_record(kind, key)
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self._p + f"rec:{kind}:{key}")
-        if found is not None:
+        if found is not None and found[1]:
             pipe.srem(self._p + f"reco:{kind}:{found[1]}", key)
         return bool((await bounded(pipe.execute(), self._timeout))[0])
 

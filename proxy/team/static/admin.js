@@ -54,6 +54,7 @@ async function whoAmI() {
     $("sso").hidden = !(answer.sign_in && answer.sign_in.oidc);
     if (answer.signed_in && answer.admin) {
       session = answer;
+      $("sso").hidden = true;
       $("signed-in-as").textContent = `Signed in as ${answer.identity}`;
       $("sso-sign-out").hidden = false;
     }
