@@ -16,7 +16,7 @@ from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
-from proxy.hub.caller import Caller
+from proxy.hub.caller import CALLER, Caller
 from proxy.team.fairness import PersonCaps
 from proxy.team.context import Team, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
@@ -121,8 +121,8 @@ class TeamGate:
             if user is None:  # a key the member made themselves (named, expiring): never cached
                 found = await user_by_member_key(team.store, key_hash)
                 if found is not None and not found[0].disabled:
-                    return self._sealing(Caller("user", name=found[0].name, key_id=found[1]), presented, key_hash,
-                                         found[2]), found[0]
+                    caller = Caller("user", name=found[0].name, key_id=found[1], credential_id=key_hash)
+                    return self._sealing(caller, presented, key_hash, found[2]), found[0]
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:
@@ -154,8 +154,12 @@ class TeamGate:
         up again (a key disabled, rotated or removed since the socket opened is refused now)."""
         from proxy.errors import AuthenticationFailed
 
+        caller = CALLER.get()
         try:
             current = await self.team.store.user_by_key_hash(user.key_hash) if self.team is not None else None
+            if current is not None and caller.kind == "user" and caller.key_id != user.key_id and caller.credential_id:
+                found = await user_by_member_key(self.team.store, caller.credential_id)  # a key the member made
+                current = current if found is not None and found[0].name == user.name else None
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if current is None or current.disabled or current.name != user.name:
