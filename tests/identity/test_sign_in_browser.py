@@ -19,7 +19,6 @@ from proxy.team.users import add_user
 from tests.browser import Browser, chromium_or_skip
 from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, free_port, running_provider
 from tests.mock_upstream import ServerThread
-from tests.identity.test_who_did_it import recorded  # noqa: F401 (a fixture)
 
 
 @pytest.fixture

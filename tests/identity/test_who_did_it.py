@@ -6,29 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import httpx
-import pytest
 
 from proxy.config.file import FileConfig
 from proxy.config.identity import IdentityConfig, TrustedHeaderConfig
 from proxy.server.app import create_app
-from proxy.team import audit
 from tests.mock_upstream import ServerThread
 from tests.team.conftest import ADMIN_KEY
 from tests.team.test_request_path import make_user
-
-
-@pytest.fixture
-def recorded():
-    entries = []
-
-    async def sink(entry):
-        entries.append(entry)
-
-    audit.attach(sink)
-    try:
-        yield entries
-    finally:
-        audit.detach(sink)
 
 
 def test_admin_actions_record_the_identity_that_made_them(proxy_settings, tmp_path, recorded):
