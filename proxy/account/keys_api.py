@@ -50,8 +50,8 @@ async def create_key(request: Request) -> Response:
         view["opens_login"] = await _let_open_login(request.app.state.subrelay.team, user.name, key, view)
     except StoreError as exc:
         raise store_unavailable(exc) from None
-    await audit.record("member_key.create", user.name, surface="account", detail={"key_id": view["key_id"],
-                                                                                 "name": view["name"]})
+    await audit.record_request(request.app.state.subrelay.team, request.scope, "member_key.create", user.name,
+                               f"key id {view['key_id']} named {view['name']!r}", own=True)
     return json_response({**view, "key": key}, status_code=201, headers={"cache-control": "no-store"})
 
 
@@ -74,7 +74,8 @@ async def revoke_key(request: Request) -> Response:
         await member_keys.revoke(store, user.name, request.path_params["key_id"])
     except StoreError as exc:
         raise store_unavailable(exc) from None
-    await audit.record("member_key.revoke", user.name, surface="account", detail={"key_id": request.path_params["key_id"]})
+    await audit.record_request(request.app.state.subrelay.team, request.scope, "member_key.revoke", user.name,
+                               f"key id {request.path_params['key_id']}", own=True)
     return json_response({"object": "key.deleted", "key_id": request.path_params["key_id"], "deleted": True})
 
 

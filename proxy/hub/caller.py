@@ -49,11 +49,21 @@ class Caller:
         """Who made an action, as an audit record names it (never a secret)."""
         if self.identity:
             return self.identity
-        if self.admin:
-            return "admin key"
+        if self.kind == "owner" and self.key_id and self.key_id != "admin":
+            return f"owner key {self.key_id}"
         if self.kind == "user":
             return f"user {self.name} (key {self.key_id})"
-        return f"owner key {self.key_id}" if self.kind == "owner" else "anonymous"
+        return "admin key"  # the admin key itself, or no key at all (a local server without keys)
+
+    @property
+    def person(self) -> str:
+        """Who a request's log line and ledger entry name: the user's name, or the owner key's id (never
+        the key), or ``anonymous`` when no keys are set."""
+        if self.kind == "user" and self.name:
+            return self.name
+        if self.kind == "owner":
+            return f"owner:{self.key_id}" if self.key_id else "owner"
+        return "anonymous"
 
     @property
     def label(self) -> str:
@@ -99,3 +109,45 @@ class OwnerKeys:
             if hmac.compare_digest(presented, key):
                 found = kid
         return Caller("owner", key_id=found) if found is not None else None
+
+
+# -- who made an admin change (the audit log) -----------------------------------------------------------
+
+# The admin page says so on its calls, so the audit log can tell the page from a script using the API.
+SURFACE_HEADER = b"x-subrelay-surface"
+
+
+def admin_identity(scope) -> tuple[str, str]:
+    """(who, via) of an admin request, as the audit log names them: the credential and where it came from
+    (``admin key from 10.0.0.7``), and the surface (``page`` or ``api``). The one place the edge's naming of
+    an admin lives: SSO sessions and trusted headers extend this function, nothing else."""
+    caller = scope.get("subrelay.caller")
+    # "admin key", "owner key <id>", "sso:<subject> <email>" or "header:<person>". A member's key beside the
+    # admin key (the admin check passed on the admin key): the admin key made the change.
+    admin_key = caller is None or (caller.kind == "user" and not caller.identity)
+    credential = "admin key" if admin_key else caller.actor
+    client = scope.get("client")
+    who = f"{credential} from {client[0] if client else 'an unknown address'}"
+    surface = dict(scope.get("headers") or ()).get(SURFACE_HEADER)
+    return who, "page" if surface == b"admin-page" else "api"
+
+
+def member_identity(scope) -> tuple[str, str]:
+    """(who, via) of a member's change to their own things (their keys on ``/account``): their sign-in
+    identity or their key, and where it came from."""
+    caller = scope.get("subrelay.caller")
+    client = scope.get("client")
+    return (f"{caller.actor if caller is not None else 'anonymous'} from "
+            f"{client[0] if client else 'an unknown address'}", "account")
+
+
+def local_identity() -> str:
+    """Who runs a ``subrelay`` command: the local account and host (whoever can read the state directory)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "uid " + str(__import__("os").getuid())
+    return f"local user {user} on {socket.gethostname()}"

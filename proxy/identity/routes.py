@@ -29,7 +29,7 @@ from proxy.identity import sessions
 from proxy.identity.people import person_from_claims
 from proxy.identity.service import IdentityService
 from proxy.team import audit
-from proxy.team.admin_api import admin
+from proxy.team.admin_api import admin, team_of
 
 FLOW = "oidc_flow"  # record kind
 FLOW_COOKIE = "subrelay_signin"
@@ -178,7 +178,8 @@ async def revoke_sessions(request: Request) -> Response:
     service = getattr(request.app.state, "identity", None)
     store = service.store() if service is not None else None
     ended = await sessions.end_all_of_user(store, request.path_params["name"]) if store is not None else 0
-    await audit.record("user.sessions_revoke", request.path_params["name"], detail={"sessions": ended})
+    await audit.record_request(await team_of(request), request.scope, "user.sessions_revoke",
+                               request.path_params["name"], f"{ended} sign-in session(s) ended")
     return json_response({"object": "sessions.deleted", "name": request.path_params["name"], "deleted": ended})
 
 

@@ -4,6 +4,7 @@ loopback port and stopped by its own PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,7 +13,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -135,13 +135,13 @@ backend replicas
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    with running_cluster() as started:
+    with start_cluster() as started:
         yield started
 
 
-@contextmanager
-def running_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
-    """The cluster (``extra_env`` added to every replica's and the CLI's environment) until the block ends."""
+@contextlib.contextmanager
+def start_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """Redis, three replicas (with ``extra_env``, e.g. a SUBRELAY_CONFIG) and HAProxy, all stopped after."""
     if REDIS_SERVER is None:
         pytest.skip(SKIP_REASON)
     if HAPROXY is None:
@@ -154,6 +154,7 @@ def running_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster
     auth_path = os.path.join(workdir, "auth.json")
     write_auth_file(auth_path, mock.state.auth_file())
     base_env = {**os.environ, "SUBRELAY_REDIS_URL": redis.url, "SUBRELAY_SECRET_KEY": SECRET_KEY,
+                "SUBRELAY_USER_MAX_CONCURRENT": "1000",  # the storm test is one person's 300 requests
                 "SUBRELAY_REDIS_TIMEOUT": str(REDIS_TIMEOUT), "SUBRELAY_CODEX_BASE_URL": f"{thread.url}/backend-api/codex",
                 "SUBRELAY_AUTH_BASE_URL": thread.url, "CODEX_AUTH_PATH": auth_path, "SUBRELAY_LOG_LEVEL": "info",
                 "SUBRELAY_STATE_DIR": os.path.join(workdir, "admin-state")}

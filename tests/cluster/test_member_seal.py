@@ -20,7 +20,7 @@ from proxy.team.context import Team
 from proxy.team.keys import hash_key
 from proxy.team.logins import seal_login
 from proxy.team.secretbox import SecretBox, parse_secret
-from tests.cluster.conftest import SECRET_KEY, Cluster, running_cluster
+from tests.cluster.conftest import SECRET_KEY, Cluster, start_cluster
 from tests.cluster.test_team_trust import _device_login
 
 REPLICA_HEADER = "x-subrelay-replica"
@@ -34,7 +34,7 @@ def sealed_cluster():
         handle.write('[identity]\nseal = "member"\n')
     # One member's 45 concurrent requests: above the per-person cap on requests in flight (a fairness
     # bound this test is not about), so the cap is raised here.
-    with running_cluster({"SUBRELAY_CONFIG": config, "SUBRELAY_USER_MAX_CONCURRENT": "64"}) as cluster:
+    with start_cluster({"SUBRELAY_CONFIG": config, "SUBRELAY_USER_MAX_CONCURRENT": "64"}) as cluster:
         yield cluster
 
 

