@@ -21,7 +21,10 @@ from adapters.codex.model_catalog import complete_catalog, listed_slugs
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
+from proxy.account import keys_api
 from proxy.account.pending import PendingLogins
+from proxy.identity import routes as identity_routes
+from proxy.identity.service import IdentityService
 from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
@@ -106,7 +109,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
                     money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
                     key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
-                    queue_seconds=settings.file.queue_seconds)
+                    queue_seconds=settings.file.queue_seconds, seal=settings.file.identity.seal)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -197,8 +200,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
         *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
+        *identity_routes.routes(),  # sign-in (OpenID Connect), the session, sign-out
+        *keys_api.routes(),  # a member's own named keys
     ]
-    return SubrelayApp(
+    app = SubrelayApp(
         settings,
         gate,
         tracing,
@@ -207,6 +212,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+    identity = settings.file.identity
+    app.state.identity = IdentityService(identity, gate, settings.env) if identity.sign_in else None
+    return app
 
 
 def _install_prices(settings: Settings) -> None:
@@ -311,7 +319,8 @@ class SubrelayApp(Starlette):
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing,
+                              identity=getattr(self.state, "identity", None))
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
