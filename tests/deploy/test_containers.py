@@ -494,7 +494,7 @@ def _haproxy_with_replica_header(workdir: Path) -> Path:
 def test_compose_replicas_profile_team_user_conversation_replica_killed_and_redis_restarted(
         engine: Engine, standins: None, tmp_path):
     port, admin = free_port(), "ci-admin-key-" + "a" * 24
-    env = {"REDIS_PASSWORD": "ci-redis-" + "p" * 24, "SUBRELAY_SECRET_KEY": new_secret(), "SUBRELAY_ADMIN_KEY": admin,
+    env = {"SUBRELAY_API_KEYS": KEY, "REDIS_PASSWORD": "ci-redis-" + "p" * 24, "SUBRELAY_SECRET_KEY": new_secret(), "SUBRELAY_ADMIN_KEY": admin,
            "SUBRELAY_REPLICAS_PUBLISH": f"127.0.0.1:{port}", **MOCK_ENV}
     replica = {"environment": {"SUBRELAY_CODEX_BASE_URL": "${SUBRELAY_CODEX_BASE_URL}"}}
     override = {"services": {
