@@ -47,10 +47,20 @@ def main() -> None:
     env, key = ({}, b"sk-bench")
     if args.team:
         env, key = team_store(args.requests)
+    for name in ("SUBRELAY_LEDGER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY"):  # A/B of the ledger
+        if os.environ.get(name):  # and of tracing (an endpoint nobody listens on: spans are built, then dropped)
+            env[name] = os.environ[name]
     auth = "/nonexistent/auth.json"
     settings: dict = {}
     if args.codex:
         auth, settings = codex_login(args.port)
+    if os.environ.get("LEDGER_NO_FLUSH"):  # the ledger's cost on the request path alone: entries are dropped
+        from proxy.observe.ledger import RequestLedger
+
+        async def drop(self) -> None:
+            self._pending.clear()
+
+        RequestLedger._flush = drop
     app = create_app(Settings(file=config, codex_auth_path=auth, env=env, **settings))
     model = ("codex" if args.codex else "bench") + ("/bench-d50" if args.stream else "/bench-d1")
     body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'

@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from proxy.account.status import chatgpt_status, fetch_usage, provider_states
 from proxy.config.settings import Settings, is_loopback
-from proxy.errors import NotFound, PermissionDenied, ServiceUnavailable
+from proxy.errors import BadRequest, NotFound, PermissionDenied, ServiceUnavailable
 from proxy.account.pending import MAX_PENDING  # noqa: F401 (the cap on logins in progress, part of this API)
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
@@ -35,8 +35,9 @@ from proxy.login.oauth import (
     poll_device_login,
     start_device_login,
 )
-from proxy.login.store import remove_login, save_login
-from proxy.account.team_member import remove_user_login, save_user_login, user_status
+import proxy.credentials.access_token as access_token
+from proxy.login.store import remove_login, save_access_token, save_login
+from proxy.account.team_member import remove_user_login, save_user_access_token, save_user_login, user_status
 from proxy.hub.caller import CALLER
 from proxy.state.team import OWNER_LOGIN
 from proxy.observe.metrics import COOLDOWNS, metrics_text
@@ -72,9 +73,22 @@ class AdminGuard:
 
 
 def _state(request: Request):
+    """For the endpoints that act on the caller's own login: a team member acts on theirs (and only
+    theirs); anyone else needs the admin (:class:`AdminGuard`)."""
     state = request.app.state.subrelay
-    if CALLER.get().kind != "user":  # a team user acts on their own login only; the rest needs the admin
+    if CALLER.get().kind != "user":
         state.admin.check(request)
+    return state
+
+
+def _operator_state(request: Request):
+    """For the operator's surfaces (metrics, the provider table): never a team member, whatever the
+    server's admin settings; the admin as :class:`AdminGuard` decides for everyone else."""
+    state = request.app.state.subrelay
+    if CALLER.get().kind == "user":
+        raise PermissionDenied("This is the operator's view; a member's key cannot open it (the admin key can).",
+                               code="admin_key_required")
+    state.admin.check(request)
     return state
 
 
@@ -103,7 +117,11 @@ async def _status(state) -> dict:
 
 async def device_start(request: Request) -> Response:
     state = _state(request)
-    await state.pending_logins.check_room()  # a refused start costs the auth server nothing
+    # One login in progress per person: a new start replaces the caller's own earlier ones (so no member
+    # can hold the shared slots and lock the others out), then the server-wide cap is checked before
+    # asking the auth server (a refused start costs it nothing).
+    await state.pending_logins.clear()
+    await state.pending_logins.check_room()
     device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
     handle = await state.pending_logins.add(device)
     return json_response({"device_code": handle, "user_code": device.user_code,
@@ -138,6 +156,25 @@ async def device_poll(request: Request) -> Response:
     return json_response({**(await _status(state)), "pending": False})
 
 
+async def access_token_login(request: Request) -> Response:
+    """``POST …/access-token`` ``{"access_token": "at-…"}``: log in with a Codex personal access token
+    (the caller's own login for a team member). whoami names the account first, so a revoked or mistyped
+    token is refused with a 401 and nothing is saved; the answer is the status, never the token."""
+    state = _state(request)
+    body = decode_json_object(await request.body())
+    supplied = body.get("access_token")
+    if not isinstance(supplied, str):
+        raise BadRequest("Send {\"access_token\": \"at-...\"}.", param="access_token", code="missing_access_token")
+    token = access_token.checked_token(supplied)
+    who = "the token given"
+    account = await access_token.whoami(state.upstream.http, state.settings.auth_base_url, token, who)
+    if _user(state) is not None:
+        await save_user_access_token(state.team, _user(state), token, account)
+    else:
+        save_access_token(state.settings.codex_auth_path, token)
+    return json_response(await _status(state))
+
+
 async def logout(request: Request) -> Response:
     state = _state(request)
     await state.pending_logins.clear()
@@ -149,7 +186,11 @@ async def logout(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
+    """The Codex models of the login acted on: a member's own plan's catalogue (none without a login,
+    never the owner's), else the server's."""
     state = _state(request)
+    if CALLER.get().kind == "user":
+        return json_response({"vendor": "openai", "models": await state.member_catalogs.own_slugs(state)})
     listed = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
     return json_response({"vendor": "openai", "models": listed})
 
@@ -165,7 +206,7 @@ async def usage(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     """Every provider's state, as ``subrelay status`` shows it (no secrets)."""
-    return json_response({"providers": provider_states(_state(request).settings)})
+    return json_response({"providers": provider_states(_operator_state(request).settings)})
 
 
 async def account_page(request: Request) -> Response:
@@ -189,8 +230,9 @@ def _script_hashes(page: bytes) -> str:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (all workers merged), behind the admin key like the account API."""
-    state = _state(request)
+    """Prometheus metrics (all workers merged): the operator's, behind the admin key (every member's
+    per-user series would otherwise be one member's key away)."""
+    state = _operator_state(request)
     COOLDOWNS.set(state.cooldowns.active())
     return Response(metrics_text(state.settings.metrics_dir), media_type="text/plain; version=0.0.4")
 

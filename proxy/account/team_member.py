@@ -8,10 +8,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from proxy.account.status import fetch_usage, summarise_usage
+import proxy.credentials.access_token as access_token
+from proxy.credentials.access_token import TokenAccount
 from proxy.errors import ProxyError
 from proxy.login.store import describe
 from proxy.observe.redact import secrets
-from proxy.state.team import OWNER_LOGIN, StoreError
+from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
@@ -25,10 +27,22 @@ async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None
     if account.account_id:
         kept["account_id"] = account.account_id
     auth = {"tokens": kept, "last_refresh": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    await _store_login(team, name, auth)
+
+
+async def save_user_access_token(team: Team, name: str, token: str, account: TokenAccount) -> None:
+    """Store a Codex personal access token as ``name``'s login (sealed, with whoami's answer, so its
+    account is known without asking again), replacing any earlier login."""
+    await _store_login(team, name, access_token.auth_json(token, account))
+
+
+async def _store_login(team: Team, name: str, auth: dict[str, Any]) -> None:
     try:
         for _ in range(5):  # a refresh racing this login loses: retry the compare-and-set on the newest version
             stored = await team.store.get_login(name)
-            version = stored.version + 1 if stored else 1
+            # A new login gets a version no earlier login of this name ever had: a replica that cached the
+            # old one sees the change on its very next request (proxy.state.team.new_login_version).
+            version = max(new_login_version(), stored.version + 1 if stored else 0)
             if await team.store.put_login(name, seal_login(team, name, auth, version),
                                           expected_version=stored.version if stored else None):
                 return
@@ -67,6 +81,7 @@ async def user_status(state, name: str) -> dict[str, Any]:
         return status
     try:
         credential = await source.user_login(name).current()
+        status["login"] = "access_token" if access_token.is_access_token(credential.access_token) else "chatgpt"
         status.update(connected=True, expires_at=int(credential.expires_at * 1000) if credential.expires_at else None)
         try:
             raw = await fetch_usage(state.upstream.http, state.settings, credential)

@@ -102,23 +102,51 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         store = open_store(env, create=False)
         if store is None:
             raise Refused(NO_STORE)
+    audit = Auditor(env)
     try:
         if args.command == "users":
-            return await _users(store, args)
+            return await _users(store, args, audit)
         if args.command == "usage":
             return await _usage(store, args)
         if args.command == "backup":
             return await _backup(store, args.path, env)
-        return await _rotate_secret(store, env)
+        code = await _rotate_secret(store, env)
+        await audit("secret.rotate", None, "every stored login re-sealed under the new secret key"
+                    + ("" if code == 0 else " (some could not be opened)"))
+        return code
     finally:
+        await audit.close()
         await store.close()
+
+
+class Auditor:
+    """A command's audit entries (who: :func:`proxy.hub.caller.local_identity`, via ``cli``); the ledger
+    store is opened only when a change is made."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self._ledger = None
+
+    async def __call__(self, action: str, target: str | None, details: str = "") -> None:
+        from proxy.hub.caller import local_identity
+        from proxy.team.audit import record_action
+        from proxy.team.context import open_ledger
+
+        if self._ledger is None:
+            self._ledger = open_ledger(self.env)
+        await record_action(self._ledger, local_identity(), "cli", action, target, details)
+
+    async def close(self) -> None:
+        if self._ledger is not None:
+            await self._ledger.close()
 
 
 # -- users ---------------------------------------------------------------------------------------
 
 
-async def _users(store, args: argparse.Namespace) -> int:
+async def _users(store, args: argparse.Namespace, audit: Auditor) -> int:
     from proxy.team import users
+    from proxy.team.audit import change_action, change_details, user_details
     from proxy.team.views import user_view
 
     action = args.users_command
@@ -126,6 +154,7 @@ async def _users(store, args: argparse.Namespace) -> int:
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
                                          fallback=args.fallback, model_limits=_model_limits(args.model_limit))
+        await audit("user.add", user.name, user_details(user))
         if args.json:
             _print_json({**user.public(), "key": key})
             return 0
@@ -148,7 +177,10 @@ async def _users(store, args: argparse.Namespace) -> int:
         if not changes:
             raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens, --model-limit or "
                           "--[no-]fallback")
+        before = await users.get_user(store, args.name)
         user = await users.change_user(store, args.name, changes)
+        if change_details(before, user):
+            await audit(change_action(before, user), user.name, change_details(before, user))
         print(f"Changed {user.name}: {_limits_text(user)}.")
         return 0
     if action == "list":
@@ -162,17 +194,23 @@ async def _users(store, args: argparse.Namespace) -> int:
             _print_show(view)
         return 0
     if action in ("disable", "enable"):
+        before = await users.get_user(store, args.name)
         user = await users.change_user(store, args.name, {"disabled": action == "disable"})
+        if change_details(before, user):
+            await audit(change_action(before, user), user.name, change_details(before, user))
         print(f"Disabled {user.name}: their key is refused from the next request on." if user.disabled
               else f"Enabled {user.name}: their key works again.")
         return 0
     if action == "rotate-key":
+        old = (await users.get_user(store, args.name)).key_id
         user, key = await users.rotate_key(store, args.name)
+        await audit("user.rotate_key", user.name, f"new key id {user.key_id} (was {old})")
         print(f"New key for {user.name} (key id {user.key_id}); the old key is refused from now on. "
               "Shown this once:")
         print(key)
         return 0
     await users.remove_user(store, args.name)
+    await audit("user.remove", args.name, "their key and their ChatGPT login removed")
     print(f"Removed {args.name}, their key and their ChatGPT login.")
     return 0
 

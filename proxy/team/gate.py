@@ -16,7 +16,8 @@ from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import Caller
-from proxy.team.context import Team, open_team, store_path
+from proxy.team.fairness import PersonCaps
+from proxy.team.context import Team, ledger_options, open_ledger, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 
 log = get_logger("subrelay.team")
@@ -40,9 +41,12 @@ class TeamGate:
         self.fallback_at_percent = fallback_at_percent
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
+        self.ledger = None  # proxy.observe.ledger.RequestLedger, once the ledger is on (None: nothing recorded)
+        self._ledger_store = None  # the ledger's store when it runs without team mode (SUBRELAY_LEDGER=on)
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
         self.seen_windows: dict[str, dict[str, int]] = {}  # per login: the plan windows last written (rounded)
         self._next_look = 0.0
+        self.caps = PersonCaps.from_env(env)  # each person's share of requests in flight and open sockets
 
     def open(self) -> Team | None:
         """Open the store if it exists (at start-up, and again when ``subrelay users add`` creates it)."""
@@ -64,7 +68,40 @@ class TeamGate:
                     self.book.start()
                 except RuntimeError:  # no running loop (a command, not the server): flushed on demand
                     pass
+                if ledger_options(self.env).requests != "off":
+                    self._start_ledger(self.team.ledger)
         return self.team
+
+    def open_ledger(self) -> None:
+        """At start-up: the request ledger without team mode, when ``SUBRELAY_LEDGER=on`` says so."""
+        if self.ledger is None and self.team is None and ledger_options(self.env).requests == "on":
+            try:
+                self._ledger_store = open_ledger(self.env)
+            except StoreError as exc:
+                log.error("%s", exc)
+                return
+            self._start_ledger(self._ledger_store)
+
+    def _start_ledger(self, store) -> None:
+        from proxy.observe.ledger import RequestLedger
+
+        if self.ledger is not None:  # on without team mode first; the team's store is the same file
+            return
+        options = ledger_options(self.env)
+        self.ledger = RequestLedger(store, options.retention, options.audit)
+        try:
+            self.ledger.start()
+        except RuntimeError:  # no running loop (a command): flushed on demand
+            pass
+
+    async def close(self) -> None:
+        """At shutdown: the last usage figures and ledger entries reach their stores."""
+        if self.book is not None:
+            await self.book.stop()
+        if self.ledger is not None:
+            await self.ledger.stop()
+        if self._ledger_store is not None:
+            await self._ledger_store.close()
 
     def _team(self, *, now_please: bool = False) -> Team | None:
         if self.team is None and not self.env.get("SUBRELAY_REDIS_URL"):
@@ -140,6 +177,13 @@ class TeamGate:
             raise AuthenticationFailed("This subrelay key is no longer valid (disabled, rotated or removed).",
                                        code="invalid_api_key")
         return self.admission(current)
+
+    def remember(self, user: User) -> None:
+        """A user record just read afresh (network stores): the next requests may take it from here."""
+        if self.team is not None and self.team.store.remote:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[user.key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
 
     def forget(self, key_hash: str) -> None:
         """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""

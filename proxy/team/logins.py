@@ -22,13 +22,14 @@ from typing import Any
 import httpx
 import orjson
 
+import proxy.credentials.access_token as access_token
 from proxy.credentials.base import Credential
 from proxy.credentials.codex import CodexCredentialSource, credential_from_auth, exchange_refresh_token
 from proxy.credentials.jwt import jwt_claims
 from proxy.errors import AuthenticationFailed, ProxyError, UpstreamTimeout
 from proxy.observe.metrics import REFRESHES
 from proxy.observe.redact import get_logger, secrets
-from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError
+from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError, new_login_version
 from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
@@ -49,6 +50,8 @@ def seal_login(team: Team, name: str, auth: dict[str, Any], version: int) -> Sto
     claims = jwt_claims(tokens.get("id_token")) or {}
     credential = credential_from_auth(auth, f"the login of {name}")
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    personal = access_token.TokenAccount.from_dict(auth.get(access_token.ACCOUNT_FIELD))  # an access token's whoami
+    email = email or (personal.email if personal else None)
     return StoredLogin(sealed=team.box.seal(orjson.dumps(auth), context=name), version=version,
                        account_id=credential.account_id, email=email, plan_type=credential.plan_type,
                        updated_at=time.time())
@@ -74,7 +77,10 @@ class UserLogin:
             if admitted.login_version is None:  # the store said so in the admitting round trip
                 raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                            code="login_required")
-            if opened is not None and opened[0] == admitted.login_version:  # unchanged since we opened it
+            # Unchanged since we opened it: versions are unique for all time per name (a logout, a removal
+            # or a replacement never brings an old version back), and the account must agree too.
+            if opened is not None and opened[0] == admitted.login_version and \
+                    opened[3].account_id == admitted.account_id:
                 credential = opened[3]
                 if credential.expires_at is None or credential.expires_at - _SKEW > time.time():
                     return credential
@@ -90,6 +96,9 @@ class UserLogin:
             credential, auth = self._open(stored)
             if stale is not None and credential.access_token != stale.access_token:
                 return credential  # someone (another task, worker or replica) refreshed already
+            if access_token.is_access_token(credential.access_token):  # nothing renews it: the 401 stands
+                raise access_token.refused(self.who, access_token.RENEW_HINT if self.name == OWNER_LOGIN
+                                           else access_token.member_hint(self.name))
             lease = f"refresh:{self.name}"
             token = uuid.uuid4().hex
             try:
@@ -276,10 +285,12 @@ async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
         if await team.store.get_login(OWNER_LOGIN) is not None:
             return
         auth = owner._read()
-        owner.load()  # a login that can be used (raises otherwise: nothing to import)
-    except (AuthenticationFailed, StoreError):
+        if access_token.is_access_token(owner.load().access_token):  # (load raises when there is nothing to import)
+            signed = await owner.current()  # whoami: the store's copy carries the account, as members' do
+            auth = access_token.auth_json(signed.access_token, owner.token_accounts.get(signed.access_token))
+    except (ProxyError, StoreError):
         return
-    saved = seal_login(team, OWNER_LOGIN, auth, 1)
+    saved = seal_login(team, OWNER_LOGIN, auth, new_login_version())
     try:
         if await team.store.put_login(OWNER_LOGIN, saved, expected_version=None):
             log.info("imported the owner's ChatGPT login from %s into the shared store (Redis); replicas use it "

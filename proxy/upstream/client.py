@@ -144,12 +144,15 @@ class UpstreamClient:
         self.http = http
         self.direct = direct_sender(http)  # model calls skip httpx's objects on its aiohttp transport
 
-    async def open(self, route: Route, chat: Any) -> httpx.Response:
-        """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it)."""
+    async def open(self, route: Route, chat: Any, extra_headers: dict[str, str] | None = None) -> httpx.Response:
+        """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it).
+        ``extra_headers`` (a trace's ``traceparent``) go on every try."""
         adapter = route.provider.adapter
         source = route.provider.credentials
         credential = await source.current()
         request = adapter.build_request(chat, route.upstream_model, credential)
+        if extra_headers:
+            request.headers.update(extra_headers)
         refreshed = rebuilt = False
         while True:
             response = await self._send(request, route)
@@ -162,6 +165,8 @@ class UpstreamClient:
                 log.info("%s answered 401; refreshing the credential once and replaying", route.provider.name)
                 credential = await source.refresh(stale=credential)
                 request = adapter.build_request(chat, route.upstream_model, credential)
+                if extra_headers:
+                    request.headers.update(extra_headers)
                 continue
             if not rebuilt:
                 retry = adapter.retry_after_rejection(request, status, body, chat, route.upstream_model, credential)
@@ -218,6 +223,9 @@ async def translated_batches(
                 batch = []
                 for event in decoder.feed(chunk):
                     batch += feed(event)
+            if record is not None:
+                record.relayed_frames += chunk.count(b"data:")
+                record.relayed_bytes += len(chunk)
             if batch and clock is not None:
                 clock.progressed()
                 if record is not None and type(batch[-1]) is Usage:
@@ -264,6 +272,9 @@ async def passthrough_chunks(
             if not head:
                 head = chunk
             previous, last = last, chunk
+            if record is not None:
+                record.relayed_frames += chunk.count(b"data:")
+                record.relayed_bytes += len(chunk)
             yield redact_error_frames(chunk)  # error events only: content frames pass as they came
         if record is not None:
             record.usage = usage_in_stream(previous + last, head) or record.usage

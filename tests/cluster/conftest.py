@@ -146,6 +146,7 @@ def cluster() -> Iterator[Cluster]:
     auth_path = os.path.join(workdir, "auth.json")
     write_auth_file(auth_path, mock.state.auth_file())
     base_env = {**os.environ, "SUBRELAY_REDIS_URL": redis.url, "SUBRELAY_SECRET_KEY": SECRET_KEY,
+                "SUBRELAY_USER_MAX_CONCURRENT": "1000",  # the storm test is one person's 300 requests
                 "SUBRELAY_REDIS_TIMEOUT": str(REDIS_TIMEOUT), "SUBRELAY_CODEX_BASE_URL": f"{thread.url}/backend-api/codex",
                 "SUBRELAY_AUTH_BASE_URL": thread.url, "CODEX_AUTH_PATH": auth_path, "SUBRELAY_LOG_LEVEL": "info",
                 "SUBRELAY_STATE_DIR": os.path.join(workdir, "admin-state")}

@@ -73,6 +73,7 @@ class MockState:
     inter_delta_delay: float = 0.0
     head_delay: float = 0.0  # seconds before the response head (an upstream slow to answer at all)
     silence: float = 0.0  # seconds of silence before the first delta (long silent reasoning)
+    tail_delay: float = 0.0  # seconds between the last delta and the terminal event (a slow finish)
     catalog_calls: int = 0
     account_models: dict[str, list[str]] = field(default_factory=dict)  # account id -> its plan's slugs only
     catalog_not_modified: int = 0
@@ -95,6 +96,17 @@ class MockState:
         self.valid_access.add(access)
         self.live_refresh.add(refresh)
         return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": email})}
+
+    def issue_access_token(self, *, email: str | None = "robot@example.com", account: str = "acc-pat-mock",
+                           plan: str = "enterprise") -> str:
+        """A Codex personal access token (``at-…``) the backend accepts and whoami knows; revoke it with
+        ``valid_access.discard(token)``."""
+        token = f"at-{secrets.token_urlsafe(24)}"
+        self.valid_access.add(token)
+        self.auth.access_tokens[token] = {"email": email, "chatgpt_user_id": f"user-{account}",
+                                          "chatgpt_account_id": account, "chatgpt_plan_type": plan,
+                                          "chatgpt_account_is_fedramp": False}
+        return token
 
     def auth_file(self, **kwargs: Any) -> dict[str, Any]:
         tokens = self.issue_tokens(**kwargs)
@@ -182,6 +194,8 @@ class MockCodexServer:
                     quiet = 0.0
                 if delay and is_delta:
                     await asyncio.sleep(delay)
+                if s.tail_delay and not is_delta and b"response.completed" in frame:
+                    await asyncio.sleep(s.tail_delay)
                 if gone.is_set():
                     s.cancelled_streams += 1
                     return
@@ -264,7 +278,7 @@ class MockCodexServer:
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
-                         "head_delay", "silence"):
+                         "head_delay", "silence", "tail_delay"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})
@@ -275,6 +289,9 @@ class MockCodexServer:
 def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> str | None:
     if not headers.get("chatgpt-account-id"):
         return "Missing chatgpt-account-id header"
+    personal = s.auth.access_tokens.get(headers.get("authorization", "").removeprefix("Bearer "))
+    if personal is not None and headers["chatgpt-account-id"] != personal["chatgpt_account_id"]:
+        return "The chatgpt-account-id header is not the access token's account"
     if body.get("stream") is not True:
         return "Stream must be set to true"
     if body.get("store") is not False:

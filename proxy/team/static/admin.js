@@ -19,7 +19,7 @@ function el(tag, props = {}, ...children) {
 }
 
 async function call(method, path, body) {
-  const headers = { "x-admin-key": adminKey };
+  const headers = { "x-admin-key": adminKey, "x-subrelay-surface": "admin-page" };
   const options = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["content-type"] = "application/json";
@@ -179,6 +179,7 @@ async function load() {
     $("sign-out").hidden = false;
     renderUsers(users.data);
     renderUsage(usage, users.data.map((user) => user.name));
+    if (typeof loadLedger === "function") await loadLedger();  // ledger.js: the requests view, the audit log
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
       sessionStorage.removeItem(STORED_KEY);
