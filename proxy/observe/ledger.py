@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from proxy.observe.periodic import PeriodicFlush
 from proxy.observe.cost import cost_of
 from proxy.observe.redact import get_logger
 
@@ -36,7 +37,8 @@ _DOORS = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/resp
 _PRODUCT = re.compile(r"([A-Za-z0-9._+-]{1,64})(?:/([A-Za-z0-9._+-]{1,32})(?:\s+([0-9][A-Za-z0-9._+-]{0,31}))?)?")
 
 
-class RequestLedger:
+class RequestLedger(PeriodicFlush):
+    flush_seconds = FLUSH_SECONDS
     """Collects finished requests and writes them to a :class:`proxy.state.ledger.LedgerStore` in batches."""
 
     def __init__(self, store: Any, retention: Any = None, audit_retention: Any = None) -> None:
@@ -97,23 +99,6 @@ class RequestLedger:
             if cut:
                 log.info("retention cut the %d oldest entries of the %s log", cut, name)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self.flush()
 
 
 def entry_of(record: Any, user_agent: bytes | None, finished: float) -> tuple[dict, float]:

@@ -43,6 +43,7 @@ from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
 from proxy.upstream.catalog import DEFAULT_CLIENT_VERSION, AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
+from proxy.upstream.sockets import socket_pool
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
 from proxy.team.context import Team, ledger_options
@@ -52,6 +53,9 @@ from proxy.team.gate import TeamGate
 from proxy.team.key_check import check_secret_key
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
+from proxy.team.alerts import Alerts
+from proxy.team.ladder import Step
+from proxy.team.spend import Money
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
@@ -84,6 +88,13 @@ class AppState:
         return getattr(provider.credentials, "owner", provider.credentials)  # team mode wraps it (CallerLogins)
 
 
+def _money(settings: Settings) -> Money:
+    """Team mode's prices, budgets and alerts, from subrelay.toml (the shipped price table by default)."""
+    file = settings.file
+    return Money(prices=file.prices, budgets=file.budgets, soft_percent=file.soft_percent,
+                 alerts=Alerts.from_config(file.webhooks, settings.env))
+
+
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
@@ -92,7 +103,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
     tracing = Tracing.from_env(settings.env, __version__)  # None unless OTEL_* asks for traces
     _install_prices(settings)
-    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
+                    money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
+                    key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
+                    queue_seconds=settings.file.queue_seconds)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -107,7 +121,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                              shared=_catalog_slot(settings, f"catalog-{provider.name}"))
                         for provider in router.providers.values()
                         for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
-            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
+            sockets = socket_pool(settings)  # the Codex backend's WebSocket (None: HTTP only)
+            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http, sockets),
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
@@ -135,10 +150,14 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             finally:
                 for catalog in catalogs:
                     await catalog.stop()
+                if sockets is not None:
+                    await sockets.close()
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
                 await gate.close()  # the last usage figures and ledger entries reach their stores
+                if gate.money is not None and gate.money.alerts is not None:
+                    await gate.money.alerts.close()  # queued alerts get their bounded chance
                 if tracing is not None:
                     await asyncio.to_thread(tracing.shutdown)  # the last spans reach the collector
 

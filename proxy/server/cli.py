@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd = commands.add_parser("migrate-state", help="copy this host's team store into Redis (for replicas)",
                                       parents=[after])
     migrate_cmd.add_argument("--to", required=True, metavar="REDIS_URL", help="redis://[:password@]host:port/db or rediss://")
+    prices_cmd = commands.add_parser("prices", help="the price table in effect (dollars per million tokens)",
+                                     parents=[after])
+    prices_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     from proxy.team import cli as team_cli
     from proxy.team import ledger_cli
 
@@ -82,6 +85,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "logout":
             from proxy.login.cli import logout
             return logout(settings)
+        if args.command == "prices":
+            from proxy.money.table import print_prices
+            return print_prices(settings.file.prices, as_json=args.json)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)

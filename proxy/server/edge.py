@@ -246,7 +246,11 @@ class EdgeMiddleware:
         scope["subrelay.caller"] = caller
         if scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS:  # a person's fair share of requests
             try:
-                self.gate.caps.take(caller.scope_id, "request")
+                if self.gate.queue_seconds:  # when_full = "queue": wait (bounded) for a slot
+                    await self.gate.caps.acquire(caller.scope_id, "request", user.max_concurrent,
+                                                 self.gate.queue_seconds)
+                else:
+                    self.gate.caps.take(caller.scope_id, "request", user.max_concurrent)
             except ProxyError as error:
                 scope["subrelay.store_error"] = error
                 return True

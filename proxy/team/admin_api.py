@@ -38,7 +38,8 @@ from proxy.hub.caller import admin_identity
 
 PREFIX = "/api/admin"
 MAX_BODY_BYTES = 64 * 1024  # an admin request is a few fields; anything bigger is a mistake or an attack
-_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits")
+_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits", "budgets", "max_effort",
+                    "max_concurrent")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -132,7 +133,9 @@ async def create_user(request: Request) -> Response:
     assert team is not None
     user, key = await users.add_user(team.store, body.get("name"), models=body.get("models"), rpm=body.get("rpm"),
                                      tpm=body.get("tpm"), daily_tokens=body.get("daily_tokens"),
-                                     fallback=body.get("fallback", False), model_limits=body.get("model_limits"))
+                                     fallback=body.get("fallback", False), model_limits=body.get("model_limits"),
+                                     budgets=body.get("budgets"), max_effort=body.get("max_effort"),
+                                     max_concurrent=body.get("max_concurrent"))
     await _audit(request, "user.add", user.name, user_details(user))
     return json_response({**await user_view(team.store, user), "key": key}, status_code=201)
 

@@ -70,5 +70,6 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "all"
     if isinstance(value, dict):
-        return ",".join(f"{k}({','.join(f'{f}={n}' for f, n in v.items())})" for k, v in value.items()) or "none"
+        return ",".join(f"{k}({','.join(f'{f}={n}' for f, n in v.items())})" if isinstance(v, dict)
+                        else f"{k}=${v}" for k, v in value.items()) or "none"  # model limits, or budgets
     return str(value)

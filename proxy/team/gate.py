@@ -35,10 +35,17 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 class TeamGate:
-    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1) -> None:
+    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
+                 money=None, ladder: tuple = (), key_caps: dict[str, int] | None = None,
+                 queue_seconds: float = 0.0) -> None:
         self.env = env
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
+        self.money = money  # proxy.team.spend.Money: prices, budgets, alerts (None: nothing priced)
+        self.ladder = ladder  # proxy.team.ladder.Step, lowest first
+        self.rungs: dict[str, int] = {}  # per user, the ladder steps applied to their last request
+        self.key_caps = key_caps or {}  # provider name -> streams the members may hold open on it at once
+        self.queue_seconds = queue_seconds  # a full cap: wait this long for a slot (0: refuse at once)
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
         self.ledger = None  # proxy.observe.ledger.RequestLedger, once the ledger is on (None: nothing recorded)
@@ -57,6 +64,8 @@ class TeamGate:
                 log.error("%s", exc)
             if self.team is not None:
                 from proxy.team.usage import UsageBook
+
+                self.team.alerts = self.money.alerts if self.money is not None else None
 
                 if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
                     from proxy.state.limits import MemoryLimiter
@@ -193,4 +202,5 @@ class TeamGate:
         """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
         from proxy.team.policy import Admission
 
-        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self)
+        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money,
+                         ladder=self.ladder)

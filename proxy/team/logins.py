@@ -176,6 +176,8 @@ class UserLogin:
         marked = StoredLogin(stored.sealed, stored.version + 1, stored.account_id, stored.email, stored.plan_type,
                              needs_login=code, updated_at=time.time())
         await self.team.store.put_login(self.name, marked, expected_version=stored.version)
+        if getattr(self.team, "alerts", None) is not None:
+            self.team.alerts.send("login.needs_login", {"user": self.name, "reason": code})
 
     async def _stored(self, *, fresh: bool = False) -> StoredLogin:
         prefetched = None if fresh else PREFETCHED_LOGIN.get()

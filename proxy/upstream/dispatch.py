@@ -64,10 +64,13 @@ class Opened:
     response: httpx.Response
     clock: StreamClock
     record: RequestRecord | None = None
+    said: dict[str, str] | None = None  # what the admission tells the client (budget left, effort capped)
 
     def client_headers(self) -> dict[str, str]:
-        """``x-subrelay-route`` plus the upstream's quota headers."""
+        """``x-subrelay-route`` plus the upstream's quota headers (and what the admission said)."""
         headers = {"x-subrelay-route": self.route.label}
+        if self.said:
+            headers.update(self.said)
         for name, value in self.response.headers.items():
             if name.lower().startswith(QUOTA_HEADER_PREFIXES):
                 headers[name.lower()] = value
@@ -117,6 +120,7 @@ async def open_with_fallbacks(
                 _routed(record, request, route)
             if admission is not None:
                 await admission.opened(route, response.headers)
+                return Opened(route, response, clock, record, getattr(admission, "headers", None))
             return Opened(route, response, clock, record)
         except TimeoutError:
             last_error = clock.timeout_error()

@@ -127,7 +127,7 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     adapter = CodexAdapter(config.base_url if config and config.base_url else settings.codex_base_url,
                            settings.default_instructions)
     source = CodexCredentialSource(path, token_url=settings.codex_token_url, auth_base_url=settings.auth_base_url)
-    provider = Provider(name, adapter, source)
+    provider = Provider(name, adapter, source, "codex")
     if not os.path.exists(path):
         status.state, status.detail = "not configured", f"no login file; run `{command('login')}` (or `codex login`)"
         return provider, status
@@ -178,7 +178,7 @@ def _openai_compatible(
                                   key_origin=origin)
     if key:
         status.detail = NOT_CHECKED
-    return Provider(name, adapter, ApiKeySource(name, key, origin)), status
+    return Provider(name, adapter, ApiKeySource(name, key, origin), kind), status
 
 
 def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> tuple[Provider | None, ProviderStatus]:
@@ -205,7 +205,7 @@ def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> 
     base_url = (config.base_url if config and config.base_url else None) or settings.anthropic_base_url
     adapter = AnthropicAdapter(name, base_url, key_origin=origin)
     status.detail = NOT_CHECKED
-    return Provider(name, adapter, ApiKeySource(name, key, origin)), status
+    return Provider(name, adapter, ApiKeySource(name, key, origin), "anthropic"), status
 
 
 def _claude_code_login(settings: Settings) -> str | None:

@@ -4,6 +4,7 @@ loopback port and stopped by its own PID."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -134,6 +135,13 @@ backend replicas
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
+    with start_cluster() as started:
+        yield started
+
+
+@contextlib.contextmanager
+def start_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    """Redis, three replicas (with ``extra_env``, e.g. a SUBRELAY_CONFIG) and HAProxy, all stopped after."""
     if REDIS_SERVER is None:
         pytest.skip(SKIP_REASON)
     if HAPROXY is None:
@@ -152,6 +160,7 @@ def cluster() -> Iterator[Cluster]:
                 "SUBRELAY_STATE_DIR": os.path.join(workdir, "admin-state")}
     for name in ("SUBRELAY_API_KEYS", "SUBRELAY_CONFIG", "SUBRELAY_WORKERS", "SUBRELAY_PORT"):
         base_env.pop(name, None)
+    base_env.update(extra_env or {})
     replicas = [Replica(f"r{n}", free_port(), {**base_env, "SUBRELAY_STATE_DIR": os.path.join(workdir, f"state-r{n}")},
                         os.path.join(workdir, f"r{n}.log")) for n in (1, 2, 3)]
     for replica in replicas:

@@ -24,6 +24,7 @@ from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 from .auth_server import AuthState, MockAuth
 from .codex_script import build_transcript
+from .codex_socket import serve_socket
 
 CATALOG = {
     "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini", "gpt-5.2",
@@ -82,6 +83,13 @@ class MockState:
     # The plan's window headers every answer carries (the real backend sends them on every response).
     window_headers: dict[str, str] = field(default_factory=lambda: {"x-codex-primary-used-percent": "12"})
     finished_streams: int = 0
+    # The Responses WebSocket (codex_socket.py): off by default, like a backend without it (426).
+    websocket: bool = False
+    ws_upgrades: list[dict[str, Any]] = field(default_factory=list)
+    ws_drop_next: int = 0
+    ws_drop_after_deltas: int | None = None
+    ws_limit_after: int | None = None
+    uploads: list[dict[str, Any]] = field(default_factory=list)  # every model request's size (benchmarks)
     auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -125,6 +133,10 @@ class MockCodexServer:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            await serve_socket(self, scope, receive, send, lambda body: _validate(body, headers, self.state))
+            return
         body = await read_body(receive)
         path = scope["path"]
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
@@ -153,6 +165,7 @@ class MockCodexServer:
         except orjson.JSONDecodeError:
             await send_json(send, 400, {"detail": "Invalid JSON"})
             return
+        s.uploads.append({"transport": "http", "bytes": len(raw), "incremental": False})
         if s.record:
             s.requests.append({"headers": headers, "body": body})
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -273,12 +286,17 @@ class MockCodexServer:
             await send_json(send, 200, {"queued": len(s.script)})
         elif path == "/_mock/auth-file":
             await send_json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
+        elif path == "/_mock/uploads":
+            await send_json(send, 200, s.uploads)
+            if body.get("clear"):
+                s.uploads = []
         elif path == "/_mock/stats":
             await send_json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
-                         "head_delay", "silence", "tail_delay"):
+                         "head_delay", "silence", "tail_delay", "websocket", "ws_drop_next",
+                         "ws_drop_after_deltas", "ws_limit_after"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})

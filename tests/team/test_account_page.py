@@ -35,7 +35,7 @@ def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(brow
         team = open_team(env, create=True)
         try:
             bob_key.append((await add_user(team.store, "bob"))[1])
-            return (await add_user(team.store, "lena", rpm=30, daily_tokens=500000))[1]
+            return (await add_user(team.store, "lena", rpm=30, daily_tokens=500000, budgets={"month": 10}))[1]
         finally:
             await team.store.close()
 
@@ -73,6 +73,10 @@ def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(brow
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)') && "
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)').innerText === '3' && '3'")
         assert requests == "3"
+        # Her money: the plan's requests cost nothing; her budget on the team key is untouched.
+        assert browser.evaluate("document.querySelector('.own-budget[data-budget=month]').innerText") == (
+            "Budget $10.00 a month: $0.00 spent, $10.00 left")
+        assert browser.evaluate("document.querySelector('#own-days tr[data-day] td:nth-child(6)').innerText") == "$0.00"
         # Only her own: never the server's provider table, the owner's login file or its state.
         page_text = browser.evaluate("document.body.innerText")
         assert "auth.json" not in page_text and "Providers" not in page_text
