@@ -93,7 +93,15 @@ class UserLogin:
             lease = f"refresh:{self.name}"
             token = uuid.uuid4().hex
             try:
-                if not await self.team.store.acquire_lease(lease, token, LEASE_SECONDS):
+                try:
+                    taken = await self.team.store.acquire_lease(lease, token, LEASE_SECONDS)
+                except StoreError:
+                    # Not confirmed by a replica (or no answer): refreshing now could spend the refresh token
+                    # on a lease a failover forgets, and another replica would spend it again. Free what the
+                    # primary may hold and refuse, bounded; the next request tries again.
+                    await self._release_quietly(lease, token)
+                    raise
+                if not taken:
                     return await self._adopt(stored.version)
                 try:
                     return await self._refresh_and_save(stored, auth, lease, token)
@@ -101,6 +109,12 @@ class UserLogin:
                     await self.team.store.release_lease(lease, token)
             except StoreError as exc:
                 raise store_unavailable(exc) from None
+
+    async def _release_quietly(self, lease: str, token: str) -> None:
+        try:
+            await self.team.store.release_lease(lease, token)
+        except StoreError:
+            pass  # it expires on its own (LEASE_SECONDS)
 
     async def _adopt(self, seen_version: int) -> Credential:
         """Another holder is refreshing: wait for its save and use its token."""
