@@ -72,9 +72,22 @@ class AdminGuard:
 
 
 def _state(request: Request):
+    """For the endpoints that act on the caller's own login: a team member acts on theirs (and only
+    theirs); anyone else needs the admin (:class:`AdminGuard`)."""
     state = request.app.state.subrelay
-    if CALLER.get().kind != "user":  # a team user acts on their own login only; the rest needs the admin
+    if CALLER.get().kind != "user":
         state.admin.check(request)
+    return state
+
+
+def _operator_state(request: Request):
+    """For the operator's surfaces (metrics, the provider table): never a team member, whatever the
+    server's admin settings; the admin as :class:`AdminGuard` decides for everyone else."""
+    state = request.app.state.subrelay
+    if CALLER.get().kind == "user":
+        raise PermissionDenied("This is the operator's view; a member's key cannot open it (the admin key can).",
+                               code="admin_key_required")
+    state.admin.check(request)
     return state
 
 
@@ -103,7 +116,11 @@ async def _status(state) -> dict:
 
 async def device_start(request: Request) -> Response:
     state = _state(request)
-    await state.pending_logins.check_room()  # a refused start costs the auth server nothing
+    # One login in progress per person: a new start replaces the caller's own earlier ones (so no member
+    # can hold the shared slots and lock the others out), then the server-wide cap is checked before
+    # asking the auth server (a refused start costs it nothing).
+    await state.pending_logins.clear()
+    await state.pending_logins.check_room()
     device = await start_device_login(state.upstream.http, state.settings.auth_base_url)
     handle = await state.pending_logins.add(device)
     return json_response({"device_code": handle, "user_code": device.user_code,
@@ -149,7 +166,11 @@ async def logout(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
+    """The Codex models of the login acted on: a member's own plan's catalogue (none without a login,
+    never the owner's), else the server's."""
     state = _state(request)
+    if CALLER.get().kind == "user":
+        return json_response({"vendor": "openai", "models": await state.member_catalogs.own_slugs(state)})
     listed = [entry["id"] for entry in state.router.models() if entry["owned_by"] == "codex"]
     return json_response({"vendor": "openai", "models": listed})
 
@@ -165,7 +186,7 @@ async def usage(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     """Every provider's state, as ``subrelay status`` shows it (no secrets)."""
-    return json_response({"providers": provider_states(_state(request).settings)})
+    return json_response({"providers": provider_states(_operator_state(request).settings)})
 
 
 async def account_page(request: Request) -> Response:
@@ -189,8 +210,9 @@ def _script_hashes(page: bytes) -> str:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics (all workers merged), behind the admin key like the account API."""
-    state = _state(request)
+    """Prometheus metrics (all workers merged): the operator's, behind the admin key (every member's
+    per-user series would otherwise be one member's key away)."""
+    state = _operator_state(request)
     COOLDOWNS.set(state.cooldowns.active())
     return Response(metrics_text(state.settings.metrics_dir), media_type="text/plain; version=0.0.4")
 

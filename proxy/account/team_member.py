@@ -11,7 +11,7 @@ from proxy.account.status import fetch_usage, summarise_usage
 from proxy.errors import ProxyError
 from proxy.login.store import describe
 from proxy.observe.redact import secrets
-from proxy.state.team import OWNER_LOGIN, StoreError
+from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
@@ -28,7 +28,9 @@ async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None
     try:
         for _ in range(5):  # a refresh racing this login loses: retry the compare-and-set on the newest version
             stored = await team.store.get_login(name)
-            version = stored.version + 1 if stored else 1
+            # A new login gets a version no earlier login of this name ever had: a replica that cached the
+            # old one sees the change on its very next request (proxy.state.team.new_login_version).
+            version = max(new_login_version(), stored.version + 1 if stored else 0)
             if await team.store.put_login(name, seal_login(team, name, auth, version),
                                           expected_version=stored.version if stored else None):
                 return

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from proxy.errors import ProxyError, ServiceUnavailable
+from proxy.observe.memory import STREAMS
 from proxy.observe.metrics import OPEN_STREAMS
 from proxy.observe.redact import get_logger
 
@@ -76,6 +77,7 @@ class EventStreamResponse:
             watcher = asyncio.create_task(watch_for_disconnect())
         started = False
         OPEN_STREAMS.inc()
+        STREAMS.opened()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             started = True
@@ -98,6 +100,7 @@ class EventStreamResponse:
             log.info("client connection lost; upstream stream cancelled")
         finally:
             OPEN_STREAMS.dec()
+            STREAMS.closed()
             if watcher is not None:
                 watcher.cancel()
             else:

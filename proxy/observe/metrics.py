@@ -121,6 +121,10 @@ class RequestRecord:
     provider: str = "-"
     known_model: bool = False
     usage: Usage | None = None  # what the upstream reported, on every path (relayed bytes included)
+    # What an answer stream relayed so far (upstream data frames and bytes): a stream the client left
+    # before its usage arrived is charged for what it delivered (proxy.team.policy), never less.
+    relayed_frames: int = 0
+    relayed_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
     @classmethod

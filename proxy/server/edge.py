@@ -116,6 +116,9 @@ class EdgeMiddleware:
         try:
             await self._checked(scope, receive, send, headers)
         finally:
+            slot = scope.get("subrelay.slot")
+            if slot is not None:
+                self.gate.caps.give_back(slot, "request")
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
             admission = scope.get("subrelay.admission")
@@ -229,6 +232,13 @@ class EdgeMiddleware:
             return True
         caller, user = found
         scope["subrelay.caller"] = caller
+        if scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS:  # a person's fair share of requests
+            try:
+                self.gate.caps.take(caller.scope_id, "request")
+            except ProxyError as error:
+                scope["subrelay.store_error"] = error
+                return True
+            scope["subrelay.slot"] = caller.scope_id
         CALLER.set(caller)
         admission = scope["subrelay.admission"] = self.gate.admission(user)
         ADMISSION.set(admission)

@@ -41,6 +41,15 @@ async def websocket_edge(edge: EdgeMiddleware, scope, receive, send, headers: di
         await refuse(send, scope, edge.render_error(scope["path"], refusal), refusal, record)
         record.finish()
         return
+    caller = scope.get("subrelay.caller")
+    person = caller.scope_id if caller is not None and caller.kind == "user" else None
+    if person is not None:  # a person's fair share of open sockets
+        try:
+            edge.gate.caps.take(person, "socket")
+        except ProxyError as error:
+            await refuse(send, scope, edge.render_error(scope["path"], error), error, record)
+            record.finish()
+            return
     accepted = False
 
     async def guarded_send(message) -> None:
@@ -62,6 +71,9 @@ async def websocket_edge(edge: EdgeMiddleware, scope, receive, send, headers: di
                 record.finish()
         except Exception:  # the socket may be gone already
             pass
+    finally:
+        if person is not None:
+            edge.gate.caps.give_back(person, "socket")
 
 
 async def _refusal(edge: EdgeMiddleware, scope, headers: dict[bytes, bytes], public_paths: frozenset[str]) -> ProxyError | None:

@@ -24,6 +24,10 @@ from proxy.config.settings import Settings
 from proxy.invocation import command
 
 
+WRITE_BUFFER_HIGH = 16 * 1024
+SEND_BUFFER = 128 * 1024  # the kernel doubles it; enough for a fast client, little for one that reads nothing
+
+
 class HeadTimeoutProtocol(HttpToolsProtocol):
     """httptools' protocol, plus: the request head must arrive within ``head_timeout`` seconds
     of the connection opening (or of the previous response finishing)."""
@@ -32,6 +36,15 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # A client that stops reading holds what is queued for it: the server's send waits once 16 KiB
+        # wait (asyncio's default is 64 KiB), so a stalled stream holds little (and holds the upstream back).
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # and the kernel's send queue is bounded too (loopback autotunes it to 4 MiB)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            except OSError:
+                pass
         self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def on_message_begin(self) -> None:

@@ -11,6 +11,8 @@ The conformance suite (``tests/state/test_team_store.py``) runs every backend th
 
 from __future__ import annotations
 
+import secrets
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,16 @@ from typing import Any
 # The owner's own ChatGPT login (SUBRELAY_API_KEYS callers, or no keys) when it lives in a network store
 # (Redis: replicas share nothing else). Not a valid user name, so no user can ever be signed with it.
 OWNER_LOGIN = "_owner"
+
+
+def new_login_version() -> int:
+    """The first version of a *new* login (a first login, a replacement, a re-login after a logout or
+    under a re-added name): milliseconds since the epoch times ten plus a random digit, so it is unique
+    for all time per name. Every later save of the same login (a refresh) raises it by one, far less
+    often than the clock moves, so no successor can ever start at a version a cached login had: a cache
+    keyed by version never mistakes a replaced login for the one that replaced it. (Below 10^14, so
+    it survives Lua's number formatting in the Redis scripts exactly.)"""
+    return int(time.time() * 1000) * 10 + secrets.randbelow(10)
 
 
 class StoreError(Exception):

@@ -30,6 +30,11 @@ class MemberCatalogs:
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None, str | None]] = {}
 
+    async def own_slugs(self, state) -> list[str]:
+        """The calling member's own listed model slugs (none without a login: never another login's)."""
+        own = await self.for_caller(state)
+        return list(listed_slugs(own) or ()) if own is not None else []
+
     async def for_caller(self, state, client_version: str | None = None) -> dict[str, Any] | None:
         """The calling member's own catalogue, or None (not a member, no login, or unreadable: then the
         shipped list applies, never another login's catalogue)."""

@@ -16,6 +16,7 @@ from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import Caller
+from proxy.team.fairness import PersonCaps
 from proxy.team.context import Team, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 
@@ -43,6 +44,7 @@ class TeamGate:
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
         self.seen_windows: dict[str, dict[str, int]] = {}  # per login: the plan windows last written (rounded)
         self._next_look = 0.0
+        self.caps = PersonCaps.from_env(env)  # each person's share of requests in flight and open sockets
 
     def open(self) -> Team | None:
         """Open the store if it exists (at start-up, and again when ``subrelay users add`` creates it)."""

@@ -28,7 +28,7 @@ from proxy.credentials.jwt import jwt_claims
 from proxy.errors import AuthenticationFailed, ProxyError, UpstreamTimeout
 from proxy.observe.metrics import REFRESHES
 from proxy.observe.redact import get_logger, secrets
-from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError
+from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError, new_login_version
 from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
@@ -74,7 +74,10 @@ class UserLogin:
             if admitted.login_version is None:  # the store said so in the admitting round trip
                 raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                            code="login_required")
-            if opened is not None and opened[0] == admitted.login_version:  # unchanged since we opened it
+            # Unchanged since we opened it: versions are unique for all time per name (a logout, a removal
+            # or a replacement never brings an old version back), and the account must agree too.
+            if opened is not None and opened[0] == admitted.login_version and \
+                    opened[3].account_id == admitted.account_id:
                 credential = opened[3]
                 if credential.expires_at is None or credential.expires_at - _SKEW > time.time():
                     return credential
@@ -293,7 +296,7 @@ async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
         owner.load()  # a login that can be used (raises otherwise: nothing to import)
     except (AuthenticationFailed, StoreError):
         return
-    saved = seal_login(team, OWNER_LOGIN, auth, 1)
+    saved = seal_login(team, OWNER_LOGIN, auth, new_login_version())
     try:
         if await team.store.put_login(OWNER_LOGIN, saved, expected_version=None):
             log.info("imported the owner's ChatGPT login from %s into the shared store (Redis); replicas use it "

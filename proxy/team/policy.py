@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.errors import AuthenticationFailed, PermissionDenied, RateLimited
+from proxy.hub.events import Usage
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
@@ -41,6 +42,17 @@ def estimate_tokens(request: Any) -> tuple[int, int]:
     asked = getattr(request, "max_output_tokens", None)
     output = min(asked if isinstance(asked, int) and asked > 0 else OUTPUT_ESTIMATE, MAX_OUTPUT_ESTIMATE)
     return len(raw) // 4 + 1, output
+
+
+FRAME_OVERHEAD = 160  # bytes of an answer stream's delta frame that are not text (ids, types, JSON)
+
+
+def delivered_tokens(record: RequestRecord) -> int:
+    """Output tokens a stream delivered before its usage arrived: one per data frame (every vendor
+    streams a token or a few per delta), plus a token per 4 bytes beyond a frame's usual framing (a
+    frame carrying a long text or a tool call's arguments at once)."""
+    frames, size = record.relayed_frames, record.relayed_bytes
+    return frames + max(size - FRAME_OVERHEAD * frames, 0) // 4
 
 
 def plan_windows(headers) -> dict[str, Any] | None:
@@ -95,28 +107,39 @@ class Admission:
     login_key: str | None = None
     # What the store's one-step admit said of the user's login (network stores): signing needs no read.
     login_version: int | None = None
+    account_id: str | None = None
     login_known: bool = False
     admitted: bool = False  # reached admit(): a model request (the account API, /v1/models… are not usage)
+    reached: tuple[str, ...] = ()  # the names of the model this request may reach (typed, resolved, routes)
 
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
         inbound = getattr(request, "inbound", None)
+        routes = self._allowed_routes(routes, getattr(request, "model", "") or "")
+        self.reached = _reached_names(routes, getattr(request, "model", "") or "")
         if getattr(inbound, "format", None) == "messages.count_tokens":  # counting is free: no limit, no usage
-            self._check_model(getattr(request, "model", "") or "")
             return routes
         self.admitted = True
-        self._check_model(getattr(request, "model", "") or "")
         if self.team.store.remote:
             return await self._admit_in_one_step(routes, request, record)
         routes = await self._choose(routes, record)
         await self._reserve(request)
         return routes
 
-    def _check_model(self, model: str) -> None:
+    def _allowed_routes(self, routes: list, model: str) -> list:
+        """The routes whose model the user may reach. The allow-list holds for the model actually
+        reached, whatever name reached it (``codex/…``, an alias, a ``[1m]`` suffix): a pattern matches
+        the resolved model (``gpt-5.5``) or its route (``codex/gpt-5.5``). A fallback to a model the
+        user may not use is dropped; a first route they may not use is a 403."""
         user = self.user
-        if user.models and not any(fnmatch.fnmatchcase(model, pattern) for pattern in user.models):
-            raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r} (allowed: "
-                                   f"{', '.join(user.models)}).", code="model_not_allowed")
+        if not user.models:
+            return routes
+        allowed = [route for route in routes if _matches_any(_route_names(route), user.models)]
+        if not routes or (allowed and allowed[0] is routes[0]):
+            return allowed if routes else routes
+        reached = f" (it is {routes[0].label})" if routes and routes[0].upstream_model != model else ""
+        raise PermissionDenied(f"User {user.name!r} may not use the model {model[:100]!r}{reached}; allowed: "
+                               f"{', '.join(user.models)}.", code="model_not_allowed")
 
     async def _admit_in_one_step(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """A network store: the key check, the limits and the login's state in one round trip."""
@@ -137,7 +160,7 @@ class Admission:
         self.reservation = result.reservation
         if not in_store:
             await self._reserve(request)
-        self.login_version, self.login_known = result.login_version, True
+        self.login_version, self.account_id, self.login_known = result.login_version, result.account_id, True
         self.login_key = f"account:{result.account_id}" if result.account_id else None
         return self._choose_by(routes, result.windows, record)
 
@@ -203,9 +226,9 @@ class Admission:
         if user.daily_tokens:
             day, left = _utc_day()
             rules.append(LimitRule(f"{user.name}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
-        if user.model_limits:  # limits for some models only: the first glob that matches the model asked for
-            model = getattr(request, "model", "") or ""
-            pattern = next((p for p in user.model_limits if fnmatch.fnmatchcase(model, p)), None)
+        if user.model_limits:  # limits for some models only: the first glob matching the model reached
+            reached = self.reached or (getattr(request, "model", "") or "",)
+            pattern = next((p for p in user.model_limits if _matches_any(reached, (p,))), None)
             if pattern is not None:
                 limits = user.model_limits[pattern]
                 if limits.get("rpm"):
@@ -250,8 +273,11 @@ class Admission:
             used = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
         elif record.status >= 400 or record.status == 0:
             used = 0  # refused before or by the upstream: no tokens spent
-        else:
-            used = self.estimate[0]  # cancelled mid-answer: settled at its input
+        else:  # the client left before the usage arrived: charged for what was delivered, never less
+            delivered = delivered_tokens(record)
+            used = self.estimate[0] + delivered
+            record.usage = Usage(self.estimate[0], delivered, used)
+            record.note(f"usage estimated: the client left after {record.relayed_frames} frames")
         if self.reservation is not None:
             tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
             actual = {key: used for key, _, _ in self.reservation.parts if key.startswith(("tpm", "day"), tokens_only)}
@@ -272,6 +298,24 @@ def _utc_day() -> tuple[str, float]:
     if int(now) != _day_cache[0]:
         _day_cache[0], _day_cache[1] = int(now), time.strftime("%Y-%m-%d", time.gmtime(now))
     return _day_cache[1], 86400.0 - now % 86400
+
+
+def _route_names(route: Any) -> tuple[str, str]:
+    """The names of the model a route reaches: ``gpt-5.5`` and ``codex/gpt-5.5``."""
+    return route.upstream_model, route.label
+
+
+def _reached_names(routes: list, typed: str) -> tuple[str, ...]:
+    """Every name the model of this request goes by: what the client typed and what each of its routes
+    reaches (an alias, a provider prefix or a fallback cannot carry a request past a per-model limit)."""
+    names = [typed]
+    for route in routes:
+        names.extend(_route_names(route))
+    return tuple(names)
+
+
+def _matches_any(names, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
 
 
 def _is_own_login(route: Any) -> bool:

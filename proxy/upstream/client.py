@@ -218,6 +218,9 @@ async def translated_batches(
                 batch = []
                 for event in decoder.feed(chunk):
                     batch += feed(event)
+            if record is not None:
+                record.relayed_frames += chunk.count(b"data:")
+                record.relayed_bytes += len(chunk)
             if batch and clock is not None:
                 clock.progressed()
                 if record is not None and type(batch[-1]) is Usage:
@@ -264,6 +267,9 @@ async def passthrough_chunks(
             if not head:
                 head = chunk
             previous, last = last, chunk
+            if record is not None:
+                record.relayed_frames += chunk.count(b"data:")
+                record.relayed_bytes += len(chunk)
             yield redact_error_frames(chunk)  # error events only: content frames pass as they came
         if record is not None:
             record.usage = usage_in_stream(previous + last, head) or record.usage

@@ -51,6 +51,13 @@ class DirectResponse:
         self._response.release()  # a body read to the end keeps the connection; a partial one closes it
 
 
+# Memory per stream is bounded by what is buffered between the upstream and the client: aiohttp's reader
+# pauses the socket past 2 x READ_BUFSIZE, a socket read takes at most SOCKET_READ, and one read here hands
+# out at most MAX_READ (benchmarks/probes/stalled_streams.py measures a stream whose client reads nothing).
+READ_BUFSIZE = 8 * 1024
+SOCKET_READ = 16 * 1024
+MAX_READ = 16 * 1024
+
 # The StreamReader internals _read_buffered uses; without any of them (another aiohttp), readany() is used.
 _FAST_READ = {"_buffer", "_buffer_offset", "_size", "_cursor", "_http_chunk_splits", "_eof", "_exception", "_timer",
               "_protocol"} <= set(getattr(aiohttp.StreamReader, "__slots__", ())) and all(
@@ -79,8 +86,16 @@ async def _read_buffered(content: aiohttp.StreamReader) -> bytes:
     if len(buffer) < 2 or content._buffer_offset:
         return content._read_nowait(-1)
     content._timer.assert_timeout()
-    data = b"".join(buffer)
-    buffer.clear()
+    if content._size <= MAX_READ:
+        data = b"".join(buffer)
+        buffer.clear()
+    else:  # a backlog (a client slower than the upstream): hand out at most MAX_READ, the rest waits
+        taken, size = [], 0
+        while buffer and size < MAX_READ:
+            piece = buffer.popleft()
+            taken.append(piece)
+            size += len(piece)
+        data = b"".join(taken)
     size = len(data)
     content._size -= size
     cursor = content._cursor = content._cursor + size
@@ -88,7 +103,10 @@ async def _read_buffered(content: aiohttp.StreamReader) -> bytes:
     while splits and splits[0] < cursor:  # as aiohttp drops them: offsets already handed out
         splits.popleft()
     protocol = content._protocol
-    if getattr(protocol, "_reading_paused", True) or getattr(protocol, "_buffer_paused", True):
+    # Resumed (as aiohttp does) only once what is left is below the low-water mark: a stalled client
+    # then holds the upstream back at a bounded buffer instead of the whole answer.
+    if (getattr(protocol, "_reading_paused", True) or getattr(protocol, "_buffer_paused", True)) and \
+            content._size < getattr(content, "_low_water", 0):
         protocol.resume_reading()
     return data
 
@@ -112,9 +130,13 @@ class DirectSender:
             merged.update(headers)
         try:
             response = await self._session.request(method, url, headers=merged, data=body or None,
-                                                   allow_redirects=False, timeout=self._timeout)
+                                                   allow_redirects=False, timeout=self._timeout,
+                                                   read_bufsize=READ_BUFSIZE)
         except aiohttp.ClientError as exc:
             raise as_httpx_error(exc) from exc
+        transport = getattr(response.connection, "transport", None)
+        if transport is not None and getattr(transport, "max_size", 0) > SOCKET_READ:
+            transport.max_size = SOCKET_READ  # asyncio reads up to 256 KiB at once otherwise
         return DirectResponse(response)
 
 

@@ -56,12 +56,15 @@ def test_device_login_through_the_api(api, mock_codex, auth_path):
     assert post(f"{api}{PREFIX}/device/poll", {"device_code": start["device_code"]}).status_code == 404  # used up
 
 
-def test_unknown_handles_404_and_pending_logins_are_bounded_and_cancelled_by_logout(api):
+def test_unknown_handles_404_a_new_start_replaces_ones_own_and_logout_cancels(api):
     assert post(f"{api}{PREFIX}/device/poll", {"device_code": "guessed"}).status_code == 404
-    handles = [post(f"{api}{PREFIX}/device/start").json()["device_code"] for _ in range(MAX_PENDING)]
-    assert post(f"{api}{PREFIX}/device/start").status_code == 429
+    handles = [post(f"{api}{PREFIX}/device/start").json()["device_code"] for _ in range(MAX_PENDING + 2)]
+    # One login in progress per person: each start replaced the one before (no 429 for starting again).
+    assert [post(f"{api}{PREFIX}/device/poll", {"device_code": h}).status_code for h in handles[:-1]] == \
+        [404] * (MAX_PENDING + 1)
+    assert post(f"{api}{PREFIX}/device/poll", {"device_code": handles[-1]}).status_code == 200
     post(f"{api}{PREFIX}/logout")
-    assert all(post(f"{api}{PREFIX}/device/poll", {"device_code": h}).status_code == 404 for h in handles)
+    assert post(f"{api}{PREFIX}/device/poll", {"device_code": handles[-1]}).status_code == 404
 
 
 def test_expired_pending_logins_are_gone(api, mock_codex):

@@ -28,13 +28,23 @@ def start(url: str) -> httpx.Response:
     return httpx.post(f"{url}{PREFIX}/device/start", content=b"{}", headers={"content-type": "application/json"})
 
 
-def test_a_refused_device_start_never_calls_the_auth_server(api, mock_codex):
-    assert all(start(api).status_code == 200 for _ in range(MAX_PENDING))
-    asked = len(mock_codex.state.auth.devices)
-    refused = [start(api) for _ in range(10)]
-    assert {r.status_code for r in refused} == {429}
-    assert refused[0].json()["error"]["code"] == "too_many_pending_logins"
-    assert len(mock_codex.state.auth.devices) == asked == MAX_PENDING
+def test_a_refused_device_start_never_calls_the_auth_server(proxy_settings, mock_codex, tmp_path):
+    from tests.team.test_request_path import make_user
+
+    env = {"SUBRELAY_STATE_DIR": str(tmp_path / "state")}
+    keys = [make_user(env, f"member{n}") for n in range(MAX_PENDING + 3)]
+    settings = replace(proxy_settings, auth_base_url=mock_codex.url, env=env)
+    with ServerThread(create_app(settings)) as thread:
+        def start_as(key: str) -> httpx.Response:
+            return httpx.post(f"{thread.url}{PREFIX}/device/start", content=b"{}", headers={
+                "content-type": "application/json", "authorization": f"Bearer {key}"})
+
+        assert all(start_as(key).status_code == 200 for key in keys[:MAX_PENDING])  # one person each
+        asked = len(mock_codex.state.auth.devices)
+        refused = [start_as(key) for key in keys[MAX_PENDING:]]
+        assert {r.status_code for r in refused} == {429}
+        assert refused[0].json()["error"]["code"] == "too_many_pending_logins"
+        assert len(mock_codex.state.auth.devices) == asked == MAX_PENDING
 
 
 def test_the_account_page_allows_only_its_own_script_and_is_not_sniffed(api):

@@ -73,6 +73,7 @@ class MockState:
     inter_delta_delay: float = 0.0
     head_delay: float = 0.0  # seconds before the response head (an upstream slow to answer at all)
     silence: float = 0.0  # seconds of silence before the first delta (long silent reasoning)
+    tail_delay: float = 0.0  # seconds between the last delta and the terminal event (a slow finish)
     catalog_calls: int = 0
     account_models: dict[str, list[str]] = field(default_factory=dict)  # account id -> its plan's slugs only
     catalog_not_modified: int = 0
@@ -182,6 +183,8 @@ class MockCodexServer:
                     quiet = 0.0
                 if delay and is_delta:
                     await asyncio.sleep(delay)
+                if s.tail_delay and not is_delta and b"response.completed" in frame:
+                    await asyncio.sleep(s.tail_delay)
                 if gone.is_set():
                     s.cancelled_streams += 1
                     return
@@ -264,7 +267,7 @@ class MockCodexServer:
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
-                         "head_delay", "silence"):
+                         "head_delay", "silence", "tail_delay"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})

@@ -66,5 +66,8 @@ def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(brow
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)') && "
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)').innerText === '3' && '3'")
         assert requests == "3"
+        # Only her own: never the server's provider table, the owner's login file or its state.
+        page_text = browser.evaluate("document.body.innerText")
+        assert "auth.json" not in page_text and "Providers" not in page_text
         shot = browser.screenshot("account-page-team-member.png")
         assert shot.stat().st_size > 5000

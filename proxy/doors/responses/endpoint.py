@@ -193,8 +193,12 @@ async def _relayed_frames(opened: Opened, relay: ResponsesRelay) -> AsyncIterato
     """The Codex events as the client gets them, bounded by the request's clock."""
     decoder = SSEDecoder()
     clock = opened.clock
+    record = opened.record
     try:
         async for chunk in timed_chunks(opened.response.aiter_bytes(), clock):
+            if record is not None:  # what was delivered, should the client leave before the usage
+                record.relayed_frames += chunk.count(b"data:")
+                record.relayed_bytes += len(chunk)
             out = []
             for event in decoder.feed(chunk):
                 out.append(relay.feed(event))

@@ -34,7 +34,7 @@ from proxy.doors.responses.socket_frames import error_frame, event_frame
 from proxy.doors.responses.socket_store import SocketStore
 from proxy.doors.responses.store import expand_previous
 from proxy.doors.responses.stream import ResponsesEncoder
-from proxy.errors import BadRequest, InternalError, PayloadTooLarge, ProxyError
+from proxy.errors import AuthenticationFailed, BadRequest, InternalError, PayloadTooLarge, ProxyError
 from proxy.hub.checks import required_model
 from proxy.hub.event_stream import EventStreamResponse
 from proxy.hub.model import Inbound, ModelRequest
@@ -45,6 +45,8 @@ from proxy.upstream.dispatch import ADMISSION
 
 log = get_logger("subrelay.websocket")
 
+MAX_QUEUED_MESSAGES = 32  # messages waiting behind a running response; past it, each is refused at once
+_MESSAGE_COST = 512  # bytes a queued message costs beyond its payload (the dict, the queue slot)
 _IGNORED = frozenset({"response.processed"})  # older Codex CLIs acknowledge each response; nothing to do
 _NOT_BODY = ("type", "stream_id", "generate", "stream")  # protocol fields, not the POST body's
 
@@ -69,6 +71,8 @@ class _Session:
         self.store = SocketStore(state.responses)
         self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self.queued_bytes = 0  # messages waiting while a response runs, bounded by max_body_bytes
+        self.queued_messages = 0  # ... and in number (each costs memory of its own, however small)
+        self.overflow_waiting = False  # a 'too many queued' refusal is in the inbox: later ones are dropped
         self.gone = asyncio.Event()
         self.current: asyncio.Task | None = None
         self.streaming = False  # the running response's stream has started (it stops itself on a close)
@@ -76,19 +80,25 @@ class _Session:
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
+        idle = self.limits.websocket_idle_seconds
+        deadline = time.monotonic() + idle  # only real work (a response) moves it: not acks, not junk
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(self.inbox.get(), self.limits.websocket_idle_seconds)
+                    message = await asyncio.wait_for(self.inbox.get(), max(deadline - time.monotonic(), 0.0))
                 except TimeoutError:
                     await self._close(1000, "idle")
                     return
                 if message is None:
                     return
                 self.queued_bytes -= message.get("_size", 0)
+                self.queued_messages -= 1
+                if "_overflow" in message:
+                    self.overflow_waiting = False
                 self.current = asyncio.create_task(self._handle(message))
                 try:
-                    await asyncio.shield(self.current)
+                    if await asyncio.shield(self.current):
+                        deadline = time.monotonic() + idle
                 except asyncio.CancelledError:
                     if not self.gone.is_set():
                         self.current.cancel()
@@ -110,48 +120,57 @@ class _Session:
                 self.gone.set()
                 if self.current is not None and not self.streaming:
                     self.current.cancel()  # still opening the upstream: stop that
+                self.queued_messages += 1
                 self.inbox.put_nowait(None)
                 return
             data = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            size = len(data)
-            if size > limit:
+            size = len(data) + _MESSAGE_COST  # what a queued message costs beyond its payload
+            self.queued_messages += 1
+            if size - _MESSAGE_COST > limit:
                 self.inbox.put_nowait({"_refused": PayloadTooLarge(
                     f"The message is larger than this proxy accepts ({limit} bytes; SUBRELAY_MAX_BODY_BYTES).")})
-            elif self.queued_bytes + size > limit and not self.inbox.empty():
-                self.inbox.put_nowait({"_refused": PayloadTooLarge(
-                    "Too many messages are waiting on this socket; send the next one after the current response.",
-                    code="too_many_queued_messages")})
+            elif (self.queued_bytes + size > limit or self.queued_messages > MAX_QUEUED_MESSAGES) and \
+                    not self.inbox.empty():
+                if self.overflow_waiting:  # one refusal waits already: this message is dropped, costing nothing
+                    self.queued_messages -= 1
+                    continue
+                self.overflow_waiting = True
+                self.inbox.put_nowait({"_overflow": True, "_refused": PayloadTooLarge(
+                    "Too many messages are waiting on this socket; send the next one after the current response "
+                    "(messages sent meanwhile were dropped).", code="too_many_queued_messages")})
             else:
                 self.queued_bytes += size
                 self.inbox.put_nowait({"_data": data, "_size": size})
 
-    async def _handle(self, message: dict[str, Any]) -> None:
+    async def _handle(self, message: dict[str, Any]) -> bool:
+        """Answer one message; True when it was real work (a response), which keeps the socket open."""
         if "_refused" in message:
             await self._send_error(message["_refused"])
-            return
+            return False
         try:
             event = orjson.loads(message["_data"])
         except orjson.JSONDecodeError:
             await self._send_error(BadRequest("The message is not valid JSON.", code="invalid_json"))
-            return
+            return False
         if not isinstance(event, dict):
             await self._send_error(BadRequest("Each message must be a JSON object with a 'type'.", code="invalid_json"))
-            return
+            return False
         kind = event.get("type")
         stream_id = event.get("stream_id") if isinstance(event.get("stream_id"), str) else None
         if kind in _IGNORED:
-            return
+            return False
         if kind != "response.create":
             await self._send_error(BadRequest(
                 f"Unknown message type {str(kind)[:64]!r}; this socket accepts 'response.create'.", param="type",
                 code="unknown_message_type"), stream_id)
-            return
+            return False
         try:
-            await self._create(event, stream_id)
+            return await self._create(event, stream_id)
         except (WebSocketDisconnect, OSError):
             self.gone.set()
+            return False
 
     async def _create(self, event: dict[str, Any], stream_id: str | None) -> None:
         """One response: ``respond()`` as for ``POST /v1/responses``, its SSE relayed as frames. A team
@@ -160,14 +179,20 @@ class _Session:
         record = RequestRecord(os.urandom(16).hex(), "WS", self.websocket.url.path)
         admission = None
         connection = self.websocket.scope.get("subrelay.admission")
-        if connection is not None:
-            try:
+        try:
+            if connection is not None:
                 admission = await connection.gate.readmit(connection.user)
-            except ProxyError as error:
-                record.status = error.status_code
-                await self._send_error(error, stream_id)
-                record.finish()
-                return
+            elif await self._keys_now_required():
+                raise AuthenticationFailed("Team mode started after this socket opened: reconnect with your "
+                                           "subrelay key.", code="invalid_api_key")
+        except ProxyError as error:
+            record.status = error.status_code
+            await self._send_error(error, stream_id)
+            record.finish()
+            if isinstance(error, AuthenticationFailed) and connection is None:
+                await self._close(1008, "key required")
+                self.gone.set()
+            return False
         token = ADMISSION.set(admission)
         body = {key: value for key, value in event.items() if key not in _NOT_BODY}
         body["stream"] = True
@@ -181,16 +206,18 @@ class _Session:
             self.store.share = body.get("store") is not False
             if not generate:
                 await self._prepare_only(body, record, stream_id)
-                return
+                return True
             response = await respond(self.state, body, orjson.dumps(body), record, self.store)
             if not isinstance(response, EventStreamResponse):
                 raise InternalError("The Responses door answered a WebSocket request without a stream.")
             record.status = 200
             await self._relay(response, record, stream_id)
             self.answered += 1
+            return True
         except ProxyError as error:
             record.status = error.status_code
             await self._send_error(error, stream_id)
+            return False
         finally:
             record.finish()
             ADMISSION.reset(token)
@@ -231,12 +258,25 @@ class _Session:
         request = ModelRequest(model=model, inbound=Inbound("responses", body, b""))
         encoder = ResponsesEncoder(request)
         data = encoder.start() + encoder.finish()
-        self.store.put(encoder.id, input_items(body), [])
+        share, self.store.share = self.store.share, False  # kept on this socket only: a prewarm is not admitted,
+        try:  # so it must not take room in the record every member's stored conversations share
+            self.store.put(encoder.id, input_items(body), [])
+        finally:
+            self.store.share = share
         record.status, record.model = 200, model
         record.note("generate=false: answered without an upstream call")
         for payload in _sse_payloads(data):
             await self.websocket.send_text(_with_stream_id(payload, stream_id))
         self.answered += 1
+
+    async def _keys_now_required(self) -> bool:
+        """A socket opened with no key (no keys were needed then) once team mode is on: it must not go
+        on being served with the owner's login."""
+        caller = self.websocket.scope.get("subrelay.caller")
+        if caller is not None and caller.kind != "anonymous":
+            return False
+        gate = getattr(self.state, "gate", None)
+        return gate is not None and await gate.active()
 
     async def _send_error(self, error: ProxyError, stream_id: str | None = None) -> None:
         if self.gone.is_set():
