@@ -67,3 +67,19 @@ def proxy_settings(mock_codex: MockUpstream, auth_path: str) -> Settings:
 def proxy_url(proxy_settings: Settings) -> Iterator[str]:
     with ServerThread(create_app(proxy_settings)) as thread:
         yield f"{thread.url}/v1"
+
+
+@pytest.fixture(autouse=True)
+def _no_websocket_beyond_loopback(monkeypatch):
+    """Tests never reach the network: a Codex WebSocket to anything but loopback is refused (as a
+    network without it would), so tests that mock chatgpt.com with respx fall back to HTTP at once."""
+    from proxy.upstream import codex_socket
+
+    real = codex_socket._connect
+
+    async def loopback_only(url, *args):
+        if not url.startswith(("ws://127.0.0.1:", "ws://localhost:", "wss://127.0.0.1:")):
+            raise OSError("tests refuse WebSockets beyond loopback")
+        return await real(url, *args)
+
+    monkeypatch.setattr(codex_socket, "_connect", loopback_only)

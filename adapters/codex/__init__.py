@@ -150,5 +150,8 @@ class CodexAdapter:
             url=url,
             headers=headers,
             body=orjson.dumps(body),
-            context={"instructions_mode": mode, "had_system": had_system},
+            # The body itself, for the WebSocket transport (proxy.upstream.sockets), which sends it as a
+            # response.create frame, or only its new items, instead of POSTing these bytes.
+            context={"instructions_mode": mode, "had_system": had_system, "body": body,
+                     "websocket": url == self.url},
         )

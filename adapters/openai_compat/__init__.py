@@ -45,6 +45,7 @@ class OpenAICompatAdapter:
     """Forwards Chat Completions to ``{base_url}/chat/completions`` with a bearer key."""
 
     passthrough_format = "chat"  # Chat clients' requests and answers go through unchanged
+    accepts_traceparent = True  # OpenAI-compatible servers (vLLM, LiteLLM, Ollama…) join W3C traces
 
     def __init__(
         self,

@@ -42,15 +42,26 @@ def main() -> None:
         from proxy.config import Settings
         from proxy.config_file import parse_config
 
-    config = parse_config(tomllib.loads(f'[providers.bench]\nkind = "custom"\n'
+    prices = '[prices."bench/*"]\ninput = 1.25\noutput = 10\n' if os.environ.get("TEAM_BUDGET") else ""
+    config = parse_config(tomllib.loads(f'{prices}[providers.bench]\nkind = "custom"\n'
                                         f'base_url = "http://127.0.0.1:{args.port}/v1"\napi_key = "sk-bench"\n'))
     env, key = ({}, b"sk-bench")
     if args.team:
         env, key = team_store(args.requests)
+    for name in ("SUBRELAY_LEDGER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY"):  # A/B of the ledger
+        if os.environ.get(name):  # and of tracing (an endpoint nobody listens on: spans are built, then dropped)
+            env[name] = os.environ[name]
     auth = "/nonexistent/auth.json"
     settings: dict = {}
     if args.codex:
         auth, settings = codex_login(args.port)
+    if os.environ.get("LEDGER_NO_FLUSH"):  # the ledger's cost on the request path alone: entries are dropped
+        from proxy.observe.ledger import RequestLedger
+
+        async def drop(self) -> None:
+            self._pending.clear()
+
+        RequestLedger._flush = drop
     app = create_app(Settings(file=config, codex_auth_path=auth, env=env, **settings))
     model = ("codex" if args.codex else "bench") + ("/bench-d50" if args.stream else "/bench-d1")
     body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'
@@ -130,6 +141,8 @@ def team_store(requests: int) -> tuple[dict, bytes]:
         for n in range(99):
             await add_user(team.store, f"user{n:03d}")
         limits = {} if os.environ.get("TEAM_NO_LIMITS") else dict(rpm=10 * requests + 1000, tpm=10**12, daily_tokens=10**12)
+        if os.environ.get("TEAM_BUDGET"):  # a monthly money budget too (never reached)
+            limits["budgets"] = {"month": 10**6}
         _, key = await add_user(team.store, "bench", **limits)
         await team.store.close()
         return key.encode()

@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from proxy.account.status import chatgpt_status, fetch_usage, provider_states
 from proxy.config.settings import Settings, is_loopback
-from proxy.errors import NotFound, PermissionDenied, ServiceUnavailable
+from proxy.errors import BadRequest, NotFound, PermissionDenied, ServiceUnavailable
 from proxy.account.pending import MAX_PENDING  # noqa: F401 (the cap on logins in progress, part of this API)
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
@@ -35,8 +35,9 @@ from proxy.login.oauth import (
     poll_device_login,
     start_device_login,
 )
-from proxy.login.store import remove_login, save_login
-from proxy.account.team_member import remove_user_login, save_user_login, user_status
+import proxy.credentials.access_token as access_token
+from proxy.login.store import remove_login, save_access_token, save_login
+from proxy.account.team_member import remove_user_login, save_user_access_token, save_user_login, user_status
 from proxy.hub.caller import CALLER
 from proxy.state.team import OWNER_LOGIN
 from proxy.observe.metrics import COOLDOWNS, metrics_text
@@ -153,6 +154,25 @@ async def device_poll(request: Request) -> Response:
     else:
         save_login(state.settings.codex_auth_path, tokens)
     return json_response({**(await _status(state)), "pending": False})
+
+
+async def access_token_login(request: Request) -> Response:
+    """``POST …/access-token`` ``{"access_token": "at-…"}``: log in with a Codex personal access token
+    (the caller's own login for a team member). whoami names the account first, so a revoked or mistyped
+    token is refused with a 401 and nothing is saved; the answer is the status, never the token."""
+    state = _state(request)
+    body = decode_json_object(await request.body())
+    supplied = body.get("access_token")
+    if not isinstance(supplied, str):
+        raise BadRequest("Send {\"access_token\": \"at-...\"}.", param="access_token", code="missing_access_token")
+    token = access_token.checked_token(supplied)
+    who = "the token given"
+    account = await access_token.whoami(state.upstream.http, state.settings.auth_base_url, token, who)
+    if _user(state) is not None:
+        await save_user_access_token(state.team, _user(state), token, account)
+    else:
+        save_access_token(state.settings.codex_auth_path, token)
+    return json_response(await _status(state))
 
 
 async def logout(request: Request) -> Response:

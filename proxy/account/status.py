@@ -15,7 +15,7 @@ from proxy.config.settings import Settings, chatgpt_base_url
 from proxy.credentials.base import Credential
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.errors import ProxyError
-from proxy.login.store import current_account
+from proxy.login.store import Account, current_account
 from proxy.observe.redact import redact_strings
 from proxy.state.team import StoreError
 from proxy.upstream.providers import build_inventory
@@ -68,10 +68,16 @@ async def chatgpt_status(settings: Settings, http: httpx.AsyncClient | None = No
         return status
     own_client = http is None
     http = http or httpx.AsyncClient(timeout=15.0)
-    source = source or CodexCredentialSource(settings.codex_auth_path, token_url=settings.codex_token_url, http=http)
+    source = source or CodexCredentialSource(settings.codex_auth_path, token_url=settings.codex_token_url, http=http,
+                                             auth_base_url=settings.auth_base_url)
     try:
         credential = await source.current()  # refreshes first when due, like the seed
         account = current_account(settings.codex_auth_path) or account
+        status["login"] = account.login
+        if account.login == "access_token":  # who it is comes from whoami (asked once, by current())
+            known = source.token_accounts.get(credential.access_token)
+            account = Account(known.email if known else None, credential.plan_type, credential.account_id, None,
+                              login=account.login)
         status.update(connected=True, account_email=account.email, plan=account.plan, account_id=account.account_id,
                       expires_at=int(account.expires_at * 1000) if account.expires_at else None)
         try:
@@ -82,7 +88,7 @@ async def chatgpt_status(settings: Settings, http: httpx.AsyncClient | None = No
             status["usage_error"] = exc.message
     except ProxyError as exc:
         status.update(account_email=account.email, plan=account.plan, account_id=account.account_id,
-                      usage_error=exc.message)
+                      usage_error=exc.message, login=account.login)
     finally:
         if own_client:
             await http.aclose()

@@ -7,7 +7,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from proxy.money.budgets import parse_budgets
+from proxy.money.prices import dollars
+from proxy.team.ladder import rung
+from proxy.team.views import budget_spend
 from proxy.account.status import fetch_usage, summarise_usage
+import proxy.credentials.access_token as access_token
+from proxy.credentials.access_token import TokenAccount
 from proxy.errors import ProxyError
 from proxy.login.store import describe
 from proxy.observe.redact import secrets
@@ -25,6 +31,16 @@ async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None
     if account.account_id:
         kept["account_id"] = account.account_id
     auth = {"tokens": kept, "last_refresh": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    await _store_login(team, name, auth)
+
+
+async def save_user_access_token(team: Team, name: str, token: str, account: TokenAccount) -> None:
+    """Store a Codex personal access token as ``name``'s login (sealed, with whoami's answer, so its
+    account is known without asking again), replacing any earlier login."""
+    await _store_login(team, name, access_token.auth_json(token, account))
+
+
+async def _store_login(team: Team, name: str, auth: dict[str, Any]) -> None:
     try:
         for _ in range(5):  # a refresh racing this login loses: retry the compare-and-set on the newest version
             stored = await team.store.get_login(name)
@@ -69,6 +85,7 @@ async def user_status(state, name: str) -> dict[str, Any]:
         return status
     try:
         credential = await source.user_login(name).current()
+        status["login"] = "access_token" if access_token.is_access_token(credential.access_token) else "chatgpt"
         status.update(connected=True, expires_at=int(credential.expires_at * 1000) if credential.expires_at else None)
         try:
             raw = await fetch_usage(state.upstream.http, state.settings, credential)
@@ -82,6 +99,17 @@ async def user_status(state, name: str) -> dict[str, Any]:
     if name != OWNER_LOGIN:
         status["team"] = await own_figures(state, name)
     return status
+
+
+async def _ladder_state(state, name: str) -> dict[str, Any] | None:
+    """Where the degradation ladder has this member now (from their own login's plan windows)."""
+    steps = getattr(state.gate, "ladder", ()) if state.gate is not None else ()
+    if not steps:
+        return None
+    login = await state.team.store.get_login(name)
+    windows = await state.team.store.get_plan_windows(f"account:{login.account_id}") if login and login.account_id else None
+    effort, model, applied, why = rung(steps, windows, time.time())
+    return {"step": applied, "of": len(steps), "effort": effort, "model": model, "why": why}
 
 
 async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
@@ -99,9 +127,19 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
     for row in [*rows, *(book.pending(name) if book is not None else ())]:
         if row.day < since:
             continue
-        day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0})
+        day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
+                                           "cost_micros": 0})
         for field in day:
             day[field] += getattr(row, field)
+    try:  # each budget: spent this period and what is left (their own only)
+        spend = await budget_spend(team.store, name, parse_budgets(user.budgets)) if user else []
+        ladder = await _ladder_state(state, name)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+    for figures in per_day.values():
+        figures["cost_usd"] = dollars(figures["cost_micros"])
     return {"user": name, "limits": {"rpm": user.rpm, "tpm": user.tpm, "daily_tokens": user.daily_tokens,
-                                     "models": list(user.models), "fallback": user.fallback} if user else None,
+                                     "models": list(user.models), "fallback": user.fallback,
+                                     "max_concurrent": user.max_concurrent, "max_effort": user.max_effort}
+            if user else None, "spend": spend, "ladder": ladder,
             "usage": [{"day": day, **figures} for day, figures in sorted(per_day.items())]}

@@ -48,6 +48,18 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class CodexSockets:
+    """Bounds on the sockets to the Codex backend (docs/codex-websocket.md)."""
+
+    idle_seconds: float = 300.0  # an idle socket is closed after this
+    per_login: int = 16  # sockets one caller's login may hold open (each conversation in use needs one)
+    total: int = 512  # sockets in all
+
+
+DEFAULT_CODEX_SOCKETS = CodexSockets()
 MIN_CLIENT_KEY_LENGTH = 16
 
 
@@ -78,6 +90,9 @@ class Settings:
     metrics_dir: str | None = None  # prometheus multiprocess directory (set when workers > 1)
     anthropic_base_url: str = DEFAULT_ANTHROPIC_BASE_URL
     websockets: bool = True  # the Responses API over WebSocket; off: upgrades get 426 (clients fall back to HTTP)
+    # How requests reach the Codex backend: "auto" (its WebSocket, HTTP/SSE when that fails), "websocket", "http".
+    codex_transport: str = "auto"
+    codex_sockets: CodexSockets = field(default_factory=CodexSockets)
     file: FileConfig = field(default_factory=FileConfig)
     # The process environment as it was at start-up: API keys are looked up here, never later.
     env: Mapping[str, str] = field(default_factory=dict)
@@ -152,6 +167,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | N
         metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         anthropic_base_url=env.get("SUBRELAY_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE_URL),
         websockets=_switch(env, "SUBRELAY_WEBSOCKETS", True),
+        codex_transport=_choice(env, "SUBRELAY_CODEX_TRANSPORT", ("auto", "websocket", "http"), "auto"),
+        codex_sockets=CodexSockets(
+            idle_seconds=_float(env, "SUBRELAY_CODEX_SOCKET_IDLE_TIMEOUT", DEFAULT_CODEX_SOCKETS.idle_seconds),
+            per_login=_int(env, "SUBRELAY_CODEX_SOCKETS_PER_LOGIN", DEFAULT_CODEX_SOCKETS.per_login),
+            total=_int(env, "SUBRELAY_CODEX_SOCKETS_TOTAL", DEFAULT_CODEX_SOCKETS.total),
+        ),
         file=file,
         env=env,
     )

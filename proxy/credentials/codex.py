@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
+import proxy.credentials.access_token as pat
 from proxy.credentials.base import Credential
 from proxy.credentials.files import (
     CachedJsonFile,
@@ -21,6 +22,7 @@ from proxy.credentials.jwt import jwt_claims, jwt_expiry
 from proxy.credentials.locks import LockUnavailable, RefreshLock
 from proxy.errors import (
     AuthenticationFailed,
+    ProxyError,
     ServiceUnavailable,
     UpstreamFailure,
     UpstreamTimeout,
@@ -56,6 +58,7 @@ class CodexCredentialSource:
         skew_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
         lock_timeout: float = 60.0,
+        auth_base_url: str = pat.DEFAULT_AUTH_BASE_URL,
     ) -> None:
         self.path = path
         self.token_url = token_url
@@ -65,6 +68,8 @@ class CodexCredentialSource:
         self._file = CachedJsonFile(path)
         self._lock = RefreshLock(path + ".lock", timeout=lock_timeout)
         self._memo: tuple[dict[str, Any], Credential | tuple[str, str | None]] | None = None
+        self.auth_base_url = auth_base_url  # where an access token's account is asked (whoami)
+        self.token_accounts = pat.TokenAccounts()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -84,11 +89,21 @@ class CodexCredentialSource:
     async def current(self) -> Credential:
         data = self._read()
         credential = self._credential_from(data)
+        if pat.is_access_token(credential.access_token):  # no expiry, no refresh: its account, once
+            return await self.token_accounts.signed(credential, self.http, self.auth_base_url, self.path)
         if self._is_due(credential, data):
             return await self._refresh_unless_rotated(credential, force=False)
         return credential
 
     async def refresh(self, *, stale: Credential | None = None) -> Credential:
+        if stale is not None and pat.is_access_token(stale.access_token):
+            # Nothing renews an access token: a new one in the file (a new login) is used, else the 401 stands.
+            self._file.invalidate()
+            now = self._credential_from(self._read())
+            if now.access_token != stale.access_token:
+                return await self.current()
+            self.token_accounts.forget(stale.access_token)
+            raise pat.refused(self.path)
         seen = stale or self._credential_from(self._read())
         return await self._refresh_unless_rotated(seen, force=True)
 
@@ -252,7 +267,15 @@ __all__ = ["CodexCredentialSource", "CODEX_CLIENT_ID", "jwt_expiry"]
 
 
 def credential_from_auth(data: dict[str, Any], where: str, login_hint: str = _LOGIN_HINT) -> Credential:
-    """The credential in an ``auth.json``-shaped object (raises AuthenticationFailed naming ``where``)."""
+    """The credential in an ``auth.json``-shaped object (raises AuthenticationFailed naming ``where``):
+    a ChatGPT login's tokens, or a Codex personal access token (:mod:`proxy.credentials.access_token`)."""
+    try:
+        personal = pat.credential_from(data)
+    except ProxyError as exc:
+        raise AuthenticationFailed(f"The access token at {where} is damaged ({exc.message}). {login_hint}",
+                                   code="credentials_corrupt") from None
+    if personal is not None:
+        return personal
     tokens = data.get("tokens")
     if isinstance(tokens, dict) and tokens.get("access_token") and not _well_formed(tokens):
         raise AuthenticationFailed(

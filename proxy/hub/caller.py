@@ -32,6 +32,16 @@ class Caller:
         return "anonymous"
 
     @property
+    def person(self) -> str:
+        """Who a request's log line and ledger entry name: the user's name, or the owner key's id (never
+        the key), or ``anonymous`` when no keys are set."""
+        if self.kind == "user" and self.name:
+            return self.name
+        if self.kind == "owner":
+            return f"owner:{self.key_id}" if self.key_id else "owner"
+        return "anonymous"
+
+    @property
     def label(self) -> str:
         """How logs and metrics name the caller (never the key)."""
         return self.name if self.kind == "user" and self.name else self.kind
@@ -74,3 +84,36 @@ class OwnerKeys:
             if hmac.compare_digest(presented, key):
                 found = kid
         return Caller("owner", key_id=found) if found is not None else None
+
+
+# -- who made an admin change (the audit log) -----------------------------------------------------------
+
+# The admin page says so on its calls, so the audit log can tell the page from a script using the API.
+SURFACE_HEADER = b"x-subrelay-surface"
+
+
+def admin_identity(scope) -> tuple[str, str]:
+    """(who, via) of an admin request, as the audit log names them: the credential and where it came from
+    (``admin key from 10.0.0.7``), and the surface (``page`` or ``api``). The one place the edge's naming of
+    an admin lives: SSO sessions and trusted headers extend this function, nothing else."""
+    caller = scope.get("subrelay.caller")
+    if caller is not None and caller.kind == "owner" and caller.key_id and caller.key_id != "admin":
+        credential = f"owner key {caller.key_id}"
+    else:
+        credential = "admin key"
+    client = scope.get("client")
+    who = f"{credential} from {client[0] if client else 'an unknown address'}"
+    surface = dict(scope.get("headers") or ()).get(SURFACE_HEADER)
+    return who, "page" if surface == b"admin-page" else "api"
+
+
+def local_identity() -> str:
+    """Who runs a ``subrelay`` command: the local account and host (whoever can read the state directory)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "uid " + str(__import__("os").getuid())
+    return f"local user {user} on {socket.gethostname()}"

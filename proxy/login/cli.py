@@ -21,7 +21,8 @@ from proxy.login.oauth import (
     poll_device_login,
     start_device_login,
 )
-from proxy.login.store import Account, remove_login, save_login
+import proxy.credentials.access_token as access_token
+from proxy.login.store import Account, remove_login, save_access_token, save_login
 
 LOGIN_TIMEOUT = 600.0  # a login not completed in ten minutes is abandoned
 
@@ -76,19 +77,8 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     into the team store as theirs (the admin never sees it, and it signs nobody else's requests)."""
     from proxy.login.store import describe
     from proxy.account.team_member import save_user_login
-    from proxy.team.context import open_team
 
-    async def save() -> None:
-        team = open_team(settings.env)
-        try:
-            await save_user_login(team, user, tokens)
-        finally:
-            await team.store.close()
-
-    try:
-        asyncio.run(save())
-    except ProxyError as exc:
-        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+    if not _saved_in_store(settings, lambda team: save_user_login(team, user, tokens), out):
         return 1
     if user.startswith("_"):
         print(f"Logged in as {_who(describe(tokens))}; the login is sealed in the shared store (SUBRELAY_REDIS_URL), "
@@ -97,6 +87,70 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
         print(f"Logged in {user} as {_who(describe(tokens))}; the login is sealed in the team store and signs only "
               f"{user}'s requests.", file=out)
     return 0
+
+
+def login_with_access_token(settings: Settings, *, user: str | None = None, stdin=None, out=sys.stderr) -> int:
+    """``subrelay login --with-access-token``: a Codex personal access token from stdin (when it is not a
+    terminal) or ``CODEX_ACCESS_TOKEN``, never from the command line, where ``ps`` shows it. whoami
+    names the account before anything is saved, so a mistyped or revoked token is refused here."""
+    stdin = sys.stdin if stdin is None else stdin
+    if user is not None:
+        problem = _check_user(settings, user)
+        if problem:
+            print(f"subrelay: {problem}", file=out)
+            return 2
+    if not stdin.isatty():
+        text, origin = stdin.read(access_token.MAX_LENGTH + 2), "stdin"
+    else:
+        text, origin = settings.env.get("CODEX_ACCESS_TOKEN", ""), "CODEX_ACCESS_TOKEN"
+    try:
+        token = access_token.checked_token(text)
+        account = asyncio.run(access_token.whoami(None, settings.auth_base_url, token, "the token given"))
+    except ProxyError as exc:
+        print(f"subrelay: login failed ({origin}): {exc.message}", file=out)
+        if origin == "CODEX_ACCESS_TOKEN" and exc.code == "missing_access_token":
+            print("Pipe it in: printenv CODEX_ACCESS_TOKEN | subrelay login --with-access-token", file=out)
+        return 1
+    who = _who(Account(account.email, account.plan_type, account.account_id, None))
+    if user is not None or settings.env.get("SUBRELAY_REDIS_URL"):
+        from proxy.account.team_member import save_user_access_token
+        from proxy.state.team import OWNER_LOGIN
+
+        if not _saved_in_store(settings, lambda team: save_user_access_token(team, user or OWNER_LOGIN, token,
+                                                                              account), out):
+            return 1
+        whose = f"{user}'s requests only" if user else "the owner's requests on every replica"
+        print(f"Logged in with a Codex access token as {who}, account {account.account_id}; it is sealed in the "
+              f"team store and signs {whose}.", file=out)
+        return 0
+    try:
+        save_access_token(settings.codex_auth_path, token)
+    except ProxyError as exc:
+        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+        return 1
+    print(f"Logged in with a Codex access token as {who}, account {account.account_id}. It is in "
+          f"{settings.codex_auth_path} (as `codex login --with-access-token` writes it); a running subrelay uses it "
+          "at once. Access tokens are not refreshed: when this one is revoked or expires, log in again.", file=out)
+    return 0
+
+
+def _saved_in_store(settings: Settings, save, out) -> bool:
+    """Run ``save(team)`` against the team store (closed after); False, said on ``out``, when it fails."""
+    from proxy.team.context import open_team
+
+    async def run() -> None:
+        team = open_team(settings.env)
+        try:
+            await save(team)
+        finally:
+            await team.store.close()
+
+    try:
+        asyncio.run(run())
+    except ProxyError as exc:
+        print(f"subrelay: the login could not be saved: {exc.message}", file=out)
+        return False
+    return True
 
 
 def logout(settings: Settings, out=sys.stderr) -> int:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import proxy.credentials.access_token as access_token
 from proxy.credentials.files import (
     CredentialFileError,
     atomic_write_json,
@@ -29,6 +30,7 @@ class Account:
     plan: str | None
     account_id: str | None
     expires_at: float | None
+    login: str = "chatgpt"  # or "access_token" (a Codex personal access token: no refresh, no expiry shown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +56,11 @@ def current_account(path: str) -> Account | None:
     except CredentialFileError:
         return None
     tokens = data.get("tokens")
-    return describe(tokens) if isinstance(tokens, dict) and tokens.get("access_token") else None
+    if isinstance(tokens, dict) and tokens.get("access_token"):
+        return describe(tokens)
+    if access_token.is_access_token(data.get(access_token.FIELD)):
+        return Account(None, None, None, None, login="access_token")  # whoami says who (on use)
+    return None
 
 
 class LoginFileDamaged(ProxyError):
@@ -63,16 +69,21 @@ class LoginFileDamaged(ProxyError):
     default_code = "credentials_corrupt"
 
 
-def save_login(path: str, tokens: dict[str, Any]) -> tuple[Account, Account | None]:
-    """Write ``tokens`` as the login at ``path``; returns (the new account, the one it replaced)."""
-    secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+def _existing(path: str) -> dict[str, Any]:
+    """The login file now (empty when there is none); a damaged one is never overwritten."""
     try:
-        existing = read_json_object(path)
+        return read_json_object(path)
     except CredentialFileError as exc:
         if exc.reason != "missing":
             raise LoginFileDamaged(f"{path} is {exc.reason} ({exc.detail}); subrelay will not overwrite it. Move it "
                                    "aside and log in again.") from None
-        existing = {}
+        return {}
+
+
+def save_login(path: str, tokens: dict[str, Any]) -> tuple[Account, Account | None]:
+    """Write ``tokens`` as the login at ``path``; returns (the new account, the one it replaced)."""
+    secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
+    existing = _existing(path)
     previous = current_account(path) if existing else None
     new_tokens = {**(existing.get("tokens") if isinstance(existing.get("tokens"), dict) else {})}
     for name in ("id_token", "access_token", "refresh_token"):
@@ -86,6 +97,23 @@ def save_login(path: str, tokens: dict[str, Any]) -> tuple[Account, Account | No
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     atomic_write_json(path, data)
     return account, previous
+
+
+# What a ChatGPT login keeps that an access-token login must not (Codex would not know which to use).
+_CHATGPT_FIELDS = ("tokens", "last_refresh", "auth_mode", "agent_identity", access_token.ACCOUNT_FIELD)
+
+
+def save_access_token(path: str, token: str) -> Account | None:
+    """Write ``token`` as the login at ``path`` in the Codex CLI's own shape for it (what
+    ``codex login --with-access-token`` writes), keeping fields subrelay does not own; returns the
+    login it replaced."""
+    secrets.add(token)
+    existing = _existing(path)
+    previous = current_account(path) if existing else None
+    data = {**{k: v for k, v in existing.items() if k not in _CHATGPT_FIELDS}, **access_token.auth_json(token)}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    atomic_write_json(path, data)
+    return previous
 
 
 def remove_login(path: str) -> bool:

@@ -17,7 +17,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import (
@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from proxy.observe.cost import cost_of
 from proxy.observe.redact import escape_controls, get_logger, redact
 
 if TYPE_CHECKING:  # a type only: observe imports nothing else of the proxy
@@ -39,7 +40,9 @@ log = get_logger("subrelay.requests")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ENDPOINTS = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/responses": "responses",
              "/responses": "responses", "/v1/responses/compact": "compact", "/v1/messages": "messages",
-             "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models"}
+             "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models",
+             "/backend-api/codex/responses": "responses", "/backend-api/codex/responses/compact": "compact",
+             "/backend-api/codex/models": "models"}
 
 # -- metrics ------------------------------------------------------------------------------------------
 
@@ -126,6 +129,11 @@ class RequestRecord:
     relayed_frames: int = 0
     relayed_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    upstream_model: str = "-"  # the model the route sent (the requested one may be an alias)
+    person: str = "-"  # who asked: a user's name or an owner key's id (proxy.hub.caller.Caller.person), never a key
+    error: str | None = None  # the error code the client got, if any
+    ended: float | None = None
+    trace: Any = None  # the request's span and marks when tracing is on (proxy.observe.tracing); else None
 
     @classmethod
     def start(cls, scope, incoming_id: bytes | None) -> "RequestRecord":
@@ -133,26 +141,29 @@ class RequestRecord:
         request_id = candidate if candidate and _REQUEST_ID.fullmatch(candidate) else os.urandom(16).hex()
         return cls(request_id, scope["method"], scope["path"])
 
-    def routed(self, model: str, route_label: str, provider: str, known: bool) -> None:
+    def routed(self, model: str, route_label: str, provider: str, known: bool, upstream_model: str = "-") -> None:
         self.model, self.route, self.provider, self.known_model = model, route_label, provider, known
+        self.upstream_model = upstream_model
 
     def note(self, text: str) -> None:
         self.notes.append(text)
 
     def finish(self) -> None:
         """Write the log line and count the request (called once, when the response ended)."""
-        now = time.perf_counter()
+        now = self.ended = time.perf_counter()
         latency = now - self.started
         ttfb = (self.first_byte or now) - self.started
         endpoint = ENDPOINTS.get(self.path, "other")
         if log.isEnabledFor(logging.INFO):  # the line is built only when someone will read it
-            fields = {"request_id": self.request_id, "method": self.method, "endpoint": self.path, "model": self.model,
-                      "route": self.route, "status": self.status, "latency_ms": round(latency * 1000, 2),
-                      "ttfb_ms": round(ttfb * 1000, 2)}
+            fields = {"request_id": self.request_id, "method": self.method, "endpoint": self.path,
+                      "person": self.person, "model": self.model, "route": self.route, "status": self.status,
+                      "latency_ms": round(latency * 1000, 2), "ttfb_ms": round(ttfb * 1000, 2)}
             if self.usage is not None:
                 fields.update(tokens_in=self.usage.prompt_tokens, tokens_out=self.usage.completion_tokens,
                               tokens_cached=self.usage.cached_tokens or 0,
                               tokens_reasoning=self.usage.reasoning_tokens or 0)
+            cost = cost_of(self.provider, self.upstream_model, self.usage)
+            fields["cost"] = "-" if cost is None else cost
             if self.notes:
                 fields["notes"] = "; ".join(self.notes)
             log.info("request %s", _text(fields), extra={"fields": fields})

@@ -23,6 +23,7 @@ _PATTERNS = re.compile(
     r"|(?:xai-|gsk_|pplx-|AIza)[A-Za-z0-9_-]{12,}"  # xAI, Groq, Perplexity, Google
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"  # an Authorization header value
     r"|rt_[A-Za-z0-9._-]{16,}"  # opaque refresh tokens
+    r"|at-[A-Za-z0-9._-]{16,}"  # Codex personal access tokens
     r")"
 )
 # A lowercase identifier such as "refresh_token_reused" or "sk-learn-model" is a code, not a secret:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import os
 from collections.abc import AsyncIterator
@@ -32,25 +33,33 @@ from proxy.errors import BadRequest, InternalError, ProxyError
 from proxy.hub.json_response import json_response
 from proxy.hub.request_body import note_requested_model
 from proxy.observe.redact import get_logger, install_server_log_redaction, secrets
+from proxy.observe import cost
+from proxy.observe.tracing import Tracing
 from proxy.server.edge import EdgeMiddleware
 from proxy.server.hot_routes import HotRoutes
-from proxy.team import admin_api, admin_page
+from proxy.team import admin_api, admin_page, ledger_api
 from proxy.state.cooldowns import Cooldowns
 from proxy.state.local.files import check_state_dir
 from proxy.state.responses import ResponseStore
-from proxy.upstream.catalog import AnthropicCatalog, CodexCatalog, LiveCatalog
+from proxy.upstream.catalog import DEFAULT_CLIENT_VERSION, AnthropicCatalog, CodexCatalog, LiveCatalog
 from proxy.upstream.client import UpstreamClient
+from proxy.upstream.sockets import socket_pool
 from proxy.upstream.providers import build_router
 from proxy.upstream.routing import Router
-from proxy.team.context import Team
+from proxy.team.context import Team, ledger_options
 from proxy.hub.caller import CALLER
 from proxy.team.catalogs import MemberCatalogs
 from proxy.team.gate import TeamGate
+from proxy.team.key_check import check_secret_key
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.logins import CallerLogins, import_owner_login
+from proxy.team.alerts import Alerts
+from proxy.team.ladder import Step
+from proxy.team.spend import Money
 from proxy.upstream.transport import upstream_client
 
 log = get_logger("subrelay.app")
+CODEX_NATIVE = "/backend-api/codex"  # where the Codex backend serves responses, compaction and models
 
 
 @dataclass(slots=True)
@@ -79,12 +88,25 @@ class AppState:
         return getattr(provider.credentials, "owner", provider.credentials)  # team mode wraps it (CallerLogins)
 
 
+def _money(settings: Settings) -> Money:
+    """Team mode's prices, budgets and alerts, from subrelay.toml (the shipped price table by default)."""
+    file = settings.file
+    return Money(prices=file.prices, budgets=file.budgets, soft_percent=file.soft_percent,
+                 alerts=Alerts.from_config(file.webhooks, settings.env))
+
+
 def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     """Build the app. ``router`` may be injected (tests); by default it comes from the settings."""
     router = router or build_router(settings)
     _shared_file(settings, "")  # a state directory others could write stops start-up here, with the fix
     secrets.add(*settings.api_keys)
-    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers)
+    ledger_options(settings.env)  # a malformed SUBRELAY_LEDGER* stops start-up here, with the fix
+    tracing = Tracing.from_env(settings.env, __version__)  # None unless OTEL_* asks for traces
+    _install_prices(settings)
+    gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
+                    money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
+                    key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
+                    queue_seconds=settings.file.queue_seconds)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -99,12 +121,25 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                              shared=_catalog_slot(settings, f"catalog-{provider.name}"))
                         for provider in router.providers.values()
                         for kind in (_CATALOGS.get(type(provider.adapter)),) if kind is not None]
-            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http),
+            sockets = socket_pool(settings)  # the Codex backend's WebSocket (None: HTTP only)
+            app.state.subrelay = AppState(settings=settings, router=router, upstream=UpstreamClient(http, sockets),
                                           cooldowns=_cooldowns(settings),
                                           responses=_response_store(settings),
                                           catalogs=catalogs, admin=AdminGuard(settings),
                                           pending_logins=PendingLogins(gate.shared_team), gate=gate)
             team = gate.open()
+            if team is not None:
+                try:
+                    mismatch = await check_secret_key(team.store, team.box)
+                except Exception:  # noqa: BLE001 - a store not answering yet is /readyz's to report
+                    mismatch = None
+                if mismatch is not None:
+                    log.error("%s; /readyz answers 503 until it is fixed", mismatch)
+                if team.store.remote and "@" not in (settings.env.get("SUBRELAY_REDIS_URL") or "") and \
+                        not settings.env.get("SUBRELAY_REDIS_PASSWORD"):
+                    log.warning("SUBRELAY_REDIS_URL has no password: anyone who reaches that Redis can read and change "
+                                "the team's state (use redis://:PASSWORD@host/ or rediss://)")
+            gate.open_ledger()
             owner = app.state.subrelay.codex_source()
             if team is not None and owner is not None:
                 await import_owner_login(team, owner)  # with Redis: the owner's login moves to the store
@@ -115,11 +150,16 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
             finally:
                 for catalog in catalogs:
                     await catalog.stop()
+                if sockets is not None:
+                    await sockets.close()
                 app.state.subrelay.responses.close()
                 if hasattr(app.state.subrelay.cooldowns, "close"):  # the Redis one holds a connection pool
                     await app.state.subrelay.cooldowns.close()
-                if gate.book is not None:
-                    await gate.book.stop()  # the last usage figures reach the store
+                await gate.close()  # the last usage figures and ledger entries reach their stores
+                if gate.money is not None and gate.money.alerts is not None:
+                    await gate.money.alerts.close()  # queued alerts get their bounded chance
+                if tracing is not None:
+                    await asyncio.to_thread(tracing.shutdown)  # the last spans reach the collector
 
     routes = [
         Route("/v1/chat/completions", create_chat_completion, methods=["POST"]),
@@ -132,6 +172,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
         Route(f"{account_api.PREFIX}/logout", account_api.logout, methods=["POST"]),
+        Route(f"{account_api.PREFIX}/access-token", account_api.access_token_login, methods=["POST"]),
         Route(f"{account_api.PREFIX}/models", account_api.models, methods=["GET"]),
         Route(f"{account_api.PREFIX}/usage", account_api.usage, methods=["GET"]),
         Route("/api/llm/providers", account_api.providers, methods=["GET"]),
@@ -141,6 +182,12 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/responses", create_response, methods=["POST"]),
         WebSocketRoute("/v1/responses", responses_socket),  # the same API over one socket
         WebSocketRoute("/responses", responses_socket),
+        # The Codex backend's own paths, for the Codex CLI's built-in provider moved with
+        # openai_base_url = ".../backend-api/codex" (docs/codex.md): the same doors, the same edge.
+        Route(f"{CODEX_NATIVE}/responses", create_response, methods=["POST"]),
+        Route(f"{CODEX_NATIVE}/responses/compact", compact_response, methods=["POST"]),
+        WebSocketRoute(f"{CODEX_NATIVE}/responses", responses_socket),
+        Route(f"{CODEX_NATIVE}/models", codex_native_models, methods=["GET"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -148,16 +195,35 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", account_api.metrics, methods=["GET"]),
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
+        *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
     ]
     return SubrelayApp(
         settings,
         gate,
+        tracing,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+
+
+def _install_prices(settings: Settings) -> None:
+    """The cost the log line and the ledger show: the price table's pure function, when subrelay has one
+    (``proxy.money.prices``); without it every cost stays unknown, never guessed."""
+    try:
+        from proxy.money.prices import cost_of as price_of  # the price table (issue 28), when present
+    except ImportError:
+        cost.install(None)
+        return
+    kinds = {provider.name: provider.kind for provider in settings.file.providers}
+
+    def dollars(provider: str, model: str, usage) -> float | None:
+        found = price_of(provider, model, usage, kind=kinds.get(provider, provider))
+        return None if found is None else found.micros / 1_000_000
+
+    cost.install(dollars)
 
 
 def _sign_with_callers_logins(router: Router, gate: TeamGate, settings: Settings) -> None:
@@ -237,14 +303,15 @@ class SubrelayApp(Starlette):
     edge checks run first and no exception ever reaches the server (which would drop the
     client's keep-alive connection)."""
 
-    def __init__(self, settings: Settings, gate: TeamGate, **kwargs) -> None:
+    def __init__(self, settings: Settings, gate: TeamGate, tracing: Tracing | None = None, **kwargs) -> None:
         self.settings = settings
         self.gate = gate
+        self.tracing = tracing
         super().__init__(**kwargs)
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
@@ -325,6 +392,13 @@ async def codex_cli_models(state: AppState, client_version: str) -> dict:
     return {"models": []}
 
 
+async def codex_native_models(request: Request) -> Response:
+    """``GET /backend-api/codex/models``: the Codex backend's catalogue shape (``{"models": [...]}``)
+    always, since only Codex clients call this path; ``client_version`` as the CLI sends it."""
+    client_version = request.query_params.get("client_version") or DEFAULT_CLIENT_VERSION
+    return json_response(await codex_cli_models(request.app.state.subrelay, client_version))
+
+
 async def retrieve_model(request: Request) -> Response:
     model_id = request.path_params["model_id"]
     router: Router = request.app.state.subrelay.router
@@ -374,6 +448,16 @@ async def readyz(request: Request) -> Response:
         if not ready:
             body = {"status": "unavailable", "code": "state_store_unavailable"}
             return json_response({**body, "redis": view} if view else body, status_code=503)
+    if team is not None:
+        try:
+            mismatch = await check_secret_key(team.store, team.box)
+        except Exception as exc:  # noqa: BLE001 - the store failing here is a store that does not answer
+            log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
+            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+        if mismatch is not None:
+            log.error("not ready: %s", mismatch)
+            return json_response({"status": "unavailable", "code": "secret_key_mismatch", "message": mismatch},
+                                 status_code=503)
     return json_response({"status": "ready", "redis": view} if view else {"status": "ready"})
 
 
@@ -383,6 +467,9 @@ async def readyz(request: Request) -> Response:
 async def proxy_error_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
     note_requested_model(request.scope)  # the log line names the model a refused request asked for
+    record = request.scope.get("subrelay.record")
+    if record is not None:
+        record.error = exc.code or exc.error_type
     return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
                     media_type="application/json")
 

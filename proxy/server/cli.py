@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     login_cmd.add_argument("--device", action="store_true", help="device-code login, for SSH sessions and containers")
     login_cmd.add_argument("--user", metavar="NAME",
                            help="team mode: log this user in (their login is sealed in the team store, theirs only)")
+    login_cmd.add_argument("--with-access-token", action="store_true",
+                           help="a Codex personal access token (at-...), read from stdin or CODEX_ACCESS_TOKEN "
+                                "(never an argument: ps would show it)")
     login_cmd.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     login_cmd.add_argument("--paste", action="store_true",
                            help="the browser runs elsewhere: paste the address it ends on")
@@ -43,9 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     migrate_cmd = commands.add_parser("migrate-state", help="copy this host's team store into Redis (for replicas)",
                                       parents=[after])
     migrate_cmd.add_argument("--to", required=True, metavar="REDIS_URL", help="redis://[:password@]host:port/db or rediss://")
+    prices_cmd = commands.add_parser("prices", help="the price table in effect (dollars per million tokens)",
+                                     parents=[after])
+    prices_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     from proxy.team import cli as team_cli
+    from proxy.team import ledger_cli
 
     team_cli.add_commands(commands)
+    ledger_cli.add_commands(commands)
     args = parser.parse_args(argv)
     try:
         code = _run(args)
@@ -70,10 +78,16 @@ def _run(args: argparse.Namespace) -> int:
             return serve(settings)
         if args.command == "login":
             from proxy.login.cli import login
+            if args.with_access_token:
+                from proxy.login.cli import login_with_access_token
+                return login_with_access_token(settings, user=args.user)
             return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste, user=args.user)
         if args.command == "logout":
             from proxy.login.cli import logout
             return logout(settings)
+        if args.command == "prices":
+            from proxy.money.table import print_prices
+            return print_prices(settings.file.prices, as_json=args.json)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)
@@ -81,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.command in team_cli.COMMANDS:
             return team_cli.run(args, settings.env)
+        from proxy.team import ledger_cli
+
+        if args.command in ledger_cli.COMMANDS:
+            return ledger_cli.run(args, settings.env)
         return status(settings, as_json=args.json)
     except ConfigError as exc:
         print(f"subrelay: configuration error: {exc}", file=sys.stderr)
@@ -167,7 +185,7 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
     login = report["chatgpt"]
     if login["connected"]:
         print(f"\nChatGPT: {login['account_email'] or '?'}, {str(login['plan'] or '?').capitalize()} plan, "
-              f"account {login['account_id'] or '?'}")
+              f"account {login['account_id'] or '?'}{' (Codex access token)' if login.get('login') == 'access_token' else ''}")
         for window in login["usage"]["windows"] if login.get("usage") else ():
             print(f"  {window['name']:<8} {_bar(window['used_percent'])} {window['used_percent']:>3.0f}% used, "
                   f"resets {window['resets_at_text']}")

@@ -32,6 +32,7 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from proxy.observe.ledger import LEDGER_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
@@ -44,20 +45,20 @@ log = get_logger("subrelay.edge")
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
 # ... and the admin page's own files (they hold no data: the page asks for the admin key).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/admin.css"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/ledger.js", "/admin/admin.css"})
 # The account API and page and the metrics: with client keys set they need one (or the admin key),
 # and the admin key where it is set (proxy.account.api.AdminGuard).
 ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics", "/api/admin", "/admin")
 # The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
 # (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
 MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",
-                  "/messages", "/v1/models")
+                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models")
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Model requests that always pass the team admission (proxy.team.policy): their key check may be
 # completed there, in the same store round trip as the limits.
 ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                            "/v1/messages"})
+                            "/v1/messages", "/backend-api/codex/responses"})
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
@@ -85,8 +86,9 @@ class EdgeMiddleware:
     missing_key_message = staticmethod(missing_key_message)
 
     def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
-                 gate: TeamGate | None = None) -> None:
+                 gate: TeamGate | None = None, tracing=None) -> None:
         self.app = app
+        self.tracing = tracing  # proxy.observe.tracing.Tracing when OTEL_* asks for traces; None: no cost
         self.render_error = render_error
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
@@ -113,14 +115,24 @@ class EdgeMiddleware:
         headers = _header_map(scope["headers"])
         record = RequestRecord.start(scope, headers.get(b"x-request-id"))
         scope["subrelay.record"] = record
+        if self.tracing is not None and scope["path"] in LEDGER_PATHS:
+            self.tracing.start(record, headers)
         try:
             await self._checked(scope, receive, send, headers)
         finally:
             slot = scope.get("subrelay.slot")
             if slot is not None:
                 self.gate.caps.give_back(slot, "request")
+            caller = scope.get("subrelay.caller")
+            if caller is not None:
+                record.person = caller.person
             if scope["path"] not in QUIET_PATHS and scope["method"] != "OPTIONS":
                 record.finish()
+            if record.trace is not None:
+                self.tracing.finish(record)
+            ledger = self.gate.ledger
+            if ledger is not None and scope["path"] in LEDGER_PATHS:
+                ledger.add(record, headers.get(b"user-agent"))
             admission = scope.get("subrelay.admission")
             if admission is not None:  # team mode: settle the user's reservation, account the request
                 await admission.settle(record)
@@ -234,7 +246,11 @@ class EdgeMiddleware:
         scope["subrelay.caller"] = caller
         if scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS:  # a person's fair share of requests
             try:
-                self.gate.caps.take(caller.scope_id, "request")
+                if self.gate.queue_seconds:  # when_full = "queue": wait (bounded) for a slot
+                    await self.gate.caps.acquire(caller.scope_id, "request", user.max_concurrent,
+                                                 self.gate.queue_seconds)
+                else:
+                    self.gate.caps.take(caller.scope_id, "request", user.max_concurrent)
             except ProxyError as error:
                 scope["subrelay.store_error"] = error
                 return True
@@ -333,6 +349,7 @@ class EdgeMiddleware:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if record is not None:
             record.status = error.status_code
+            record.error = error.code or error.error_type
             headers.append((b"x-request-id", record.request_id.encode()))
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
         if close:

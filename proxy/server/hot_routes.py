@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 # The paths worth the shortcut: every model call goes through one of them.
 HOT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                       "/v1/responses/compact", "/v1/messages", "/v1/messages/count_tokens"})
+                       "/v1/responses/compact", "/v1/messages", "/v1/messages/count_tokens",
+                       "/backend-api/codex/responses", "/backend-api/codex/responses/compact"})
 
 Handler = Callable[[Request, Exception], Awaitable[Any]]
 

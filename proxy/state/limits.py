@@ -43,9 +43,9 @@ class MemoryLimiter:
                 continue
             window.expire(now)
             if window.total + rule.amount > rule.limit:
-                return Refusal(rule.key, self._retry_after(window, rule, now))
+                return Refusal(rule.key, self._retry_after(window, rule, now), window.total)
         reservation_id = str(next(self._ids))
-        parts = []
+        parts, totals = [], []
         for rule in rules:
             window = self._windows.get(rule.key)
             if window is None:
@@ -56,7 +56,8 @@ class MemoryLimiter:
             window.entries.append([expires, rule.amount, reservation_id])
             window.total += rule.amount
             parts.append((rule.key, rule.amount, expires))
-        return Reservation(reservation_id, tuple(parts))
+            totals.append(window.total)
+        return Reservation(reservation_id, tuple(parts), tuple(totals))
 
     async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
         for key, amount, _ in reservation.parts:

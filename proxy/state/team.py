@@ -56,12 +56,19 @@ class User:
     generation: int = 1  # raised by every change, so caches can tell they are stale
     # Limits for some models only: glob -> {"rpm"|"tpm"|"daily_tokens": n}; the first matching glob applies.
     model_limits: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Money budgets: "<period>[@<provider>]" -> dollars as an exact decimal string (proxy.money.budgets).
+    budgets: dict[str, str] = field(default_factory=dict)
+    # The highest reasoning effort this user may ask for (higher is clamped, and said in a header); None: any.
+    max_effort: str | None = None
+    max_concurrent: int | None = None  # their own cap on requests in flight (None: SUBRELAY_USER_MAX_CONCURRENT)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see: everything but the key hash."""
         return {"name": self.name, "key_id": self.key_id, "models": list(self.models), "rpm": self.rpm,
                 "tpm": self.tpm, "daily_tokens": self.daily_tokens, "fallback": self.fallback,
-                "disabled": self.disabled, "created_at": self.created_at, "model_limits": dict(self.model_limits)}
+                "disabled": self.disabled, "created_at": self.created_at, "model_limits": dict(self.model_limits),
+                "budgets": dict(self.budgets), "max_effort": self.max_effort,
+                "max_concurrent": self.max_concurrent}
 
 
 @dataclass(slots=True)
@@ -85,7 +92,7 @@ class StoredLogin:
 class LimitRule:
     """One limit to reserve against: ``amount`` of ``limit`` per ``window`` seconds under ``key``."""
 
-    key: str  # e.g. "alice:rpm", "alice:tpm", "alice:day:2026-12-01"
+    key: str  # e.g. "alice:rpm", "alice:tpm", "alice:day:2026-12-01", "alice:usd:month:2026-12"
     limit: int
     window: float
     amount: int
@@ -97,12 +104,15 @@ class Reservation:
 
     id: str
     parts: tuple[tuple[str, int, float], ...]  # (key, amount, expires_at)
+    # Per part, what its window holds with this reservation in (soft thresholds need no other read).
+    totals: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)  # not frozen: built on every limited request, and frozen init is slow
 class Refusal:
     key: str
     retry_after: float
+    used: int = 0  # what the refused rule's window held already (a budget says what is left)
 
 
 @dataclass(slots=True)
@@ -117,10 +127,12 @@ class UsageRow:
     cached_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cost_micros: int = 0  # money spent, in micro-dollars (proxy.money.prices; a plan's requests cost 0)
+    unpriced: int = 0  # requests on a paid route whose price is unknown (their cost is not in cost_micros)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, other: "UsageRow") -> None:
-        for name in ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"):
+        for name in USAGE_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -142,7 +154,8 @@ class Admitted:
     windows: dict[str, Any] | None = None
 
 
-USAGE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
+USAGE_FIELDS = ("requests", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens",
+                "cost_micros", "unpriced")
 
 
 class TeamStore(ABC):

@@ -32,11 +32,14 @@ from proxy.team import users
 from proxy.team.context import Team, open_team
 from proxy.team.secretbox import SecretKeyError
 from proxy.team.usage_report import usage_report
+from proxy.team.audit import change_action, change_details, record_action, user_details
 from proxy.team.views import user_view
+from proxy.hub.caller import admin_identity
 
 PREFIX = "/api/admin"
 MAX_BODY_BYTES = 64 * 1024  # an admin request is a few fields; anything bigger is a mistake or an attack
-_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits")
+_NEW_USER_FIELDS = ("name", "models", "rpm", "tpm", "daily_tokens", "fallback", "model_limits", "budgets", "max_effort",
+                    "max_concurrent")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -130,7 +133,10 @@ async def create_user(request: Request) -> Response:
     assert team is not None
     user, key = await users.add_user(team.store, body.get("name"), models=body.get("models"), rpm=body.get("rpm"),
                                      tpm=body.get("tpm"), daily_tokens=body.get("daily_tokens"),
-                                     fallback=body.get("fallback", False), model_limits=body.get("model_limits"))
+                                     fallback=body.get("fallback", False), model_limits=body.get("model_limits"),
+                                     budgets=body.get("budgets"), max_effort=body.get("max_effort"),
+                                     max_concurrent=body.get("max_concurrent"))
+    await _audit(request, "user.add", user.name, user_details(user))
     return json_response({**await user_view(team.store, user), "key": key}, status_code=201)
 
 
@@ -144,21 +150,35 @@ async def get_user(request: Request) -> Response:
 async def change_user(request: Request) -> Response:
     body = await json_body(request)
     store = await _store(request)
-    user = await users.change_user(store, _name(request), body) if body else await users.get_user(store, _name(request))
+    before = await users.get_user(store, _name(request))
+    user = await users.change_user(store, _name(request), body) if body else before
+    if body and change_details(before, user):
+        await _audit(request, change_action(before, user), user.name, change_details(before, user))
     return json_response(await user_view(store, user))
 
 
 @admin
 async def remove_user(request: Request) -> Response:
     await users.remove_user(await _store(request), _name(request))
+    await _audit(request, "user.remove", _name(request), "their key and their ChatGPT login removed")
     return json_response({"object": "user.deleted", "name": _name(request), "deleted": True})
 
 
 @admin
 async def rotate_key(request: Request) -> Response:
     store = await _store(request)
+    old = (await users.get_user(store, _name(request))).key_id
     user, key = await users.rotate_key(store, _name(request))
+    await _audit(request, "user.rotate_key", user.name, f"new key id {user.key_id} (was {old})")
     return json_response({**await user_view(store, user), "key": key})
+
+
+async def _audit(request: Request, action: str, target: str | None, details: str = "") -> None:
+    """The audit log's entry for a change this request made (who: :func:`proxy.hub.caller.admin_identity`)."""
+    team = await team_of(request)
+    if team is not None:
+        who, via = admin_identity(request.scope)
+        await record_action(team.ledger, who, via, action, target, details)
 
 
 async def _store(request: Request):

@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 PAGE = "/admin"
-ASSETS = {"/admin/admin.js": ("admin.js", "text/javascript"), "/admin/admin.css": ("admin.css", "text/css")}
+ASSETS = {"/admin/admin.js": ("admin.js", "text/javascript"), "/admin/ledger.js": ("ledger.js", "text/javascript"),
+          "/admin/admin.css": ("admin.css", "text/css")}
 PATHS = (PAGE, *ASSETS)  # what the edge lets through without a key: files that hold no data
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")

@@ -64,6 +64,14 @@ def _limit_options(parser: argparse.ArgumentParser, *, changing: bool = False) -
                              "fields rpm, tpm, daily_tokens)" + ("; 'none' removes them all" if changing else ""))
     parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None if changing else False,
                         help="may switch to a configured fallback before their plan's limit is hit")
+    parser.add_argument("--budget", action="append", metavar="PERIOD[@PROVIDER]=DOLLARS",
+                        help="a money budget, e.g. 'month=20' or 'day@team=2.50' (periods day, week, month, "
+                             "rolling:7d; repeat for several)" + ("; 'PERIOD=none' removes one, 'none' all"
+                                                                  if changing else ""))
+    parser.add_argument("--max-concurrent", metavar="N",
+                        help="their own cap on requests in flight (default SUBRELAY_USER_MAX_CONCURRENT)" + none)
+    parser.add_argument("--max-effort", metavar="EFFORT",
+                        help="the highest reasoning effort they may ask for (higher is capped)" + none)
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -102,30 +110,61 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         store = open_store(env, create=False)
         if store is None:
             raise Refused(NO_STORE)
+    audit = Auditor(env)
     try:
         if args.command == "users":
-            return await _users(store, args)
+            return await _users(store, args, audit)
         if args.command == "usage":
             return await _usage(store, args)
         if args.command == "backup":
             return await _backup(store, args.path, env)
-        return await _rotate_secret(store, env)
+        code = await _rotate_secret(store, env)
+        await audit("secret.rotate", None, "every stored login re-sealed under the new secret key"
+                    + ("" if code == 0 else " (some could not be opened)"))
+        return code
     finally:
+        await audit.close()
         await store.close()
+
+
+class Auditor:
+    """A command's audit entries (who: :func:`proxy.hub.caller.local_identity`, via ``cli``); the ledger
+    store is opened only when a change is made."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self._ledger = None
+
+    async def __call__(self, action: str, target: str | None, details: str = "") -> None:
+        from proxy.hub.caller import local_identity
+        from proxy.team.audit import record_action
+        from proxy.team.context import open_ledger
+
+        if self._ledger is None:
+            self._ledger = open_ledger(self.env)
+        await record_action(self._ledger, local_identity(), "cli", action, target, details)
+
+    async def close(self) -> None:
+        if self._ledger is not None:
+            await self._ledger.close()
 
 
 # -- users ---------------------------------------------------------------------------------------
 
 
-async def _users(store, args: argparse.Namespace) -> int:
+async def _users(store, args: argparse.Namespace, audit: Auditor) -> int:
     from proxy.team import users
+    from proxy.team.audit import change_action, change_details, user_details
     from proxy.team.views import user_view
 
     action = args.users_command
     if action == "add":
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
-                                         fallback=args.fallback, model_limits=_model_limits(args.model_limit))
+                                         fallback=args.fallback, model_limits=_model_limits(args.model_limit),
+                                         budgets=_budgets(args.budget), max_effort=args.max_effort,
+                                         max_concurrent=_number(args.max_concurrent))
+        await audit("user.add", user.name, user_details(user))
         if args.json:
             _print_json({**user.public(), "key": key})
             return 0
@@ -137,7 +176,7 @@ async def _users(store, args: argparse.Namespace) -> int:
         changes: dict[str, Any] = {}
         if args.models is not None:
             changes["models"] = None if args.models.strip().lower() == "none" else args.models
-        for field in ("rpm", "tpm", "daily_tokens"):
+        for field in ("rpm", "tpm", "daily_tokens", "max_concurrent"):
             raw = getattr(args, field)
             if raw is not None:
                 changes[field] = None if raw.strip().lower() == "none" else _number(raw)
@@ -145,10 +184,17 @@ async def _users(store, args: argparse.Namespace) -> int:
             changes["fallback"] = args.fallback
         if args.model_limit:
             changes["model_limits"] = None if args.model_limit == ["none"] else _model_limits(args.model_limit)
+        if args.budget:
+            changes["budgets"] = None if args.budget == ["none"] else _budgets(args.budget)
+        if args.max_effort is not None:
+            changes["max_effort"] = None if args.max_effort.strip().lower() == "none" else args.max_effort
         if not changes:
-            raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens, --model-limit or "
-                          "--[no-]fallback")
+            raise Refused("nothing to change: give --models, --rpm, --tpm, --daily-tokens, --model-limit, "
+                          "--budget, --max-effort or --[no-]fallback")
+        before = await users.get_user(store, args.name)
         user = await users.change_user(store, args.name, changes)
+        if change_details(before, user):
+            await audit(change_action(before, user), user.name, change_details(before, user))
         print(f"Changed {user.name}: {_limits_text(user)}.")
         return 0
     if action == "list":
@@ -162,17 +208,23 @@ async def _users(store, args: argparse.Namespace) -> int:
             _print_show(view)
         return 0
     if action in ("disable", "enable"):
+        before = await users.get_user(store, args.name)
         user = await users.change_user(store, args.name, {"disabled": action == "disable"})
+        if change_details(before, user):
+            await audit(change_action(before, user), user.name, change_details(before, user))
         print(f"Disabled {user.name}: their key is refused from the next request on." if user.disabled
               else f"Enabled {user.name}: their key works again.")
         return 0
     if action == "rotate-key":
+        old = (await users.get_user(store, args.name)).key_id
         user, key = await users.rotate_key(store, args.name)
+        await audit("user.rotate_key", user.name, f"new key id {user.key_id} (was {old})")
         print(f"New key for {user.name} (key id {user.key_id}); the old key is refused from now on. "
               "Shown this once:")
         print(key)
         return 0
     await users.remove_user(store, args.name)
+    await audit("user.remove", args.name, "their key and their ChatGPT login removed")
     print(f"Removed {args.name}, their key and their ChatGPT login.")
     return 0
 
@@ -189,6 +241,19 @@ def _model_limits(options: list[str] | None) -> dict[str, Any] | None:
             raise Refused(f"--model-limit {option!r}: write GLOB:FIELD=N[,FIELD=N], e.g. 'gpt-5.5*:rpm=10,tpm=100000'")
         limits[pattern] = {field.strip().replace("-", "_"): _number(value) for field, value in fields.items()}
     return limits
+
+
+def _budgets(options: list[str] | None) -> dict[str, Any] | None:
+    """``--budget month=20`` (repeatable) as the admin API's ``budgets`` (``month=none`` removes one)."""
+    if not options:
+        return None
+    budgets: dict[str, Any] = {}
+    for option in options:
+        name, equals, amount = option.partition("=")
+        if not equals or not name.strip() or not amount.strip():
+            raise Refused(f"--budget {option!r}: write PERIOD[@PROVIDER]=DOLLARS, e.g. 'month=20' or 'day@team=2.50'")
+        budgets[name.strip()] = None if amount.strip().lower() == "none" else amount.strip()
+    return budgets
 
 
 def _number(value: str | None) -> Any:
@@ -226,6 +291,10 @@ def _print_show(view: dict[str, Any]) -> None:
     print(f"limits        rpm {_or_dash(view['rpm'])}, tpm {_or_dash(view['tpm'])}, "
           f"daily tokens {_or_dash(view['daily_tokens'])}")
     print(f"fallback      {'yes' if view['fallback'] else 'no'}")
+    print(f"max effort    {view.get('max_effort') or 'any'}")
+    for budget in view.get("spend", []):
+        print(f"budget        {budget['budget']}: ${budget['spent_usd']} of ${budget['budget_usd']} spent, "
+              f"${budget['left_usd']} left")
     print(f"ChatGPT login {_login_text(view['login'])}")
     for window in view["plan_windows"]:
         print(f"  {window['name']:<10} {window['used_percent']:5.1f}% used")
@@ -243,7 +312,11 @@ def _limits_text(user) -> str:
                           for pattern, limits in user.model_limits.items())
     return (f"models {','.join(user.models) or 'all'}, rpm {_or_dash(user.rpm)}, tpm {_or_dash(user.tpm)}, "
             f"daily tokens {_or_dash(user.daily_tokens)}, fallback {'yes' if user.fallback else 'no'}"
-            + (f", per model ({per_model})" if per_model else ""))
+            + (f", per model ({per_model})" if per_model else "")
+            + (", budgets " + ", ".join(f"{name} ${amount}" for name, amount in user.budgets.items())
+               if user.budgets else "")
+            + (f", max effort {user.max_effort}" if user.max_effort else "")
+            + (f", max concurrent {user.max_concurrent}" if user.max_concurrent else ""))
 
 
 def _or_dash(value: Any) -> str:

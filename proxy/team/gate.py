@@ -17,7 +17,7 @@ from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import Caller
 from proxy.team.fairness import PersonCaps
-from proxy.team.context import Team, open_team, store_path
+from proxy.team.context import Team, ledger_options, open_ledger, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 
 log = get_logger("subrelay.team")
@@ -35,12 +35,21 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 
 
 class TeamGate:
-    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1) -> None:
+    def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
+                 money=None, ladder: tuple = (), key_caps: dict[str, int] | None = None,
+                 queue_seconds: float = 0.0) -> None:
         self.env = env
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
+        self.money = money  # proxy.team.spend.Money: prices, budgets, alerts (None: nothing priced)
+        self.ladder = ladder  # proxy.team.ladder.Step, lowest first
+        self.rungs: dict[str, int] = {}  # per user, the ladder steps applied to their last request
+        self.key_caps = key_caps or {}  # provider name -> streams the members may hold open on it at once
+        self.queue_seconds = queue_seconds  # a full cap: wait this long for a slot (0: refuse at once)
         self.team: Team | None = None
         self.book = None  # proxy.team.usage.UsageBook, once the store is open
+        self.ledger = None  # proxy.observe.ledger.RequestLedger, once the ledger is on (None: nothing recorded)
+        self._ledger_store = None  # the ledger's store when it runs without team mode (SUBRELAY_LEDGER=on)
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
         self.seen_windows: dict[str, dict[str, int]] = {}  # per login: the plan windows last written (rounded)
         self._next_look = 0.0
@@ -56,6 +65,8 @@ class TeamGate:
             if self.team is not None:
                 from proxy.team.usage import UsageBook
 
+                self.team.alerts = self.money.alerts if self.money is not None else None
+
                 if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
                     from proxy.state.limits import MemoryLimiter
 
@@ -66,7 +77,40 @@ class TeamGate:
                     self.book.start()
                 except RuntimeError:  # no running loop (a command, not the server): flushed on demand
                     pass
+                if ledger_options(self.env).requests != "off":
+                    self._start_ledger(self.team.ledger)
         return self.team
+
+    def open_ledger(self) -> None:
+        """At start-up: the request ledger without team mode, when ``SUBRELAY_LEDGER=on`` says so."""
+        if self.ledger is None and self.team is None and ledger_options(self.env).requests == "on":
+            try:
+                self._ledger_store = open_ledger(self.env)
+            except StoreError as exc:
+                log.error("%s", exc)
+                return
+            self._start_ledger(self._ledger_store)
+
+    def _start_ledger(self, store) -> None:
+        from proxy.observe.ledger import RequestLedger
+
+        if self.ledger is not None:  # on without team mode first; the team's store is the same file
+            return
+        options = ledger_options(self.env)
+        self.ledger = RequestLedger(store, options.retention, options.audit)
+        try:
+            self.ledger.start()
+        except RuntimeError:  # no running loop (a command): flushed on demand
+            pass
+
+    async def close(self) -> None:
+        """At shutdown: the last usage figures and ledger entries reach their stores."""
+        if self.book is not None:
+            await self.book.stop()
+        if self.ledger is not None:
+            await self.ledger.stop()
+        if self._ledger_store is not None:
+            await self._ledger_store.close()
 
     def _team(self, *, now_please: bool = False) -> Team | None:
         if self.team is None and not self.env.get("SUBRELAY_REDIS_URL"):
@@ -143,6 +187,13 @@ class TeamGate:
                                        code="invalid_api_key")
         return self.admission(current)
 
+    def remember(self, user: User) -> None:
+        """A user record just read afresh (network stores): the next requests may take it from here."""
+        if self.team is not None and self.team.store.remote:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[user.key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
+
     def forget(self, key_hash: str) -> None:
         """A cached key turned out stale (disabled, rotated, removed): look it up afresh next time."""
         self._cache.pop(key_hash, None)
@@ -151,4 +202,5 @@ class TeamGate:
         """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
         from proxy.team.policy import Admission
 
-        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self)
+        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money,
+                         ladder=self.ladder)

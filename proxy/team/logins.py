@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
+import proxy.credentials.access_token as access_token
 from proxy.credentials.base import Credential
 from proxy.credentials.codex import CodexCredentialSource, credential_from_auth, exchange_refresh_token
 from proxy.credentials.jwt import jwt_claims
@@ -49,6 +50,8 @@ def seal_login(team: Team, name: str, auth: dict[str, Any], version: int) -> Sto
     claims = jwt_claims(tokens.get("id_token")) or {}
     credential = credential_from_auth(auth, f"the login of {name}")
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    personal = access_token.TokenAccount.from_dict(auth.get(access_token.ACCOUNT_FIELD))  # an access token's whoami
+    email = email or (personal.email if personal else None)
     return StoredLogin(sealed=team.box.seal(orjson.dumps(auth), context=name), version=version,
                        account_id=credential.account_id, email=email, plan_type=credential.plan_type,
                        updated_at=time.time())
@@ -93,6 +96,9 @@ class UserLogin:
             credential, auth = self._open(stored)
             if stale is not None and credential.access_token != stale.access_token:
                 return credential  # someone (another task, worker or replica) refreshed already
+            if access_token.is_access_token(credential.access_token):  # nothing renews it: the 401 stands
+                raise access_token.refused(self.who, access_token.RENEW_HINT if self.name == OWNER_LOGIN
+                                           else access_token.member_hint(self.name))
             lease = f"refresh:{self.name}"
             token = uuid.uuid4().hex
             try:
@@ -184,6 +190,8 @@ class UserLogin:
         marked = StoredLogin(stored.sealed, stored.version + 1, stored.account_id, stored.email, stored.plan_type,
                              needs_login=code, updated_at=time.time())
         await self.team.store.put_login(self.name, marked, expected_version=stored.version)
+        if getattr(self.team, "alerts", None) is not None:
+            self.team.alerts.send("login.needs_login", {"user": self.name, "reason": code})
 
     async def _stored(self, *, fresh: bool = False) -> StoredLogin:
         prefetched = None if fresh else PREFETCHED_LOGIN.get()
@@ -293,8 +301,10 @@ async def import_owner_login(team: Team, owner: CodexCredentialSource) -> None:
         if await team.store.get_login(OWNER_LOGIN) is not None:
             return
         auth = owner._read()
-        owner.load()  # a login that can be used (raises otherwise: nothing to import)
-    except (AuthenticationFailed, StoreError):
+        if access_token.is_access_token(owner.load().access_token):  # (load raises when there is nothing to import)
+            signed = await owner.current()  # whoami: the store's copy carries the account, as members' do
+            auth = access_token.auth_json(signed.access_token, owner.token_accounts.get(signed.access_token))
+    except (ProxyError, StoreError):
         return
     saved = seal_login(team, OWNER_LOGIN, auth, new_login_version())
     try:

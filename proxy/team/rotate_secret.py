@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from proxy.state.team import StoreError, TeamStore
+from proxy.team.key_check import reseal_key_check
 from proxy.team.secretbox import (
     KEY_FILE,
     SecretBox,
@@ -93,6 +94,12 @@ async def rotate_key_file(store: TeamStore, env: Mapping[str, str], directory: s
     box = SecretBox([parse_secret(fresh), *old])
     result = await reseal_logins(store, box)
     write_key_file(path, [fresh])
+    # A running server may have sealed a login with the old key just before it took up the new file:
+    # one more sweep, while this process still holds the old key, catches it.
+    late = await reseal_logins(store, box)
+    result.resealed += late.resealed
+    result.current, result.unopenable = late.current, late.unopenable
+    await reseal_key_check(store, box)
     return Rotation(result, box.current, "file", path)
 
 
@@ -104,7 +111,9 @@ async def rotate_env_key(store: TeamStore, env: Mapping[str, str], directory: st
     if os.path.exists(path):
         keys += [key for key in load_keys({}, directory) if key not in keys]
     box = SecretBox(keys)
-    return Rotation(await reseal_logins(store, box), box.current, "env")
+    result = await reseal_logins(store, box)
+    await reseal_key_check(store, box)
+    return Rotation(result, box.current, "env")
 
 
 def _text(key: bytes) -> str:

@@ -47,13 +47,45 @@ def key_id(key: bytes) -> str:
 class SecretBox:
     """Seals with the first key; opens with whichever key sealed."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], key_file: str | None = None) -> None:
         if not keys:
             raise SecretKeyError("No secret key to seal logins with.")
         self._keys = {key_id(key): AESGCM(key) for key in keys}
         self.current = key_id(keys[0])
+        # Key file mode: `subrelay rotate-secret` rewrites the file under a running server. The box follows
+        # it (seals with the file's first key as soon as it changes, opens with any key it ever knew), so
+        # a live rotation neither makes logins unreadable until a restart nor loses one saved meanwhile.
+        self._key_file = key_file
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        if self._key_file is None:
+            return None
+        try:
+            info = os.stat(self._key_file)
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+    def follow_key_file(self) -> bool:
+        """Take up a rewritten key file (new keys added, the first one current; known keys kept)."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        try:
+            with open(self._key_file, "r", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
+                keys = [parse_secret(line) for line in handle.read().split() if line]
+        except (OSError, SecretKeyError):
+            return False
+        if not keys:
+            return False
+        for key in keys:
+            self._keys.setdefault(key_id(key), AESGCM(key))
+        self.current, self._stamp = key_id(keys[0]), stamp
+        return True
 
     def seal(self, plaintext: bytes, *, context: str) -> str:
+        self.follow_key_file()  # a stat per seal: seals are rare (a login, a refresh)
         nonce = os.urandom(12)
         sealed = self._keys[self.current].encrypt(nonce, plaintext, context.encode())
         return f"{VERSION}.{self.current}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
@@ -62,6 +94,8 @@ class SecretBox:
         """The plaintext; ``context`` (the user's name) must match, so a sealed login cannot be moved."""
         version, _, rest = value.partition(".")
         kid, _, body = rest.partition(".")
+        if version == VERSION and kid not in self._keys:
+            self.follow_key_file()  # sealed by a rotation this box has not seen yet
         if version != VERSION or kid not in self._keys:
             raise SecretKeyError("A stored login was sealed with another secret key (SUBRELAY_SECRET_KEY changed?).")
         try:

@@ -9,6 +9,7 @@ import time
 
 from prometheus_client import Counter
 
+from proxy.observe.periodic import PeriodicFlush
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError, TeamStore, UsageRow
@@ -23,7 +24,8 @@ USER_TOKENS = Counter("subrelay_user_tokens_total", "Tokens per team user (SUBRE
                       ["user", "kind"])
 
 
-class UsageBook:
+class UsageBook(PeriodicFlush):
+    flush_seconds = FLUSH_SECONDS
     def __init__(self, store: TeamStore, *, per_user_metrics: bool = False) -> None:
         self.store = store
         self.per_user_metrics = per_user_metrics
@@ -39,7 +41,9 @@ class UsageBook:
         if len(self._settles) < 100_000:
             self._settles.append((limiter, reservation, actual))
 
-    def add(self, user: str, record: RequestRecord) -> None:
+    def add(self, user: str, record: RequestRecord, cost_micros: int = 0, unpriced: bool = False) -> None:
+        """Count one request of ``user``: its tokens and what it cost (``unpriced``: a paid route with no
+        known price, so its cost is missing from the figures and says so)."""
         now = int(time.time())
         if now != self._day_at:  # the UTC day, worked out at most once a second
             self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -50,6 +54,8 @@ class UsageBook:
             row = self._rows[key] = UsageRow(user, day, record.model, record.provider)
         row.requests += 1
         row.errors += record.status >= 400 or record.status == 0
+        row.cost_micros += cost_micros
+        row.unpriced += unpriced
         usage = record.usage
         if usage is not None:
             row.input_tokens += usage.prompt_tokens or 0
@@ -88,19 +94,3 @@ class UsageBook:
                 else:
                     self._rows[key] = row
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            await self.flush()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()

@@ -7,6 +7,7 @@ import datetime
 from typing import Any
 
 from proxy.errors import BadRequest
+from proxy.money.prices import dollars
 from proxy.state.team import USAGE_FIELDS, TeamStore, UsageRow
 from proxy.team.keys import valid_name
 
@@ -66,22 +67,30 @@ def group_rows(rows: list[UsageRow], keys: tuple[str, ...]) -> list[dict[str, An
             entry = groups[group] = {**dict(zip(keys, group)), **{name: 0 for name in USAGE_FIELDS}}
         for name in USAGE_FIELDS:
             entry[name] += getattr(row, name)
+    for entry in groups.values():
+        entry["cost_usd"] = dollars(entry["cost_micros"])
     return [groups[group] for group in sorted(groups)]
 
 
-def _sums(rows: list[UsageRow]) -> dict[str, int]:
-    return {name: sum(getattr(row, name) for row in rows) for name in USAGE_FIELDS}
+def _sums(rows: list[UsageRow]) -> dict[str, Any]:
+    sums: dict[str, Any] = {name: sum(getattr(row, name) for row in rows) for name in USAGE_FIELDS}
+    sums["cost_usd"] = dollars(sums["cost_micros"])  # money: micro-dollars exactly, and dollars to read
+    return sums
 
 
 def usage_table(report: dict[str, Any]) -> str:
     """The report as a plain text table (``subrelay usage``)."""
     keys = report["group_by"]
-    heads = [*keys, "requests", "errors", "input", "cached", "output", "reasoning"]
-    body = [[str(entry[key]) for key in keys] + [f"{entry[name]:,}" for name in USAGE_FIELDS]
-            for entry in report["data"]]
+    heads = [*keys, "requests", "errors", "input", "cached", "output", "reasoning", "cost_usd", "unpriced"]
+    counts = [name for name in USAGE_FIELDS if name not in ("cost_micros", "unpriced")]
+
+    def cells(entry: dict[str, Any]) -> list[str]:
+        return [f"{entry[name]:,}" for name in counts] + [entry["cost_usd"], f"{entry['unpriced']:,}"]
+
+    body = [[str(entry[key]) for key in keys] + cells(entry) for entry in report["data"]]
     totals = report["totals"]
     if body:
-        body.append(["total", *[""] * (len(keys) - 1)] + [f"{totals[name]:,}" for name in USAGE_FIELDS])
+        body.append(["total", *[""] * (len(keys) - 1)] + cells(totals))
     widths = [max(len(row[i]) for row in [heads, *body]) for i in range(len(heads))]
     numeric = range(len(keys), len(heads))
     lines = ["  ".join(cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])

@@ -8,10 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 from proxy.errors import BadRequest, NotFound
+from proxy.hub.checks import REASONING_EFFORTS
+from proxy.money.budgets import BudgetError, budgets_table, parse_budgets
 from proxy.state.team import TeamStore, User, UserExists
 from proxy.team.keys import hash_key, new_key, valid_name
 
-LIMIT_FIELDS = ("rpm", "tpm", "daily_tokens")
+LIMIT_FIELDS = ("rpm", "tpm", "daily_tokens", "max_concurrent")
 _MAX_LIMIT = 10**12
 _MAX_PATTERNS = 64
 
@@ -62,6 +64,28 @@ def check_model_limits(value: Any) -> dict[str, dict[str, int]]:
     return checked
 
 
+def check_budgets(value: Any, current: dict[str, str] | None = None) -> dict[str, str]:
+    """``{"month": 20, "day@team": "5.00", "week": null}``: dollars per period (null removes one), merged
+    over ``current``; kept as exact decimal strings (``"20.00"``), never floats."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("'budgets' must be an object such as {\"month\": 20, \"day@team\": 5} (dollars; "
+                         "null removes one).", param="budgets", code="invalid_budget")
+    merged = {**(current or {}), **value}
+    try:
+        return budgets_table(parse_budgets({k: v for k, v in merged.items() if v is not None}))
+    except BudgetError as exc:
+        raise BadRequest(f"'budgets': {exc}.", param="budgets", code="invalid_budget") from None
+
+
+def check_effort(value: Any) -> str | None:
+    if value is None or value in REASONING_EFFORTS:
+        return value
+    raise BadRequest(f"'max_effort' must be one of {', '.join(REASONING_EFFORTS)} (or null for no ceiling).",
+                     param="max_effort", code="invalid_effort")
+
+
 def check_flag(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"'{field}' must be true or false.", param=field, code="invalid_type")
@@ -69,14 +93,17 @@ def check_flag(field: str, value: Any) -> bool:
 
 
 async def add_user(store: TeamStore, name: Any, *, models: Any = None, rpm: Any = None, tpm: Any = None,
-                   daily_tokens: Any = None, fallback: Any = False, model_limits: Any = None) -> tuple[User, str]:
+                   daily_tokens: Any = None, fallback: Any = False, model_limits: Any = None, budgets: Any = None,
+                   max_effort: Any = None, max_concurrent: Any = None) -> tuple[User, str]:
     """A new user and their key (the only time the key exists outside the client)."""
     key = new_key()
     digest = hash_key(key)
     user = User(name=check_name(name), key_hash=digest, key_id=digest[:12], models=check_models(models),
                 rpm=check_limit("rpm", rpm), tpm=check_limit("tpm", tpm),
                 daily_tokens=check_limit("daily_tokens", daily_tokens), fallback=check_flag("fallback", fallback),
-                created_at=time.time(), model_limits=check_model_limits(model_limits))
+                created_at=time.time(), model_limits=check_model_limits(model_limits),
+                budgets=check_budgets(budgets), max_effort=check_effort(max_effort),
+                max_concurrent=check_limit("max_concurrent", max_concurrent))
     try:
         await store.add_user(user)
     except UserExists:
@@ -92,9 +119,11 @@ async def get_user(store: TeamStore, name: Any) -> User:
 
 
 async def change_user(store: TeamStore, name: Any, changes: dict[str, Any]) -> User:
-    """Apply ``changes`` (disabled, models, rpm, tpm, daily_tokens, fallback); unknown fields are a 400."""
+    """Apply ``changes`` (disabled, models, rpm, tpm, daily_tokens, fallback, model_limits, budgets,
+    max_effort); unknown fields are a 400. ``budgets`` merges: ``{"week": null}`` removes only that one,
+    ``{}`` or null removes every budget."""
     user = await get_user(store, name)
-    allowed = {"disabled", "models", "fallback", "model_limits", *LIMIT_FIELDS}
+    allowed = {"disabled", "models", "fallback", "model_limits", "budgets", "max_effort", *LIMIT_FIELDS}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise BadRequest(f"Unknown field {unknown[0]!r}; fields: {', '.join(sorted(allowed))}.", param=unknown[0],
@@ -107,6 +136,10 @@ async def change_user(store: TeamStore, name: Any, changes: dict[str, Any]) -> U
             values[field] = check_models(value)
         elif field == "model_limits":
             values[field] = check_model_limits(value)
+        elif field == "budgets":
+            values[field] = check_budgets(value, user.budgets) if value else {}
+        elif field == "max_effort":
+            values[field] = check_effort(value)
         else:
             values[field] = check_flag(field, value)
     updated = replace(user, **values, generation=user.generation + 1)

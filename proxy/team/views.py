@@ -4,8 +4,11 @@ plan windows."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from proxy.money.budgets import Budget, parse_budgets
+from proxy.money.prices import dollars
 from proxy.state.team import TeamStore, User
 
 
@@ -17,7 +20,41 @@ async def user_view(store: TeamStore, user: User) -> dict[str, Any]:
     windows = None
     if login is not None and login.account_id:
         windows = await store.get_plan_windows(f"account:{login.account_id}")
-    return {**user.public(), "login": public, "plan_windows": plan_windows(windows)}
+    return {**user.public(), "login": public, "plan_windows": plan_windows(windows),
+            "spend": await budget_spend(store, user.name, parse_budgets(user.budgets))}
+
+
+async def budget_spend(store: TeamStore, name: str | None, budgets: tuple[Budget, ...],
+                       now: float | None = None) -> list[dict[str, Any]]:
+    """Per budget, what was spent in its current period and what is left, from the usage figures
+    (per UTC day; they reach the store within seconds). ``name`` None: every user's (the team's)."""
+    if not budgets:
+        return []
+    now = time.time() if now is None else now
+    starts = {budget.name: _period_start(budget, now) for budget in budgets}
+    rows = await store.usage(user=name, since=min(starts.values()))
+    out = []
+    for budget in budgets:
+        spent = sum(row.cost_micros for row in rows if row.day >= starts[budget.name]
+                    and (budget.provider is None or row.provider == budget.provider))
+        _, left_seconds = budget.window(now)
+        out.append({"budget": budget.name, "describe": budget.describe(), "budget_usd": dollars(budget.micros),
+                    "spent_usd": dollars(spent), "left_usd": dollars(max(budget.micros - spent, 0)),
+                    "spent_percent": round(100 * spent / budget.micros, 1) if budget.micros else 100.0,
+                    "resets_at": None if budget.period.startswith("rolling:") else int(now + left_seconds)})
+    return out
+
+
+def _period_start(budget: Budget, now: float) -> str:
+    """The first UTC day of the budget's current period (a rolling window: the day it reaches back to)."""
+    _, left = budget.window(now)
+    if budget.period.startswith("rolling:"):
+        return time.strftime("%Y-%m-%d", time.gmtime(now - float(budget.period[8:])))
+    if budget.period == "day":
+        return time.strftime("%Y-%m-%d", time.gmtime(now))
+    if budget.period == "week":
+        return time.strftime("%Y-%m-%d", time.gmtime(now + left - 7 * 86400))
+    return time.strftime("%Y-%m-01", time.gmtime(now))
 
 
 def plan_windows(data: dict[str, Any] | None) -> list[dict[str, Any]]:

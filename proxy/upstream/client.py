@@ -140,16 +140,20 @@ def _parsed_url(url: str) -> httpx.URL:
 class UpstreamClient:
     """Opens upstream responses with the shared ``httpx.AsyncClient``."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, sockets: Any = None) -> None:
         self.http = http
         self.direct = direct_sender(http)  # model calls skip httpx's objects on its aiohttp transport
+        self.sockets = sockets  # proxy.upstream.sockets.SocketPool: the Codex WebSocket, or None (HTTP only)
 
-    async def open(self, route: Route, chat: Any) -> httpx.Response:
-        """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it)."""
+    async def open(self, route: Route, chat: Any, extra_headers: dict[str, str] | None = None) -> httpx.Response:
+        """Send ``chat`` along ``route`` and return the streaming 200 response (caller closes it).
+        ``extra_headers`` (a trace's ``traceparent``) go on every try."""
         adapter = route.provider.adapter
         source = route.provider.credentials
         credential = await source.current()
         request = adapter.build_request(chat, route.upstream_model, credential)
+        if extra_headers:
+            request.headers.update(extra_headers)
         refreshed = rebuilt = False
         while True:
             response = await self._send(request, route)
@@ -162,6 +166,8 @@ class UpstreamClient:
                 log.info("%s answered 401; refreshing the credential once and replaying", route.provider.name)
                 credential = await source.refresh(stale=credential)
                 request = adapter.build_request(chat, route.upstream_model, credential)
+                if extra_headers:
+                    request.headers.update(extra_headers)
                 continue
             if not rebuilt:
                 retry = adapter.retry_after_rejection(request, status, body, chat, route.upstream_model, credential)
@@ -177,10 +183,25 @@ class UpstreamClient:
             log.warning("%s answered %s: %s", route.label, status, error.message)
             raise error
 
+    async def prewarm(self, route: Route, chat: Any) -> bool:
+        """A client's ``generate: false`` relayed on the upstream's WebSocket, where it has one (the
+        Codex backend); False when it was not (nothing else happens: the next turn then goes in full)."""
+        if self.sockets is None:
+            return False
+        credential = await route.provider.credentials.current()
+        request = route.provider.adapter.build_request(chat, route.upstream_model, credential)
+        if not request.context.get("websocket"):
+            return False
+        return await self.sockets.prewarm(request)
+
     async def _send(self, request, route: Route) -> httpx.Response:
         """One upstream call; a failure names the provider (a down local server is the usual cause) and
         gets a warning line, since the client's error may never reach whoever runs subrelay."""
         name = route.provider.name
+        if self.sockets is not None and request.context.get("websocket"):
+            answer = await self.sockets.open(request)
+            if answer is not None:  # None: this one goes over HTTP (refused upgrade, every socket busy)
+                return answer
         try:
             if self.direct is not None:
                 return await self.direct.send(request.method, request.url, request.headers, request.body)

@@ -126,8 +126,8 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     status = ProviderStatus(name, path, "ok", configured=config is not None or os.path.exists(path))
     adapter = CodexAdapter(config.base_url if config and config.base_url else settings.codex_base_url,
                            settings.default_instructions)
-    source = CodexCredentialSource(path, token_url=settings.codex_token_url)
-    provider = Provider(name, adapter, source)
+    source = CodexCredentialSource(path, token_url=settings.codex_token_url, auth_base_url=settings.auth_base_url)
+    provider = Provider(name, adapter, source, "codex")
     if not os.path.exists(path):
         status.state, status.detail = "not configured", f"no login file; run `{command('login')}` (or `codex login`)"
         return provider, status
@@ -135,7 +135,11 @@ def _codex(name: str, config: ProviderConfig | None, settings: Settings) -> tupl
     if problem is not None:
         status.state, status.detail = "unavailable", problem
         return provider, status
-    expiry = source.load().expires_at
+    credential = source.load()
+    if credential.access_token.startswith("at-"):  # a Codex personal access token: nothing renews it
+        status.expiry = "Codex access token (not refreshed: a revoked one is refused with how to log in again)"
+        return provider, status
+    expiry = credential.expires_at
     if expiry is not None:
         # The access token lives about an hour and is renewed from the refresh token: its expiry is
         # not the login's end (which nobody can see; a refused refresh says so when it happens).
@@ -174,7 +178,7 @@ def _openai_compatible(
                                   key_origin=origin)
     if key:
         status.detail = NOT_CHECKED
-    return Provider(name, adapter, ApiKeySource(name, key, origin)), status
+    return Provider(name, adapter, ApiKeySource(name, key, origin), kind), status
 
 
 def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> tuple[Provider | None, ProviderStatus]:
@@ -201,7 +205,7 @@ def _anthropic(name: str, config: ProviderConfig | None, settings: Settings) -> 
     base_url = (config.base_url if config and config.base_url else None) or settings.anthropic_base_url
     adapter = AnthropicAdapter(name, base_url, key_origin=origin)
     status.detail = NOT_CHECKED
-    return Provider(name, adapter, ApiKeySource(name, key, origin)), status
+    return Provider(name, adapter, ApiKeySource(name, key, origin), "anthropic"), status
 
 
 def _claude_code_login(settings: Settings) -> str | None:

@@ -23,6 +23,7 @@ class Provider:
     name: str
     adapter: Any  # adapters.base.Adapter (kept loose to avoid an import cycle)
     credentials: CredentialSource
+    kind: str = ""  # the config's kind (codex, openai, anthropic, custom…): where the price table looks
 
     def problem(self) -> str | None:
         """Why this provider cannot serve right now (None when it can). A login that appears,

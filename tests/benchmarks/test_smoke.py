@@ -64,3 +64,23 @@ def test_quick_and_smoke_runs_never_rewrite_the_published_results():
         ignored = subprocess.run(["git", "check-ignore", "-q", str(local / f"latest-{mode}.json")], cwd=ROOT)
         assert ignored.returncode == 0
     assert out_dir("/tmp/x", "quick") == Path("/tmp/x")
+
+
+def test_the_codex_socket_loop_measures_every_door_over_both_transports(tmp_path):
+    """``benchmarks.codex_socket_loop`` in miniature: every door's loop goes over the socket with every turn
+    after the first incremental, over HTTP in full, and the figures are well formed (bytes are exact)."""
+    out = tmp_path / "loop.json"
+    result = subprocess.run([sys.executable, "-m", "benchmarks.codex_socket_loop", "--round-trips", "3", "--loops", "1",
+                             "--tool-bytes", "2048", "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert set(data) == {"chat", "responses_http", "responses_ws", "messages"}
+    for door, rows in data.items():
+        socket, http = rows["websocket"], rows["http"]
+        assert socket["transports"] == ["ws"] and http["transports"] == ["http"], door
+        assert socket["turns_per_loop"] == http["turns_per_loop"] == 4, door
+        assert socket["incremental_turns"] == 3 and http["incremental_turns"] == 0, door
+        assert socket["bytes_per_loop"] < http["bytes_per_loop"], door
+        assert all(math.isfinite(row[key]) for row in (socket, http) for key in ("cpu_ms_per_turn", "wall_ms_per_turn_p50"))
+    assert "| chat | websocket |" in result.stdout

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
@@ -20,15 +21,14 @@ def websockets_on(request) -> bool:
     return request.param
 
 
-@pytest.fixture
-def codex_builtin(npm_clients, proxy_settings, tmp_path, websockets_on):  # noqa: F811
-    """``codex exec`` with no provider block: only ``openai_base_url`` and an API key."""
-    settings = dataclasses.replace(proxy_settings, websockets=websockets_on)
+@contextmanager
+def codex_exec(npm_clients, settings, tmp_path, config: str):  # noqa: F811
+    """A running subrelay and ``codex exec`` against it, configured by ``config`` (``{url}`` is the proxy)."""
     with ServerThread(create_app(settings)) as proxy:
         home, codex_home, workdir = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
         for folder in (home, codex_home, workdir):
             folder.mkdir()
-        (codex_home / "config.toml").write_text(f'model = "gpt-5.4"\nopenai_base_url = "{proxy.url}/v1"\n')
+        (codex_home / "config.toml").write_text(config.format(url=proxy.url))
         env = {**_isolated_env(home, npm_clients), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": "sk-unused-by-subrelay",
                "CODEX_API_KEY": "sk-unused-by-subrelay"}
 
@@ -36,6 +36,14 @@ def codex_builtin(npm_clients, proxy_settings, tmp_path, websockets_on):  # noqa
             return subprocess.run([npm_clients.bin("codex"), "exec", "--skip-git-repo-check",
                                    prompt], capture_output=True, text=True, timeout=180, env=env, cwd=workdir,
                                   stdin=subprocess.DEVNULL)
+        yield run
+
+
+@pytest.fixture
+def codex_builtin(npm_clients, proxy_settings, tmp_path, websockets_on):  # noqa: F811
+    """``codex exec`` with no provider block: only ``openai_base_url`` and an API key."""
+    settings = dataclasses.replace(proxy_settings, websockets=websockets_on)
+    with codex_exec(npm_clients, settings, tmp_path, 'model = "gpt-5.4"\nopenai_base_url = "{url}/v1"\n') as run:
         yield run
 
 

@@ -248,3 +248,33 @@ def test_claude_code_reads_a_file_with_its_tool_and_answers(claude_code, mock_co
     outputs = [item for r in mock_codex.state.requests for item in r["body"].get("input", [])
                if item.get("type") == "function_call_output"]
     assert outputs and "tangerine" in json.dumps(outputs[-1]["output"])  # Claude Code ran Read and sent the result
+
+
+def test_codex_cli_tool_round_trip_over_the_backends_websocket(codex_cli, mock_codex):
+    """The same round trip with the backend speaking its WebSocket: subrelay reaches it over one socket and
+    sends the turn after the tool call as only what is new (the tool output), whichever way the CLI came."""
+    mock_codex.state.websocket = True
+    result = codex_cli('run it [[call:exec_command:{"cmd":"echo subrelay-ws-ok"}]]')
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "The tool said:" in result.stdout and "subrelay-ws-ok" in result.stdout
+    sent = [r for r in mock_codex.state.requests if r.get("body", {}).get("generate") is not False]
+    assert sent and all(r.get("transport") == "ws" for r in mock_codex.state.requests)
+    assert len({r["connection"] for r in sent}) == 1
+    last = sent[-1]["body"]
+    assert last.get("previous_response_id")
+    assert [item["type"] for item in last["input"]] == ["function_call_output"]
+    assert "subrelay-ws-ok" in json.dumps(last["input"])
+
+
+def test_claude_code_tool_round_trip_over_the_backends_websocket(claude_code, mock_codex, tmp_path):
+    mock_codex.state.websocket = True
+    notes = tmp_path / "work" / "notes.txt"
+    notes.write_text("The secret word is persimmon.\n")
+    result, _ = claude_code(f'read it [[call:Read:{{"file_path":"{notes}"}}]]', "--allowedTools", "Read")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "The tool said:" in result.stdout and "persimmon" in result.stdout
+    assert all(r.get("transport") == "ws" for r in mock_codex.state.requests)
+    with_output = [r for r in mock_codex.state.requests
+                   if any(item.get("type") == "function_call_output" for item in r["body"].get("input", []))]
+    assert with_output and with_output[-1]["body"].get("previous_response_id")  # only the new items went
+    assert "persimmon" in json.dumps(with_output[-1]["expanded"])

@@ -8,6 +8,7 @@ whose ``subrelay`` ACL user may run only what subrelay needs, on its own keys.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -152,23 +153,33 @@ def _redis(shape: str):
 
 @pytest.fixture(scope="module", params=["single", "cluster", "tls-acl"])
 def cluster(request) -> Iterator[Cluster]:
+    with start_cluster(shape=request.param) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def start_cluster(extra_env: dict[str, str] | None = None, shape: str = "single") -> Iterator[Cluster]:
+    """Redis (of ``shape``), three replicas (with ``extra_env``, e.g. a SUBRELAY_CONFIG) and HAProxy,
+    all stopped after."""
     if REDIS_SERVER is None:
         pytest.skip(SKIP_REASON)
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy; .ci/run does it)")
     workdir = tempfile.mkdtemp(prefix="subrelay-cluster-")
-    redis = _redis(request.param)
+    redis = _redis(shape)
     mock = MockCodexServer()
     mock.state.record = True
     thread = ServerThread(mock).start()
     auth_path = os.path.join(workdir, "auth.json")
     write_auth_file(auth_path, mock.state.auth_file())
     base_env = {**os.environ, "SUBRELAY_REDIS_URL": redis.url, "SUBRELAY_SECRET_KEY": SECRET_KEY,
+                "SUBRELAY_USER_MAX_CONCURRENT": "1000",  # the storm test is one person's 300 requests
                 "SUBRELAY_REDIS_TIMEOUT": str(REDIS_TIMEOUT), "SUBRELAY_CODEX_BASE_URL": f"{thread.url}/backend-api/codex",
                 "SUBRELAY_AUTH_BASE_URL": thread.url, "CODEX_AUTH_PATH": auth_path, "SUBRELAY_LOG_LEVEL": "info",
                 "SUBRELAY_STATE_DIR": os.path.join(workdir, "admin-state")}
     for name in ("SUBRELAY_API_KEYS", "SUBRELAY_CONFIG", "SUBRELAY_WORKERS", "SUBRELAY_PORT"):
         base_env.pop(name, None)
+    base_env.update(extra_env or {})
     replicas = [Replica(f"r{n}", free_port(), {**base_env, "SUBRELAY_STATE_DIR": os.path.join(workdir, f"state-r{n}")},
                         os.path.join(workdir, f"r{n}.log")) for n in (1, 2, 3)]
     for replica in replicas:

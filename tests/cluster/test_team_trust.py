@@ -93,3 +93,45 @@ async def test_a_removed_name_re_added_for_someone_else_never_signs_with_the_rem
         gone = await http.post("/v1/chat/completions", json={"model": "gpt-5.5", "messages": HI},
                                headers={"authorization": f"Bearer {old_key}"})
     assert gone.status_code == 401  # the removed person's key is refused everywhere
+
+
+async def test_a_change_to_a_user_never_fails_their_valid_key_on_any_replica(cluster: Cluster):
+    key = _add_user(cluster, "carol")
+    await _device_login(cluster, cluster.replicas[0].url, key, "carol@example.com")
+    for replica in cluster.replicas:  # every replica has the user's record cached
+        assert await _signed_by(cluster, replica.url, key) == "acc-carol-mock"
+    assert cluster.cli("users", "set", "carol", "--rpm", "500").returncode == 0  # a limit raised
+    for replica in cluster.replicas:
+        assert await _signed_by(cluster, replica.url, key) == "acc-carol-mock"  # before: 401 once on each
+
+
+def test_a_replica_with_another_secret_key_is_not_ready_and_says_why(cluster: Cluster):
+    import os
+    import subprocess
+    import sys
+
+    from proxy.team.secretbox import new_secret
+    from tests.redis_server import free_port
+
+    assert httpx.get(cluster.replicas[0].url + "/readyz", timeout=10).status_code == 200  # the key check is sealed
+    port = free_port()
+    env = {**cluster.base_env, "SUBRELAY_SECRET_KEY": new_secret(),
+           "SUBRELAY_STATE_DIR": os.path.join(cluster.workdir, "state-wrong")}
+    log_path = os.path.join(cluster.workdir, "wrong.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert ready.status_code == 503 and ready.json()["code"] == "secret_key_mismatch", ready.text
+        assert "SUBRELAY_SECRET_KEY" in open(log_path).read()
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

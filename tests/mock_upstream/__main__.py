@@ -23,10 +23,12 @@ def main() -> None:
     parser.add_argument("--deltas", type=int, help="text deltas per answer (benchmarks)")
     parser.add_argument("--delta-size", type=int, default=8)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between deltas")
+    parser.add_argument("--websocket", action="store_true", help="speak the Responses WebSocket (else 426)")
     args = parser.parse_args()
     app = MockCodexServer()
     app.state.delta_count, app.state.delta_size, app.state.inter_delta_delay = args.deltas, args.delta_size, args.delay
     app.state.record = False
+    app.state.websocket = args.websocket
     path = args.auth_file or os.path.join(tempfile.mkdtemp(prefix="subrelay-mock-"), "auth.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -22,6 +22,7 @@ import orjson
 from .asgi import send_json
 
 CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+WHOAMI_PATH = "/api/accounts/v1/user-auth-credential/whoami"  # CODEX_AUTHAPI_BASE_URL (…/api/accounts) + /v1/…
 
 
 @dataclass
@@ -42,6 +43,9 @@ class AuthState:
     email: str = "ada@example.com"
     plan: str = "pro"
     usage_calls: int = 0
+    # Codex personal access tokens (at-…) → what whoami says of each (personal_access_token.rs's fields).
+    access_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    whoami_calls: int = 0
 
 
 def challenge_of(verifier: str) -> str:
@@ -57,7 +61,7 @@ class MockAuth:
 
     def handles(self, path: str) -> bool:
         return path.startswith(("/oauth/authorize", "/api/accounts/deviceauth/", "/codex/device",
-                                "/backend-api/wham/usage")) or path == "/oauth/token"
+                                "/backend-api/wham/usage", WHOAMI_PATH)) or path == "/oauth/token"
 
     async def __call__(self, scope, body: bytes, headers: dict[str, str], send, valid_access: set[str]) -> None:
         path, method = scope["path"], scope["method"]
@@ -81,6 +85,8 @@ class MockAuth:
             await self._device_decide(_form(body), send)
         elif path == "/backend-api/wham/usage":
             await self._usage(headers, send, valid_access)
+        elif path == WHOAMI_PATH and method == "GET":
+            await self._whoami(headers, send, valid_access)
         else:
             await send_json(send, 404, {"detail": "Not Found"})
 
@@ -177,6 +183,20 @@ Allow <b>{html.escape(query.get("originator", "an app"))}</b> to use your ChatGP
             return
         login.status = "approved" if form.get("decision") == "approve" else "denied"
         await _page(send, 200, "Done", f"<p id='result'>Device {login.status}.</p>")
+
+    # -- personal access tokens -----------------------------------------------------------------------
+
+    async def _whoami(self, headers: dict[str, str], send, valid_access: set[str]) -> None:
+        """``GET /api/accounts/v1/user-auth-credential/whoami``: the account behind a live access token
+        (a revoked one is also gone from the backend's valid tokens: both answer 401)."""
+        self.state.whoami_calls += 1
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        account = self.state.access_tokens.get(token)
+        if account is None or token not in valid_access:
+            await send_json(send, 401, {"error": {"message": "Invalid or revoked access token.",
+                                                  "type": "invalid_request_error", "code": "invalid_token"}})
+            return
+        await send_json(send, 200, account)
 
     # -- usage ----------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Behaviour is chosen from the request the way a model would "decide", plus test m
 user message: ``[[fail]]``, ``[[incomplete]]``, ``[[error]]``, ``[[truncate]]`` (stream stops early),
 ``[[done-only]]`` (no deltas, only ``*.done``/item events), ``[[output-only]]`` (no item events; the
 answer only in ``response.completed.output``), ``[[slow]]`` (0.2 s between deltas),
-``[[deltas:N]]`` (N text deltas), ``[[parallel]]`` (two tool calls).
+``[[deltas:N]]`` (N text deltas), ``[[parallel]]`` (two tool calls), ``[[calls:N]]`` (an agent loop: call
+the first tool again after each tool output until N outputs are in the input, then answer).
 """
 
 from __future__ import annotations
@@ -85,10 +86,17 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
     all_tools = body.get("tools") or []
     tools = [tool for tool in all_tools if tool.get("type", "function") == "function" and tool.get("name")]
     call = re.search(r"\[\[call:([A-Za-z0-9_-]+):(\{.*?\})\]\]", text)
+    chain = re.search(r"\[\[calls:(\d+)\]\]", text)
+    done = sum(1 for item in items if isinstance(item, dict) and item.get("type") == "function_call_output")
+    chained = bool(chain and tools and done < int(chain.group(1)))
+    if chained:
+        output.append(_chained_call(t, index, tools[0]["name"], done, marks))
     # The mock "decides" like a model: a [[call:NAME:ARGS]] request calls that tool; an API client
     # offering a few function tools gets a call; an agent CLI (many tools, or built-in ones) a reply.
     wants_tool = call is not None or (len(tools) == len(all_tools) and len(tools) <= 3)
-    if tools and wants_tool and body.get("tool_choice") != "none" and not after_tool:
+    if chained:
+        pass  # the answer is that call
+    elif tools and wants_tool and body.get("tool_choice") != "none" and not after_tool:
         names = [tool["name"] for tool in tools]
         forced = body.get("tool_choice")
         if isinstance(forced, dict):
@@ -125,6 +133,13 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
     t.add("response.completed", {"response": {"id": resp_id, "status": "completed", "model": model,
           "output": shown, "usage": usage}})
     return t
+
+
+def _chained_call(t: Transcript, index: int, name: str, done: int, marks: set[str]) -> dict[str, Any]:
+    item = {"type": "function_call", "id": f"fc_c{done + 1}", "call_id": f"call_chain{done + 1}", "name": name,
+            "arguments": orjson.dumps({"step": done + 1}).decode()}
+    _function_call(t, index, item, marks)
+    return item
 
 
 def _answer(body: dict[str, Any], text: str, images: int, items: list[dict[str, Any]], after_tool: bool) -> str:

@@ -24,6 +24,7 @@ from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 
 from .auth_server import AuthState, MockAuth
 from .codex_script import build_transcript
+from .codex_socket import serve_socket
 
 CATALOG = {
     "gpt-5", "gpt-5-codex", "gpt-5.1", "gpt-5.1-codex", "gpt-5.1-codex-max", "gpt-5.1-codex-mini", "gpt-5.2",
@@ -82,6 +83,13 @@ class MockState:
     # The plan's window headers every answer carries (the real backend sends them on every response).
     window_headers: dict[str, str] = field(default_factory=lambda: {"x-codex-primary-used-percent": "12"})
     finished_streams: int = 0
+    # The Responses WebSocket (codex_socket.py): off by default, like a backend without it (426).
+    websocket: bool = False
+    ws_upgrades: list[dict[str, Any]] = field(default_factory=list)
+    ws_drop_next: int = 0
+    ws_drop_after_deltas: int | None = None
+    ws_limit_after: int | None = None
+    uploads: list[dict[str, Any]] = field(default_factory=list)  # every model request's size (benchmarks)
     auth: AuthState = field(default_factory=AuthState)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -96,6 +104,17 @@ class MockState:
         self.valid_access.add(access)
         self.live_refresh.add(refresh)
         return {"access_token": access, "refresh_token": refresh, "id_token": make_jwt({**claims, "email": email})}
+
+    def issue_access_token(self, *, email: str | None = "robot@example.com", account: str = "acc-pat-mock",
+                           plan: str = "enterprise") -> str:
+        """A Codex personal access token (``at-…``) the backend accepts and whoami knows; revoke it with
+        ``valid_access.discard(token)``."""
+        token = f"at-{secrets.token_urlsafe(24)}"
+        self.valid_access.add(token)
+        self.auth.access_tokens[token] = {"email": email, "chatgpt_user_id": f"user-{account}",
+                                          "chatgpt_account_id": account, "chatgpt_plan_type": plan,
+                                          "chatgpt_account_is_fedramp": False}
+        return token
 
     def auth_file(self, **kwargs: Any) -> dict[str, Any]:
         tokens = self.issue_tokens(**kwargs)
@@ -113,6 +132,10 @@ class MockCodexServer:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
+            return
+        if scope["type"] == "websocket":
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            await serve_socket(self, scope, receive, send, lambda body: _validate(body, headers, self.state))
             return
         body = await read_body(receive)
         path = scope["path"]
@@ -142,6 +165,7 @@ class MockCodexServer:
         except orjson.JSONDecodeError:
             await send_json(send, 400, {"detail": "Invalid JSON"})
             return
+        s.uploads.append({"transport": "http", "bytes": len(raw), "incremental": False})
         if s.record:
             s.requests.append({"headers": headers, "body": body})
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -262,12 +286,17 @@ class MockCodexServer:
             await send_json(send, 200, {"queued": len(s.script)})
         elif path == "/_mock/auth-file":
             await send_json(send, 200, s.auth_file(expires_in=body.get("expires_in")))
+        elif path == "/_mock/uploads":
+            await send_json(send, 200, s.uploads)
+            if body.get("clear"):
+                s.uploads = []
         elif path == "/_mock/stats":
             await send_json(send, 200, {"refresh_calls": s.refresh_calls, "requests": len(s.requests),
                                     "cancelled_streams": s.cancelled_streams, "finished_streams": s.finished_streams})
         elif path == "/_mock/config":
             for name in ("delta_count", "delta_size", "inter_delta_delay", "record", "empty_completed_output",
-                         "head_delay", "silence", "tail_delay"):
+                         "head_delay", "silence", "tail_delay", "websocket", "ws_drop_next",
+                         "ws_drop_after_deltas", "ws_limit_after"):
                 if name in body:
                     setattr(s, name, body[name])
             await send_json(send, 200, {"ok": True})
@@ -278,6 +307,9 @@ class MockCodexServer:
 def _validate(body: dict[str, Any], headers: dict[str, str], s: MockState) -> str | None:
     if not headers.get("chatgpt-account-id"):
         return "Missing chatgpt-account-id header"
+    personal = s.auth.access_tokens.get(headers.get("authorization", "").removeprefix("Bearer "))
+    if personal is not None and headers["chatgpt-account-id"] != personal["chatgpt_account_id"]:
+        return "The chatgpt-account-id header is not the access token's account"
     if body.get("stream") is not True:
         return "Stream must be set to true"
     if body.get("store") is not False:

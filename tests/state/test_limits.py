@@ -42,3 +42,14 @@ async def test_a_window_frees_what_it_reserved_when_it_ends():
     assert isinstance(refused, Refusal) and refused.retry_after == 60
     now[0] += 60
     assert isinstance(await limiter.reserve([LimitRule("bob:rpm", 1, 60, 1)]), Reservation)
+
+
+async def test_the_memory_limiter_says_totals_and_what_a_refused_window_held():
+    from proxy.state.limits import MemoryLimiter
+    from proxy.state.team import LimitRule, Refusal
+
+    limiter = MemoryLimiter()
+    rule = LimitRule("ann:usd:month:2026-12", 1_000_000, 3600, 600_000)
+    assert (await limiter.reserve([rule])).totals == (600_000,)
+    refused = await limiter.reserve([rule])
+    assert isinstance(refused, Refusal) and refused.used == 600_000

@@ -175,3 +175,38 @@ async def test_a_pending_device_login_is_found_by_its_handle_until_it_expires(te
     await team_store.put_pending("h3", "sealed-3", "owner:x", time.time() + 30)
     await team_store.delete_pending("h3")
     assert await team_store.count_pending() == 0
+
+
+async def test_a_users_money_settings_round_trip(team_store):
+    user = _user()
+    user.budgets, user.max_effort, user.max_concurrent = {"month": "20.00", "day@team": "2.50"}, "high", 3
+    await team_store.add_user(user)
+    stored = await team_store.get_user("alice")
+    assert (stored.budgets, stored.max_effort, stored.max_concurrent) == ({"month": "20.00", "day@team": "2.50"},
+                                                                          "high", 3)
+
+
+async def test_a_reservation_says_each_windows_total_and_a_refusal_what_it_held(team_store):
+    """What a budget needs to say how much is left and to warn at a soft threshold, in the same step."""
+    money = LimitRule("alice:usd:month:2026-12", 1_000_000, 3600, 300_000)
+    first = await team_store.reserve([LimitRule("alice:rpm", 10, 60, 1), money])
+    assert first.totals == (1, 300_000)
+    second = await team_store.reserve([money])
+    assert second.totals == (600_000,)
+    await team_store.settle(second, {money.key: 100_000})
+    third = await team_store.admit("x" * 64, "nobody", 1, [money])  # admit: the key is checked first
+    assert third.state == "stale"
+    user = _user()
+    await team_store.add_user(user)
+    admitted = await team_store.admit(user.key_hash, "alice", 1, [money])
+    assert admitted.state == "ok" and admitted.reservation.totals == (700_000,)
+    refused = await team_store.admit(user.key_hash, "alice", 1, [LimitRule(money.key, 1_000_000, 3600, 400_000)])
+    assert refused.state == "refused" and refused.refusal.used == 700_000
+    direct = await team_store.reserve([LimitRule(money.key, 1_000_000, 3600, 400_000)])
+    assert isinstance(direct, Refusal) and direct.used == 700_000
+
+
+async def test_a_budget_of_a_dollar_admits_ten_of_thirty_concurrent_ten_cent_reservations(team_store):
+    rule = LimitRule("_all:usd:day:2026-12-07", 1_000_000, 86400, 100_000)
+    results = await asyncio.gather(*(team_store.reserve([rule]) for _ in range(30)))
+    assert sum(isinstance(r, Reservation) for r in results) == 10

@@ -34,11 +34,12 @@ def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(brow
     async def make() -> str:
         team = open_team(env, create=True)
         try:
-            await add_user(team.store, "bob")
-            return (await add_user(team.store, "lena", rpm=30, daily_tokens=500000))[1]
+            bob_key.append((await add_user(team.store, "bob"))[1])
+            return (await add_user(team.store, "lena", rpm=30, daily_tokens=500000, budgets={"month": 10}))[1]
         finally:
             await team.store.close()
 
+    bob_key: list[str] = []
     key = asyncio.run(make())
     settings = replace(proxy_settings, auth_base_url=mock_codex.url, env=env)
     with ServerThread(create_app(settings)) as proxy:
@@ -61,11 +62,21 @@ def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(brow
                                 headers={"authorization": f"Bearer {key}"})
             assert answer.status_code == 200
             assert mock_codex.state.requests[-1]["headers"]["chatgpt-account-id"] == "acc-lena-mock"
+        bob = httpx.post(f"{proxy.url}/v1/chat/completions", timeout=30, headers={"authorization": f"Bearer {bob_key[0]}"},
+                         json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
+        assert bob.status_code >= 400  # bob has no login: refused, and in the ledger as bob's
         browser.evaluate("refresh()")
+        browser.wait_for("document.querySelectorAll('#own-requests tr[data-seq]').length === 3")
+        own = browser.evaluate("[...document.querySelectorAll('#own-requests tr[data-seq]')].map(r => r.innerText)")
+        assert all("\t200\t" in row for row in own)  # lena's three answers; bob's refusal is not hers to see
         requests = browser.wait_for(
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)') && "
             "document.querySelector('#own-days tr[data-day] td:nth-child(2)').innerText === '3' && '3'")
         assert requests == "3"
+        # Her money: the plan's requests cost nothing; her budget on the team key is untouched.
+        assert browser.evaluate("document.querySelector('.own-budget[data-budget=month]').innerText") == (
+            "Budget $10.00 a month: $0.00 spent, $10.00 left")
+        assert browser.evaluate("document.querySelector('#own-days tr[data-day] td:nth-child(6)').innerText") == "$0.00"
         # Only her own: never the server's provider table, the owner's login file or its state.
         page_text = browser.evaluate("document.body.innerText")
         assert "auth.json" not in page_text and "Providers" not in page_text

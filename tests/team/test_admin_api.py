@@ -243,9 +243,9 @@ def test_usage_is_reported_grouped_and_filtered(admin_proxy, state_dir):
     assert len(full["data"]) == 4 and full["totals"]["requests"] == 8
     assert by_user["data"] == [
         {"user": "alice", "requests": 4, "errors": 1, "input_tokens": 157, "cached_tokens": 20, "output_tokens": 15,
-         "reasoning_tokens": 3},
+         "reasoning_tokens": 3, "cost_micros": 0, "unpriced": 0, "cost_usd": "0.00"},
         {"user": "bob", "requests": 4, "errors": 0, "input_tokens": 400, "cached_tokens": 0, "output_tokens": 40,
-         "reasoning_tokens": 0}]
+         "reasoning_tokens": 0, "cost_micros": 0, "unpriced": 0, "cost_usd": "0.00"}]
     assert alice_days["group_by"] == ["user", "day"]
     assert [(row["day"], row["input_tokens"]) for row in alice_days["data"]] == [("2026-11-30", 100),
                                                                                 ("2026-12-01", 57)]

@@ -112,3 +112,38 @@ def test_the_admin_page_shows_two_users_and_manages_them(browser, admin_proxy, s
     browser.goto(f"{admin_proxy.url}/admin")  # the key is kept for this tab: no second prompt
     browser.wait_for("document.querySelectorAll('#users tbody tr').length === 2")
     assert browser.evaluate("document.getElementById('sign-in').hidden")
+
+
+def test_the_admin_page_shows_money_with_the_budget_as_a_bar_and_sets_a_budget_and_a_cap(
+        browser, admin_proxy, state_dir):
+    _team_of_two(admin_proxy, state_dir)
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+
+    async def spend(store):
+        await store.add_usage([UsageRow("bob", today, "claude-sonnet-4-5", "anthropic", requests=1,
+                                        input_tokens=10, cost_micros=1_250_000)])
+
+    in_store(state_dir, spend)
+    api = httpx.Client(base_url=admin_proxy.url, headers={"x-admin-key": ADMIN_KEY}, timeout=10)
+    assert api.patch("/api/admin/users/bob", json={"budgets": {"month": 5}}).status_code == 200
+    browser.goto(f"{admin_proxy.url}/admin")
+    browser.evaluate(f"sessionStorage.setItem('subrelay-admin-key', {orjson.dumps(ADMIN_KEY).decode()})")
+    browser.goto(f"{admin_proxy.url}/admin")
+    browser.wait_for("document.querySelectorAll('#users tbody tr').length === 2")
+    money = browser.evaluate("[...document.querySelectorAll('tr[data-user=bob] .budget')].map(b => "
+                             "[b.innerText, b.querySelector('.bar > div').style.width])")
+    assert money == [["month: $1.25 of $5.00, $3.75 left", "25%"]]
+    assert "no budget" in browser.evaluate("document.querySelector('tr[data-user=alice]').innerText")
+    cost = browser.evaluate(f"document.querySelector('#usage-chart .day[data-day=\"{today}\"]').dataset.cost")
+    assert cost == "1250000"
+    assert "$1.25" in browser.evaluate(f"document.querySelector('#usage-chart .day[data-day=\"{today}\"]').innerText")
+
+    browser.evaluate("document.getElementById('money-name').value = 'alice';"
+                     "document.getElementById('money-budget').value = '20';"
+                     "document.getElementById('money-cap').value = '3';"
+                     "document.getElementById('set-money').requestSubmit()")
+    browser.wait_for("document.querySelector('tr[data-user=alice] .budget') !== null")
+    alice = api.get("/api/admin/users/alice").json()
+    assert alice["budgets"] == {"month": "20.00"} and alice["max_concurrent"] == 3
+    assert "3 in flight" in browser.evaluate("document.querySelector('tr[data-user=alice]').innerText")
+    _full_page_screenshot(browser, "admin-page-money.png")

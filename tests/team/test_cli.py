@@ -150,14 +150,16 @@ def test_usage_is_a_table_per_user_day_model_and_provider(team_env, state_dir):
             UsageRow("alice", "2026-11-30", "gpt-5.5", "codex", requests=2, input_tokens=1200, output_tokens=10),
             UsageRow("alice", "2026-12-01", "gpt-5.5", "codex", requests=1, errors=1, cached_tokens=20,
                      reasoning_tokens=3),
-            UsageRow("bob", "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=4, input_tokens=400)])
+            UsageRow("bob", "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=4, input_tokens=400,
+                     cost_micros=1_200_000)])
 
     in_store(state_dir, record)
     table = subrelay(team_env, "usage").stdout.splitlines()
     assert table[0].split() == ["user", "day", "model", "provider", "requests", "errors", "input", "cached",
-                                "output", "reasoning"]
-    assert table[1].split() == ["alice", "2026-11-30", "gpt-5.5", "codex", "2", "0", "1,200", "0", "10", "0"]
-    assert table[-1].split() == ["total", "7", "1", "1,600", "20", "10", "3"]
+                                "output", "reasoning", "cost_usd", "unpriced"]
+    assert table[1].split() == ["alice", "2026-11-30", "gpt-5.5", "codex", "2", "0", "1,200", "0", "10", "0", "0.00",
+                                "0"]
+    assert table[-1].split() == ["total", "7", "1", "1,600", "20", "10", "3", "1.20", "0"]
     only_bob = subrelay(team_env, "usage", "--user", "bob", "--json")
     assert [(row["model"], row["requests"]) for row in orjson.loads(only_bob.stdout)["data"]] == [
         ("claude-sonnet-4-5", 4)]

@@ -219,8 +219,14 @@ class _Session:
             await self._send_error(error, stream_id)
             return False
         finally:
+            caller = self.websocket.scope.get("subrelay.caller")
+            if caller is not None:
+                record.person = caller.person
             record.finish()
             ADMISSION.reset(token)
+            ledger = self.state.gate.ledger if self.state.gate is not None else None
+            if ledger is not None:  # one ledger entry per response on the socket, as per POST
+                ledger.add(record, self.websocket.headers.get("user-agent", "").encode("latin-1") or None)
             if admission is not None:
                 await admission.settle(record)
 
@@ -253,9 +259,14 @@ class _Session:
     async def _prepare_only(self, body: dict[str, Any], record: RequestRecord, stream_id: str | None) -> None:
         """``generate: false``: the request state is kept, no model output (an empty completed response)."""
         model = required_model(body)
-        self.state.router.candidates(model)  # an unknown model is refused now, as it would be later
+        routes = self.state.router.candidates(model)  # an unknown model is refused now, as it would be later
         body = expand_previous(body, self.store)
         request = ModelRequest(model=model, inbound=Inbound("responses", body, b""))
+        try:  # where the upstream has a socket (Codex), it loads the request too; best effort
+            if await self.state.upstream.prewarm(routes[0], request):
+                record.note("generate=false: relayed on the upstream socket")
+        except ProxyError as error:
+            log.info("prewarm not relayed upstream: %s", error.message)
         encoder = ResponsesEncoder(request)
         data = encoder.start() + encoder.finish()
         share, self.store.share = self.store.share, False  # kept on this socket only: a prewarm is not admitted,
@@ -264,7 +275,7 @@ class _Session:
         finally:
             self.store.share = share
         record.status, record.model = 200, model
-        record.note("generate=false: answered without an upstream call")
+        record.note("generate=false: answered here")
         for payload in _sse_payloads(data):
             await self.websocket.send_text(_with_stream_id(payload, stream_id))
         self.answered += 1

@@ -54,9 +54,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 3: limits per model
         "ALTER TABLE users ADD COLUMN model_limits TEXT NOT NULL DEFAULT '{}'",
     ),
+    (  # 4: money (budgets per user, cost in usage) and the reasoning-effort ceiling
+        "ALTER TABLE users ADD COLUMN budgets TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE users ADD COLUMN max_effort TEXT",
+        "ALTER TABLE users ADD COLUMN max_concurrent INTEGER",
+        "ALTER TABLE usage ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 _USER_COLUMNS = ("name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation, "
-                 "model_limits")
+                 "model_limits, budgets, max_effort, max_concurrent")
+_USER_MARKS = ",".join("?" * len(_USER_COLUMNS.split(",")))
 
 
 class SqliteTeamStore(TeamStore):
@@ -82,7 +90,7 @@ class SqliteTeamStore(TeamStore):
     async def add_user(self, user: User) -> None:
         try:
             with self._tx():
-                self._db.execute(f"INSERT INTO users ({_USER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _user_row(user))
+                self._db.execute(f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({_USER_MARKS})", _user_row(user))
         except sqlite3.IntegrityError:
             raise UserExists(f"A user named {user.name!r} exists already.") from None
 
@@ -95,7 +103,7 @@ class SqliteTeamStore(TeamStore):
 
     async def save_user(self, user: User) -> None:
         with self._tx():
-            self._db.execute(f"UPDATE users SET ({_USER_COLUMNS}) = (?,?,?,?,?,?,?,?,?,?,?,?) WHERE name = ?",
+            self._db.execute(f"UPDATE users SET ({_USER_COLUMNS}) = ({_USER_MARKS}) WHERE name = ?",
                              (*_user_row(user), user.name))
 
     async def remove_user(self, name: str) -> bool:
@@ -156,17 +164,19 @@ class SqliteTeamStore(TeamStore):
     async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
         now = self._clock()
         reservation_id = uuid.uuid4().hex
+        totals = []
         with self._tx():
             for rule in rules:
                 self._db.execute("DELETE FROM reservations WHERE key = ? AND expires_at <= ?", (rule.key, now))
                 used = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE key = ?",
                                         (rule.key,)).fetchone()[0]
                 if used + rule.amount > rule.limit:
-                    return Refusal(rule.key, self._retry_after(rule, used, now))
+                    return Refusal(rule.key, self._retry_after(rule, used, now), used)
+                totals.append(used + rule.amount)
             parts = tuple((rule.key, rule.amount, now + rule.window) for rule in rules)
             self._db.executemany("INSERT INTO reservations VALUES (?,?,?,?)",
                                  ((reservation_id, key, amount, expires) for key, amount, expires in parts))
-        return Reservation(reservation_id, parts)
+        return Reservation(reservation_id, parts, tuple(totals))
 
     def _retry_after(self, rule: LimitRule, used: int, now: float) -> float:
         """When enough of the window's reservations will have expired for ``rule.amount`` to fit."""
@@ -202,7 +212,7 @@ class SqliteTeamStore(TeamStore):
         updates = ", ".join(f"{name} = {name} + excluded.{name}" for name in USAGE_FIELDS)
         with self._tx():
             self._db.executemany(
-                f"INSERT INTO usage (user, day, model, provider, {columns}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO usage (user, day, model, provider, {columns}) VALUES (?,?,?,?,{','.join('?' * len(USAGE_FIELDS))}) "
                 f"ON CONFLICT (user, day, model, provider) DO UPDATE SET {updates}",
                 ((row.user, row.day, row.model, row.provider, *(getattr(row, name) for name in USAGE_FIELDS))
                  for row in rows))
@@ -314,13 +324,16 @@ def _migrate(db: sqlite3.Connection) -> None:
 def _user_row(user: User) -> tuple:
     return (user.name, user.key_hash, user.key_id, orjson.dumps(list(user.models)).decode(), user.rpm, user.tpm,
             user.daily_tokens, int(user.fallback), int(user.disabled), user.created_at, user.generation,
-            orjson.dumps(user.model_limits).decode())
+            orjson.dumps(user.model_limits).decode(), orjson.dumps(user.budgets).decode(), user.max_effort,
+            user.max_concurrent)
 
 
 def _user(row: tuple) -> User:
-    (name, key_hash, key_id, models, rpm, tpm, daily, fallback, disabled, created, generation, model_limits) = row
+    (name, key_hash, key_id, models, rpm, tpm, daily, fallback, disabled, created, generation, model_limits,
+     budgets, max_effort, max_concurrent) = row
     return User(name, key_hash, key_id, tuple(orjson.loads(models)), rpm, tpm, daily, bool(fallback), bool(disabled),
-                created, generation, orjson.loads(model_limits))
+                created, generation, orjson.loads(model_limits), orjson.loads(budgets), max_effort,
+                max_concurrent)
 
 
 class _Immediate:

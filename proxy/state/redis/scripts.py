@@ -81,7 +81,7 @@ return 0
 # A sliding-window log per limit key: a sorted set (reservation id -> expiry, Redis time in seconds)
 # and a hash (reservation id -> amount, plus '_t', the running total of unexpired amounts).
 # KEYS: per rule, its sorted set then its hash. ARGV: reservation id, then per rule limit, window, amount.
-# Granted: {1, now}; refused: {0, rule index (1-based), retry_after} (numbers as strings).
+# Granted: {1, now, totals}; refused: {0, rule index (1-based), retry_after, used} (fractions as strings).
 # The sliding-window check-and-reserve shared by RESERVE and ADMIT, as a Lua function: ``ko`` KEYS and
 # ``ao`` ARGV come before the rules (ARGV[id] is the reservation id). Returns now, or nil, the refused
 # rule's index and when it frees enough.
@@ -107,29 +107,30 @@ local function reserve(ko, ao, id)
       local entries = redis.call('ZRANGE', z, 0, -1, 'WITHSCORES')
       for j = 1, #entries, 2 do
         excess = excess - (tonumber(redis.call('HGET', h, entries[j])) or 0)
-        if excess <= 0 then return nil, i, math.max(tonumber(entries[j + 1]) - now, 0.001) end
+        if excess <= 0 then return nil, i, math.max(tonumber(entries[j + 1]) - now, 0.001), used end
       end
-      return nil, i, window
+      return nil, i, window, used
     end
   end
+  local totals = {}
   for i = 1, rules do
     local z, h = KEYS[ko + 2 * i - 1], KEYS[ko + 2 * i]
     local window, amount = tonumber(ARGV[ao + 3 * i - 1]), tonumber(ARGV[ao + 3 * i])
     redis.call('ZADD', z, now + window, ARGV[id])
     redis.call('HSET', h, ARGV[id], amount)
-    redis.call('HINCRBY', h, '_t', amount)
+    totals[i] = redis.call('HINCRBY', h, '_t', amount)
     local ttl = math.ceil(window * 1000) + 1000
     redis.call('PEXPIRE', z, ttl)
     redis.call('PEXPIRE', h, ttl)
   end
-  return now
+  return now, totals
 end
 """
 
 RESERVE = _RESERVE_FUNCTION + """
-local now, refused, retry = reserve(0, 1, 1)
-if not now then return {0, tostring(refused), tostring(retry)} end
-return {1, tostring(now)}
+local now, refused, retry, used = reserve(0, 1, 1)
+if not now then return {0, tostring(refused), tostring(retry), used} end
+return {1, tostring(now), refused}
 """
 
 # KEYS: per settled key, its sorted set then its hash. ARGV: reservation id, then the new amounts.
@@ -157,20 +158,21 @@ return {redis.call('EXISTS', KEYS[1]), redis.call('GET', KEYS[2])}
 # KEYS: key-hash index, user record, login, then per rule its sorted set and hash (as RESERVE).
 # ARGV: expected name, expected generation, plan-windows key prefix, reservation id, then per rule
 # limit, window, amount. Returns {'stale'} | {'refused', rule index, retry_after} |
-# {'ok', now, login JSON or false, plan windows JSON or false}.
+# {'ok', now, login JSON or false, plan windows JSON or false, totals}, totals as RESERVE's.
 ADMIT = _RESERVE_FUNCTION + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'stale'} end
 local record = redis.call('GET', KEYS[2])
 if not record then return {'stale'} end
 local user = cjson.decode(record)
 if tostring(user['generation']) ~= ARGV[2] or user['disabled'] == true then return {'stale'} end
-local now, refused, retry = reserve(3, 4, 4)
-if not now then return {'refused', tostring(refused), tostring(retry)} end
+local now, refused, retry, used = reserve(3, 4, 4)
+if not now then return {'refused', tostring(refused), tostring(retry), used} end
+local totals = refused
 local login = redis.call('GET', KEYS[3])
 local windows = false
 if login then
   local account = cjson.decode(login)['account_id']
   if type(account) == 'string' then windows = redis.call('GET', ARGV[3] .. 'account:' .. account) end
 end
-return {'ok', tostring(now), login or false, windows}
+return {'ok', tostring(now), login or false, windows, totals}
 """

@@ -156,9 +156,10 @@ class RedisTeamStore(TeamStore):
             args += [int(rule.limit), repr(float(rule.window)), int(rule.amount)]
         outcome = await self._run("RESERVE", keys, args)
         if int(outcome[0]) == 0:
-            return Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2]))
+            return Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2]), int(outcome[3]))
         now = float(outcome[1])  # Redis time: expiries are on the server's clock
-        return Reservation(reservation_id, tuple((rule.key, rule.amount, now + rule.window) for rule in rules))
+        return Reservation(reservation_id, tuple((rule.key, rule.amount, now + rule.window) for rule in rules),
+                           tuple(int(total) for total in outcome[2]))
 
     async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
         keys: list[str] = []
@@ -220,9 +221,11 @@ class RedisTeamStore(TeamStore):
         if verdict == b"stale":
             return Admitted("stale")
         if verdict == b"refused":
-            return Admitted("refused", refusal=Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2])))
+            return Admitted("refused", refusal=Refusal(rules[int(outcome[1]) - 1].key, float(outcome[2]),
+                                                       int(outcome[3])))
         now = float(outcome[1])
-        reservation = Reservation(reservation_id, tuple((r.key, r.amount, now + r.window) for r in rules))
+        reservation = Reservation(reservation_id, tuple((r.key, r.amount, now + r.window) for r in rules),
+                                  tuple(int(total) for total in outcome[4]) if len(outcome) > 4 else ())
         login = orjson.loads(outcome[2]) if outcome[2] else None
         windows = orjson.loads(outcome[3]) if outcome[3] else None
         return Admitted("ok", reservation, None, login.get("version") if login else None,
@@ -293,7 +296,8 @@ def _user_json(user: User) -> bytes:
                          "models": list(user.models), "rpm": user.rpm, "tpm": user.tpm,
                          "daily_tokens": user.daily_tokens, "fallback": user.fallback, "disabled": user.disabled,
                          "created_at": user.created_at, "generation": user.generation,
-                         "model_limits": user.model_limits})
+                         "model_limits": user.model_limits, "budgets": user.budgets, "max_effort": user.max_effort,
+                         "max_concurrent": user.max_concurrent})
 
 
 def _user(raw: bytes) -> User:

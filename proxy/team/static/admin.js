@@ -19,7 +19,7 @@ function el(tag, props = {}, ...children) {
 }
 
 async function call(method, path, body) {
-  const headers = { "x-admin-key": adminKey };
+  const headers = { "x-admin-key": adminKey, "x-subrelay-surface": "admin-page" };
   const options = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["content-type"] = "application/json";
@@ -54,7 +54,23 @@ function limitsText(user) {
   if (user.daily_tokens) parts.push(`${user.daily_tokens.toLocaleString()} tok/day`);
   parts.push(user.models.length ? `models ${user.models.join(", ")}` : "all models");
   if (user.fallback) parts.push("fallback allowed");
+  if (user.max_concurrent) parts.push(`${user.max_concurrent} in flight`);
+  if (user.max_effort) parts.push(`effort up to ${user.max_effort}`);
   return parts.join(" · ");
+}
+
+function moneyCell(spend) {
+  if (!spend || !spend.length) return el("span", { className: "muted", textContent: "no budget" });
+  const cell = el("div");
+  for (const budget of spend) {
+    const used = Math.max(0, Math.min(100, budget.spent_percent));
+    const fill = el("div");
+    fill.style.width = `${used}%`;
+    cell.append(el("div", { className: "budget", dataset: { budget: budget.budget } },
+      `${budget.budget}: $${budget.spent_usd} of $${budget.budget_usd}, $${budget.left_usd} left`,
+      el("div", { className: used >= 100 ? "bar full" : "bar" }, fill)));
+  }
+  return cell;
 }
 
 function loginCell(login) {
@@ -127,6 +143,7 @@ function renderUsers(users) {
     el("td", { textContent: limitsText(user) }),
     el("td", {}, loginCell(user.login)),
     el("td", {}, windowsCell(user.plan_windows)),
+    el("td", {}, moneyCell(user.spend)),
     actionsCell(user))));
   $("no-users").hidden = users.length > 0;
 }
@@ -140,8 +157,10 @@ function renderUsage(report, names) {
   const days = [];
   for (let back = DAYS - 1; back >= 0; back--) days.push(isoDay(new Date(today.getTime() - back * 86400000)));
   const perDay = new Map(days.map((day) => [day, new Map()]));
+  const costs = new Map(days.map((day) => [day, 0]));
   for (const row of report.data) {
     if (!perDay.has(row.day)) continue;
+    costs.set(row.day, costs.get(row.day) + row.cost_micros);
     const tokens = row.input_tokens + row.output_tokens;
     const users = perDay.get(row.day);
     users.set(row.user, (users.get(row.user) || 0) + tokens);
@@ -156,9 +175,11 @@ function renderUsage(report, names) {
       segment.style.width = `${(tokens / most) * 100}%`;
       track.append(segment);
     }
-    return el("div", { className: "day", dataset: { day, tokens: String(totals[index]) } },
+    const cost = costs.get(day);  // micro-dollars, exact
+    const dollars = `$${Math.floor(cost / 1e6)}.${String(Math.round((cost % 1e6) / 1e4)).padStart(2, "0")}`;
+    return el("div", { className: "day", dataset: { day, tokens: String(totals[index]), cost: String(cost) } },
       el("span", { className: "label", textContent: day }), track,
-      el("span", { className: "total", textContent: totals[index].toLocaleString() }));
+      el("span", { className: "total", textContent: `${totals[index].toLocaleString()} · ${dollars}` }));
   }));
   $("usage-legend").replaceChildren(...names.map((name, index) => {
     const swatch = el("i", { className: `u${index % 6}` });
@@ -179,6 +200,7 @@ async function load() {
     $("sign-out").hidden = false;
     renderUsers(users.data);
     renderUsage(usage, users.data.map((user) => user.name));
+    if (typeof loadLedger === "function") await loadLedger();  // ledger.js: the requests view, the audit log
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
       sessionStorage.removeItem(STORED_KEY);
@@ -209,6 +231,16 @@ document.addEventListener("DOMContentLoaded", () => {
     act(async () => {
       showKey(await call("POST", "/api/admin/users", { name }));
       $("new-name").value = "";
+    });
+  });
+  $("set-money").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = $("money-name").value.trim();
+    const budget = $("money-budget").value.trim();
+    const cap = $("money-cap").value.trim();
+    act(async () => {
+      await call("PATCH", `/api/admin/users/${encodeURIComponent(name)}`,
+        { budgets: budget ? { month: budget } : null, max_concurrent: cap ? Number(cap) : null });
     });
   });
   if (adminKey) load();
