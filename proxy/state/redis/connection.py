@@ -12,14 +12,17 @@ every failure into :class:`proxy.state.team.StoreError`: a 503 ``state_store_una
 The same bounds hold for the three shapes :mod:`proxy.state.redis.target` reads: one server, a primary
 found through Sentinel (the pool asks the sentinels again whenever a connection breaks or the old primary
 answers READONLY, so a failover is followed without a restart; while no sentinel names a primary every call
-fails fast as :class:`StoreError`), and Redis Cluster (whose per-node pools refuse instead of waiting when
-full: still bounded). :func:`durable` runs a write that must survive a failover and waits (``WAIT``) for
+fails fast as :class:`StoreError`), and Redis Cluster (redis-py's per-node pools refuse when full, a 503
+under a burst; :class:`_WaitingCluster` makes a caller wait for one of ``max_connections`` turns instead,
+bounded by the same deadline). :func:`durable` runs a write that must survive a failover and waits (``WAIT``) for
 ``SUBRELAY_REDIS_WAIT_REPLICAS`` replicas to hold it before the caller treats it as done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,7 +32,7 @@ import redis.cluster
 import redis.retry
 import redis.sentinel
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -85,6 +88,54 @@ class RedisOptions:
         return max(int((self.wait_timeout if self.wait_timeout is not None else self.timeout / 2) * 1000), 1)
 
 
+_HOLDING = contextvars.ContextVar("subrelay_cluster_turn", default=False)
+
+
+class _WaitingCluster(RedisCluster):
+    """redis-py's async cluster client, but a command or pipeline past ``max_connections`` in flight waits
+    for a turn (under the caller's deadline, see :func:`bounded`) instead of failing with
+    ``MaxConnectionsError``. Every key shares one hash slot, so one node carries all of it and one gate of
+    that size per client keeps that node's pool from overflowing. A task already holding a turn (a pipeline
+    whose fallback runs single commands) does not take a second one: no deadlock when the gate is full."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, max_connections=max_connections, **kwargs)
+        self.subrelay_gate = asyncio.Semaphore(max_connections)
+
+    @contextlib.asynccontextmanager
+    async def turn(self):  # type: ignore[no-untyped-def]
+        if _HOLDING.get():
+            yield
+            return
+        async with self.subrelay_gate:
+            token = _HOLDING.set(True)
+            try:
+                yield
+            finally:
+                _HOLDING.reset(token)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _WaitingPipeline(self, transaction)
+
+
+class _WaitingPipeline(ClusterPipeline):
+    """A pipeline of :class:`_WaitingCluster`: its execution takes one turn."""
+
+    def __init__(self, client: _WaitingCluster, transaction: Any = None) -> None:
+        super().__init__(client, transaction)
+        self.subrelay_client = client
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.subrelay_client.turn():
+            return await super().execute(*args, **kwargs)
+
+
 class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (asks the sentinels for the primary on every new connection) with the blocking,
     bounded wait of :class:`BlockingConnectionPool` instead of an error when full."""
@@ -132,7 +183,7 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
 
 
 class _ASYNC:
-    Sentinel, SentinelPool, RedisCluster, ClusterNode = Sentinel, _SentinelPool, RedisCluster, ClusterNode
+    Sentinel, SentinelPool, RedisCluster, ClusterNode = Sentinel, _SentinelPool, _WaitingCluster, ClusterNode
     BlockingConnectionPool, Redis, Retry = BlockingConnectionPool, Redis, Retry
 
 
@@ -170,6 +221,12 @@ async def durable(client: Redis, key: str, command: tuple[Any, ...], replicas: i
         return await bounded(client.execute_command(*command), timeout)
 
     async def run() -> Any:
+        if isinstance(client, _WaitingCluster):
+            async with client.turn():
+                return await on_one_connection()
+        return await on_one_connection()
+
+    async def on_one_connection() -> Any:
         if isinstance(client, RedisCluster):
             await client.initialize()
             node = client.get_node_from_key(key)
