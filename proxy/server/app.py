@@ -437,20 +437,26 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Readiness, for load balancers and Kubernetes: 200 when the state store answers (or there is none),
-    503 when it does not (``/healthz`` stays liveness: the process is up)."""
+    503 when it does not (``/healthz`` stays liveness: the process is up). On Redis the answer also says
+    which Redis (``redis``: primary address, role, replicas and their lag) and is 503 when that node does not
+    take writes (a demoted primary, or one cut off from its replicas): every admission would fail there."""
     state = request.app.state.subrelay
     team = getattr(state, "team", None)
+    view = None
     for store in (getattr(team, "store", None), state.cooldowns):
-        ping = getattr(store, "ping", None)
-        if ping is None:
+        probe = getattr(store, "replication", None) or getattr(store, "ping", None)
+        if probe is None:
             continue
         try:
-            ready = await ping()
+            answer = await probe()
+            ready = answer.get("writable", False) if isinstance(answer, dict) else bool(answer)
+            view = answer if isinstance(answer, dict) else view
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; never a 500 here
             log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
             ready = False
         if not ready:
-            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+            body = {"status": "unavailable", "code": "state_store_unavailable"}
+            return json_response({**body, "redis": view} if view else body, status_code=503)
     if team is not None:
         try:
             mismatch = await check_secret_key(team.store, team.box)
@@ -461,7 +467,7 @@ async def readyz(request: Request) -> Response:
             log.error("not ready: %s", mismatch)
             return json_response({"status": "unavailable", "code": "secret_key_mismatch", "message": mismatch},
                                  status_code=503)
-    return json_response({"status": "ready"})
+    return json_response({"status": "ready", "redis": view} if view else {"status": "ready"})
 
 
 # -- the error boundary ----------------------------------------------------------------------------

@@ -200,7 +200,25 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
             print(f"  credits: {login['usage']['credits']}")
         elif login.get("usage_error"):
             print(f"  usage: {login['usage_error']}")
+    if "redis" in report:
+        _print_redis(report["redis"])
     return 0 if report["usable"] else 1
+
+
+def _print_redis(view: dict) -> None:
+    """The Redis the replicas share: which node is the primary, its replicas and their lag."""
+    print(f"\nRedis: {view.get('target', '?')}")
+    if "primary" not in view:
+        print(f"  unavailable: {view.get('error', '?')}")
+        return
+    state = "takes writes" if view.get("writable") else f"refuses writes: {view.get('error', '?')}"
+    print(f"  {view['role']} {view['primary']}, {state}")
+    for replica in view.get("replicas", ()):
+        print(f"  replica {replica['address']} {replica['state']}, lag {replica['lag_seconds']} s, "
+              f"{replica['behind_bytes']} bytes behind")
+    if view.get("wait_replicas"):
+        print(f"  logins, keys and removals wait for {view['wait_replicas']} replica(s): "
+              f"{'yes' if view.get('durable') else 'NOT ENOUGH REPLICAS ONLINE'}")
 
 
 def _bar(percent: float, width: int = 20) -> str:

@@ -108,7 +108,15 @@ class UserLogin:
             lease = f"refresh:{self.name}"
             token = uuid.uuid4().hex
             try:
-                if not await self.team.store.acquire_lease(lease, token, LEASE_SECONDS):
+                try:
+                    taken = await self.team.store.acquire_lease(lease, token, LEASE_SECONDS)
+                except StoreError:
+                    # Not confirmed by a replica (or no answer): refreshing now could spend the refresh token
+                    # on a lease a failover forgets, and another replica would spend it again. Free what the
+                    # primary may hold and refuse, bounded; the next request tries again.
+                    await self._release_quietly(lease, token)
+                    raise
+                if not taken:
                     return await self._adopt(stored.version)
                 try:
                     return await self._refresh_and_save(stored, auth, lease, token)
@@ -123,6 +131,12 @@ class UserLogin:
         if member_seal.applies(self.team, self.name) and await member_seal.unlock(self.team, self.name) is None:
             await self._stored(fresh=True)  # no login at all: say that (login_required) rather than "sealed"
             raise member_seal.sealed_error(self.name)
+
+    async def _release_quietly(self, lease: str, token: str) -> None:
+        try:
+            await self.team.store.release_lease(lease, token)
+        except StoreError:
+            pass  # it expires on its own (LEASE_SECONDS)
 
     async def _adopt(self, seen_version: int) -> Credential:
         """Another holder is refreshing: wait for its save and use its token."""
