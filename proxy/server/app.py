@@ -29,6 +29,7 @@ from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
 from proxy.doors.messages.endpoint import count_tokens, create_message
+from proxy.doors.plain.endpoint import create_embedding, create_image, create_moderation, create_transcription
 from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
 from proxy.doors.responses.websocket import responses_socket
@@ -171,6 +172,11 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        # The plain OpenAI endpoints, for API-key providers that have them (docs/endpoints.md).
+        Route("/v1/embeddings", create_embedding, methods=["POST"]),
+        Route("/v1/moderations", create_moderation, methods=["POST"]),
+        Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+        Route("/v1/images/generations", create_image, methods=["POST"]),
         Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),

@@ -33,7 +33,7 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.observe.ledger import LEDGER_PATHS
+from proxy.observe.ledger import LEDGER_PATHS, PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
@@ -57,13 +57,16 @@ ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics", "/api/admin", "/admin")
 # The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
 # (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
 MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",
-                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models")
+                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models",
+                  *PLAIN_PATHS)
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Model requests that always pass the team admission (proxy.team.policy): their key check may be
 # completed there, in the same store round trip as the limits.
 ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                            "/v1/messages", "/backend-api/codex/responses"})
+                            "/v1/messages", "/backend-api/codex/responses", *PLAIN_PATHS})
+# The one path whose body is a form (an audio file), not JSON.
+FORM_PATHS = frozenset({"/v1/audio/transcriptions"})
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
@@ -188,7 +191,7 @@ class EdgeMiddleware:
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
-            problem = self._body_problem(headers)
+            problem = self._body_problem(headers, path)
             if problem is not None:
                 close = isinstance(problem, PayloadTooLarge)
                 if close:
@@ -316,9 +319,14 @@ class EdgeMiddleware:
             CALLER.set(caller)
         return caller
 
-    def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
+    def _body_problem(self, headers: dict[bytes, bytes], path: str = "") -> ProxyError | None:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if media != b"application/json" and not media.endswith(b"+json"):
+        if path in FORM_PATHS:  # a file upload; its Origin and Sec-Fetch-Site were checked like any POST's
+            if media != b"multipart/form-data":
+                return UnsupportedMediaType(
+                    "Send this request as a file upload with 'Content-Type: multipart/form-data' (got "
+                    f"{media.decode('latin-1')[:80] or 'none'!r}).")
+        elif media != b"application/json" and not media.endswith(b"+json"):
             return UnsupportedMediaType(
                 "Send the request body as JSON with 'Content-Type: application/json' (got "
                 f"{media.decode('latin-1')[:80] or 'none'!r}).")

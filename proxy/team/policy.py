@@ -22,7 +22,9 @@ from dataclasses import replace
 
 from proxy.hub.effort import cap_effort, lower_effort
 from proxy.hub.events import Usage
+from proxy.hub.plain import PlainRequest
 from proxy.money.prices import dollars
+from proxy.observe.ledger import PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
@@ -39,11 +41,14 @@ _WINDOW_HEADERS = ("primary", "secondary")
 # The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
 MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
                          "/v1/responses/compact", "/v1/messages", "/backend-api/codex/responses",
-                         "/backend-api/codex/responses/compact"})
+                         "/backend-api/codex/responses/compact", *PLAIN_PATHS})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
-    """(input, output) tokens to reserve: a byte count of the request, and its output cap, bounded."""
+    """(input, output) tokens to reserve: a byte count of the request, and its output cap, bounded (a
+    plain endpoint's request says its own: an embedding's input, no output)."""
+    if type(request) is PlainRequest:
+        return request.token_estimate
     inbound = getattr(request, "inbound", None)
     raw = getattr(inbound, "raw", b"") or b""
     asked = getattr(request, "max_output_tokens", None)
