@@ -9,7 +9,10 @@ user's file byte for byte; a check that fails says why.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +113,38 @@ def test_setup_says_what_is_wrong_when_the_client_cannot_reach_subrelay(homes, k
     assert done.returncode == 1
     assert "check: FAILED" in done.stdout and "could not count tokens" in done.stdout
     assert "Connection error" in done.stdout, done.stdout
+
+
+DOC = Path(__file__).parents[2] / "docs" / "setup.md"
+
+
+def test_every_example_in_the_setup_doc_runs(homes, keyed_subrelay, mock_codex):
+    """docs/setup.md's shell blocks, in order, as a user on the server's machine runs them: the
+    server's SUBRELAY_API_KEYS and SUBRELAY_PORT in the environment, the CLIs on PATH."""
+    env, codex_home, claude_dir, _ = homes
+    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) == 4
+    env = {**env, "SUBRELAY_API_KEYS": KEY, "SUBRELAY_PORT": keyed_subrelay.rsplit(":", 1)[1], "MY_SUBRELAY_KEY": KEY}
+    cli = f"{shlex.quote(sys.executable)} -m proxy"
+    outputs = []
+    for block in blocks:
+        script = f'subrelay() {{ {cli} "$@"; }}\nset -eo pipefail\n{block}\nprintenv OPENAI_BASE_URL || true\n'
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert done.returncode == 0, block + done.stdout + done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0].count("check: ok") == 2
+    assert "[model_providers.subrelay]" in outputs[1] and "restored" not in outputs[1]  # created, so removed
+    assert "removed" in outputs[1] and not (codex_home / "config.toml").exists()
+    assert json.loads((claude_dir / "settings.json").read_text())["env"]["ANTHROPIC_AUTH_TOKEN"] == KEY
+    assert outputs[3].strip().endswith(f"{keyed_subrelay}/v1")  # the eval set the variable in that shell
+
+
+def test_the_readme_setup_line_runs(homes, keyed_subrelay, mock_codex):
+    env, codex_home, _, _ = homes
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```bash\n(.*?)```", readme.replace("\n   ", "\n"), re.S) if "subrelay setup" in b]
+    env = {**env, "SUBRELAY_API_KEYS": KEY, "SUBRELAY_PORT": keyed_subrelay.rsplit(":", 1)[1]}
+    script = f'subrelay() {{ {shlex.quote(sys.executable)} -m proxy "$@"; }}\nset -e\n' + block.replace(".venv/bin/subrelay", "subrelay")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0 and "check: ok" in done.stdout, done.stdout + done.stderr
+    assert (codex_home / "config.toml").exists()
