@@ -8,11 +8,13 @@ before subrelay first touched the file. A run whose result is byte-identical wri
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from proxy.errors import ConfigError
 
@@ -91,3 +93,23 @@ def _atomic_write(path: Path, content: bytes, mode: int) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def load_json_object(path: Path, nested: str, empty: dict[str, Any]) -> dict[str, Any]:
+    """A client's JSON settings file as a dict whose ``nested`` entry is a dict (``empty`` if no file)."""
+    current = read_or_none(path)
+    data: Any = dict(empty)
+    if current is not None and current.strip():
+        try:
+            data = json.loads(current)
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not valid JSON ({exc}); fix or move it, then run setup again") from None
+    if not isinstance(data, dict) or not isinstance(data.get(nested, {}), dict):
+        raise ConfigError(f"{path} must be a JSON object whose `{nested}` is an object")
+    data.setdefault(nested, {})
+    return data
+
+
+def json_change(path: Path, data: dict[str, Any], *, secret: bool) -> FileChange:
+    """The change that writes ``data`` the way every run writes it (so a second run is byte-identical)."""
+    return FileChange(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), secret=secret)

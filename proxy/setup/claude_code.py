@@ -21,11 +21,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
-from proxy.errors import ConfigError
 from proxy.setup import probe
-from proxy.setup.backups import FileChange, read_or_none
+from proxy.setup.backups import FileChange, json_change, load_json_object
 from proxy.setup.options import Options
 from proxy.setup.target import DEFAULT_MODEL, DEFAULT_SMALL_MODEL, Target
 
@@ -56,18 +55,9 @@ def env_block(target: Target, options: Options) -> dict[str, str]:
 
 def plan(target: Target, options: Options, env: Mapping[str, str]) -> list[FileChange]:
     path = settings_path(env)
-    current = read_or_none(path)
-    settings: Any = {}
-    if current is not None and current.strip():
-        try:
-            settings = json.loads(current)
-        except ValueError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc}); fix or move it, then run setup again") from None
-    if not isinstance(settings, dict) or not isinstance(settings.get("env", {}), dict):
-        raise ConfigError(f"{path} must be a JSON object whose `env` is an object")
-    settings.setdefault("env", {}).update(env_block(target, options))
-    text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
-    return [FileChange(path, text.encode("utf-8"), secret=target.keys_on)]
+    settings = load_json_object(path, "env", {})
+    settings["env"].update(env_block(target, options))
+    return [json_change(path, settings, secret=target.keys_on)]
 
 
 def snippet(target: Target, options: Options, env: Mapping[str, str]) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from proxy.errors import ConfigError
 from proxy.setup import probe
-from proxy.setup.backups import FileChange, read_or_none
+from proxy.setup.backups import FileChange, json_change, load_json_object
 from proxy.setup.options import Options
 from proxy.setup.target import DEFAULT_MODEL, DEFAULT_SMALL_MODEL, Target
 
@@ -57,20 +57,11 @@ def plan(target: Target, options: Options, env: Mapping[str, str]) -> list[FileC
     if not path.exists() and path.with_suffix(".jsonc").exists():
         raise ConfigError(f"{path.with_suffix('.jsonc')} has comments this command would lose; add the "
                           f"provider by hand (`subrelay setup opencode --print` shows it)")
-    current = read_or_none(path)
-    config: Any = {"$schema": "https://opencode.ai/config.json"}
-    if current is not None and current.strip():
-        try:
-            config = json.loads(current)
-        except ValueError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc}); fix or move it, then run setup again") from None
-    if not isinstance(config, dict) or not isinstance(config.get("provider", {}), dict):
-        raise ConfigError(f"{path} must be a JSON object whose `provider` is an object")
+    config = load_json_object(path, "provider", {"$schema": "https://opencode.ai/config.json"})
     provider, main, small = _provider(target, options)
-    config.setdefault("provider", {})[PROVIDER] = provider
+    config["provider"][PROVIDER] = provider
     config["model"], config["small_model"] = f"{PROVIDER}/{main}", f"{PROVIDER}/{small}"
-    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    return [FileChange(path, text.encode("utf-8"), secret=target.keys_on)]
+    return [json_change(path, config, secret=target.keys_on)]
 
 
 def snippet(target: Target, options: Options, env: Mapping[str, str]) -> str:
