@@ -48,8 +48,14 @@ def created_marker(path: Path) -> Path:
     return path.with_name(path.name + CREATED_SUFFIX)
 
 
+def real_path(path: Path) -> Path:
+    """A symlinked config (dotfiles kept in a repository) is changed where it lives; the link stays."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def apply(change: FileChange) -> bool:
     """Write the change (after keeping the original once); False when the file already had it."""
+    change = FileChange(real_path(change.path), change.content, change.secret)
     current = read_or_none(change.path)
     if current == change.content:
         return False
@@ -66,6 +72,7 @@ def apply(change: FileChange) -> bool:
 
 def undo(path: Path) -> str:
     """Put back what was there before the first setup; says what it did."""
+    path = real_path(path)
     backup, marker = backup_of(path), created_marker(path)
     if backup.exists():
         original = backup.read_bytes()

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | N
         return 0
     for change in client.plan(target, options, env):
         if backups.apply(change):
-            kept = backups.backup_of(change.path)
+            kept = backups.backup_of(backups.real_path(change.path))
             print(f"wrote {change.path}" + (f" (the previous one is kept as {kept.name})" if kept.exists() else ""))
         else:
             print(f"{change.path} is already set up for {target.url}: unchanged")

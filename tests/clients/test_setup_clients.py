@@ -104,16 +104,17 @@ def test_setup_claude_code_then_the_real_cli_answers(homes, keyed_subrelay, mock
     assert settings.read_bytes() == USER_CLAUDE_SETTINGS
 
 
-def test_setup_says_what_is_wrong_when_the_client_cannot_reach_subrelay(homes, keyed_subrelay, npm_clients):  # noqa: F811
+@pytest.mark.parametrize("client,said", [("claude-code", "could not count tokens at"),
+                                         ("codex", "provider endpoints are unreachable")])
+def test_setup_says_what_is_wrong_when_the_client_cannot_reach_subrelay(homes, keyed_subrelay, client, said):
     """A shell whose HTTPS_PROXY catches loopback too (no NO_PROXY): setup itself reaches subrelay,
     the client cannot, and the check says so in the client's own words."""
     env, _, _, _ = homes
     blocked = {k: v for k, v in env.items() if k.lower() != "no_proxy"}
-    done = _setup(blocked, "claude-code", "--url", keyed_subrelay)
+    done = _setup(blocked, client, "--url", keyed_subrelay)
     assert done.returncode == 1
-    assert "check: FAILED" in done.stdout and "could not count tokens" in done.stdout
-    assert "Connection error" in done.stdout, done.stdout
-
+    assert "check: FAILED" in done.stdout and said in done.stdout, done.stdout
+    assert ("Connection error" if client == "claude-code" else "connect failed") in done.stdout
 
 DOC = Path(__file__).parents[2] / "docs" / "setup.md"
 

@@ -189,3 +189,16 @@ def test_sdk_variables_checked_with_the_real_sdk(user_env, subrelay, capsys, cli
     assert code == 0, out
     assert out.startswith("export ") and f"{subrelay}" in out.splitlines()[0]
     assert seen in out
+
+
+def test_a_symlinked_config_is_changed_where_it_lives(user_env, subrelay, capsys, tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "aider.yml").write_bytes(b"dark-mode: true\n")
+    (user_env / ".aider.conf.yml").symlink_to(dotfiles / "aider.yml")
+    assert _run(capsys, "aider", "--url", subrelay, "--no-check")[0] == 0
+    assert (user_env / ".aider.conf.yml").is_symlink()  # the link stays; its target holds the settings
+    assert b"openai-api-base" in (dotfiles / "aider.yml").read_bytes()
+    assert _run(capsys, "aider", "--undo")[0] == 0
+    assert (user_env / ".aider.conf.yml").is_symlink() and (dotfiles / "aider.yml").read_bytes() == b"dark-mode: true\n"
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["aider.yml"]
