@@ -17,7 +17,7 @@ from typing import Mapping
 
 from proxy.errors import ConfigError
 from proxy.setup import probe
-from proxy.setup.backups import FileChange, read_or_none
+from proxy.setup.backups import FileChange, read_text
 from proxy.setup.options import Options
 from proxy.setup.target import DEFAULT_MODEL, DEFAULT_SMALL_MODEL, Target
 
@@ -58,8 +58,7 @@ def set_yaml_keys(text: str, values: dict[str, str]) -> str:
 
 def plan(target: Target, options: Options, env: Mapping[str, str]) -> list[FileChange]:
     path = config_path(env)
-    current = (read_or_none(path) or b"").decode("utf-8", errors="strict")
-    text = set_yaml_keys(current, _values(target, options))
+    text = set_yaml_keys(read_text(path), _values(target, options))
     try:
         import yaml  # optional: checks the result when PyYAML is there
     except ImportError:

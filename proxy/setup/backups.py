@@ -40,6 +40,15 @@ def read_or_none(path: Path) -> bytes | None:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def read_text(path: Path) -> str:
+    """The file's text ('' when there is none); a file that is not UTF-8 is refused, not guessed at."""
+    current = read_or_none(path)
+    try:
+        return (current or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; set it up by hand") from None
+
+
 def backup_of(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 

@@ -18,8 +18,9 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from proxy.errors import ConfigError
 from proxy.setup import probe
-from proxy.setup.backups import FileChange, read_or_none
+from proxy.setup.backups import FileChange, read_text
 from proxy.setup.options import Options
 from proxy.setup.target import DEFAULT_MODEL, Target
 from proxy.setup.tomledit import set_keys
@@ -47,14 +48,11 @@ def _values(target: Target, options: Options) -> tuple[dict, dict]:
 
 def plan(target: Target, options: Options, env: Mapping[str, str]) -> list[FileChange]:
     path = config_path(env)
-    current = read_or_none(path)
     top, block = _values(target, options)
     try:
-        text = set_keys((current or b"").decode("utf-8"), top, f"model_providers.{PROVIDER}", block,
-                        remove_from_table=("env_key",))
-    except UnicodeDecodeError:
-        from proxy.errors import ConfigError
-        raise ConfigError(f"{path} is not UTF-8 text") from None
+        text = set_keys(read_text(path), top, f"model_providers.{PROVIDER}", block, remove_from_table=("env_key",))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return [FileChange(path, text.encode("utf-8"), secret=target.keys_on)]
 
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from proxy.config.settings import Settings
 from proxy.setup import aider, backups, claude_code, codex, opencode, sdk_env
 from proxy.setup.options import Options
-from proxy.setup.target import default_url, discover, resolve_key
+from proxy.setup.target import check_url, default_url, discover, resolve_key
 
 CLIENTS: dict[str, Any] = {module.NAME: module for module in
                                   (codex, claude_code, opencode, aider, sdk_env.OPENAI, sdk_env.ANTHROPIC)}
@@ -47,12 +47,10 @@ def run(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | N
             print(backups.undo(path))
         return 0
     key, source = resolve_key(settings, env)
-    url = (args.url or default_url(settings)).rstrip("/")
-    if url.endswith("/v1"):
-        url = url[:-3]
+    url = check_url(args.url or default_url(settings))
     target = discover(url, key, source)
     options = Options(model=args.model, small_model=args.small_model)
-    if target.problem and "refused" in target.problem:
+    if target.refused:
         print(f"subrelay setup: {target.problem}", file=sys.stderr)
         return 1
     if target.problem:
@@ -63,6 +61,8 @@ def run(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | N
     if args.print_only:
         print(client.snippet(target, options, env), end="")
         return 0
+    if not client.paths(env):  # nothing to write (the SDKs read variables): the lines to set are the output
+        print(client.snippet(target, options, env), end="")
     for change in client.plan(target, options, env):
         if backups.apply(change):
             kept = backups.backup_of(backups.real_path(change.path))

@@ -49,7 +49,6 @@ class SdkEnv:
         return []  # nothing is written, so there is nothing to undo
 
     def plan(self, target: Target, options: Options, env: Mapping[str, str]) -> list[FileChange]:
-        print(self.snippet(target, options, env), end="")
         return []
 
     def snippet(self, target: Target, options: Options, env: Mapping[str, str]) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
 from proxy.config.settings import Settings
+from proxy.errors import ConfigError
 
 PLACEHOLDER_KEY = "unused"  # subrelay accepts any key while SUBRELAY_API_KEYS is unset
 DEFAULT_MODEL = "gpt-5.5"
@@ -29,6 +31,7 @@ class Target:
     models: list[str] = field(default_factory=list)
     catalogue: dict[str, dict[str, Any]] = field(default_factory=dict)  # slug -> Codex catalogue entry
     problem: str | None = None  # why subrelay could not be asked, in words a user acts on
+    refused: bool = False  # subrelay answered 401: writing this key would leave a client locked out
 
     @property
     def v1(self) -> str:
@@ -63,6 +66,15 @@ def default_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def check_url(url: str) -> str:
+    """subrelay's root as given to --url (``/v1`` or a trailing slash dropped), or a ConfigError."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.path.rstrip("/") not in ("", "/v1"):
+        raise ConfigError(f"--url must be subrelay's address, like http://127.0.0.1:8787 (got {url!r})")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def resolve_key(settings: Settings, env: Mapping[str, str]) -> tuple[str, str]:
     if env.get("SUBRELAY_API_KEY", "").strip():
         return env["SUBRELAY_API_KEY"].strip(), "SUBRELAY_API_KEY"
@@ -79,6 +91,7 @@ def discover(url: str, key: str, key_source: str) -> Target:
         with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
             listed = client.get(f"{target.v1}/models", headers=headers)
             if listed.status_code == 401:
+                target.refused = True
                 target.problem = (f"subrelay at {target.url} checks keys and refused "
                                   + ("a request without one: run again with SUBRELAY_API_KEY=<your key>"
                                      if not target.keys_on else f"the key from {key_source}"))

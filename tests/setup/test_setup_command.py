@@ -202,3 +202,10 @@ def test_a_symlinked_config_is_changed_where_it_lives(user_env, subrelay, capsys
     assert _run(capsys, "aider", "--undo")[0] == 0
     assert (user_env / ".aider.conf.yml").is_symlink() and (dotfiles / "aider.yml").read_bytes() == b"dark-mode: true\n"
     assert sorted(p.name for p in dotfiles.iterdir()) == ["aider.yml"]
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8787", "ftp://127.0.0.1:8787", "http://127.0.0.1:8787/v2", "http://:8787"])
+def test_a_bad_url_is_refused(user_env, capsys, url):
+    code, out = _run(capsys, "codex", "--url", url)
+    assert code == 2 and "--url must be subrelay's address" in out
+    assert not (user_env / ".codex").exists()
