@@ -1,6 +1,7 @@
 """Claude Code: the ``env`` block of ``$CLAUDE_CONFIG_DIR/settings.json`` (else ``~/.claude/settings.json``).
 
-Claude Code applies that block to itself at start, so no shell needs the variables. The key goes in
+Claude Code applies that block to itself at start, over the shell's variables (checked with
+2.1.332: a shell's ``ANTHROPIC_BASE_URL`` elsewhere does not win), so no shell needs them. The key goes in
 ``ANTHROPIC_AUTH_TOKEN`` (sent as ``Authorization: Bearer``; unlike ``ANTHROPIC_API_KEY`` it needs no
 interactive "use this API key?" approval and wins over a claude.ai login). Every model slot Claude
 Code has (``ANTHROPIC_MODEL``, the Opus/Sonnet/Haiku defaults, the small fast model) names a model
@@ -81,12 +82,11 @@ def check(target: Target, options: Options, env: Mapping[str, str]) -> probe.Che
     if failures:
         return probe.CheckResult.failed(
             f"Claude Code could not count tokens at {target.url}/v1/messages/count_tokens: "
-            + "; ".join(failures)[:500], *_overrides(env))
+            + "; ".join(failures)[:500])
     if ran.returncode != 0 or not _REQUEST.search(ran.stderr):
         return probe.CheckResult.failed(
             f"`claude -p /context` (exit {ran.returncode}) sent no count_tokens request to subrelay:\n    "
-            + probe.tail(ran.stdout + "\n" + "\n".join(l for l in ran.stderr.splitlines() if "[DEBUG]" not in l)),
-            *_overrides(env))
+            + probe.tail(ran.stdout + "\n" + "\n".join(l for l in ran.stderr.splitlines() if "[DEBUG]" not in l)))
     lines = [f"claude -p /context: Claude Code counted its context through {target.url}"]
     window = _TOKENS.search(ran.stdout)
     if window:
@@ -94,8 +94,3 @@ def check(target: Target, options: Options, env: Mapping[str, str]) -> probe.Che
                      f"{window.group(2)} tokens")
     return probe.CheckResult(True, lines)
 
-
-def _overrides(env: Mapping[str, str]) -> list[str]:
-    """Variables in the shell that may shadow the settings (said, never their values)."""
-    shadow = [name for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN") if env.get(name)]
-    return ([f"  note: this shell sets {', '.join(shadow)}; unset them if they point elsewhere"] if shadow else [])

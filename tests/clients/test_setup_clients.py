@@ -92,8 +92,10 @@ def test_setup_claude_code_then_the_real_cli_answers(homes, keyed_subrelay, mock
     written = settings.read_bytes()
     assert b'"MY_VAR": "kept"' in written and b'"allow"' in written
 
+    # the settings win over a shell that still points elsewhere (and holds some other key)
+    shell = {**env, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "sk-ant-elsewhere-0123456789"}
     turn = subprocess.run([npm_clients.bin("claude"), "-p", "say hi"], capture_output=True, text=True, timeout=180,
-                          env=env, cwd=work, stdin=subprocess.DEVNULL, check=False)
+                          env=shell, cwd=work, stdin=subprocess.DEVNULL, check=False)
     assert turn.returncode == 0, (turn.stdout + turn.stderr)[-3000:]
     assert "Hello! You said:" in turn.stdout and "say hi" in turn.stdout
     assert mock_codex.state.requests[-1]["body"]["model"] == "gpt-5.5"
