@@ -1,13 +1,15 @@
 """Writing a client's configuration file so that ``--undo`` can put back exactly what was there.
 
 The first ``setup`` that changes a file keeps its original bytes (and mode) beside it as
-``<name>.subrelay-backup``, or, when there was no file, an empty ``<name>.subrelay-created`` marker
-so ``--undo`` removes the file again. Later runs never replace that backup: it is always the state
-before subrelay first touched the file. A run whose result is byte-identical writes nothing.
+``<name>.subrelay-backup``; ``<name>.subrelay-setup`` records whether there was a file at all (so
+``--undo`` removes one setup created) and the hash of what setup last wrote, so ``--undo`` refuses
+to throw away edits made after setup unless forced. Later runs never replace the backup: it is
+always the state before subrelay first touched the file. A byte-identical result writes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -19,7 +21,7 @@ from typing import Any
 from proxy.errors import ConfigError
 
 BACKUP_SUFFIX = ".subrelay-backup"
-CREATED_SUFFIX = ".subrelay-created"
+RECORD_SUFFIX = ".subrelay-setup"
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def backup_of(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
 
-def created_marker(path: Path) -> Path:
-    return path.with_name(path.name + CREATED_SUFFIX)
+def record_of(path: Path) -> Path:
+    return path.with_name(path.name + RECORD_SUFFIX)
 
 
 def real_path(path: Path) -> Path:
@@ -62,38 +64,67 @@ def real_path(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path
 
 
+def _digest(content: bytes | None) -> str | None:
+    return None if content is None else hashlib.sha256(content).hexdigest()
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    raw = read_or_none(record_of(path))
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("created"), bool):
+        raise ConfigError(f"{record_of(path)} is not what subrelay setup wrote; remove it or restore by hand")
+    return record
+
+
 def apply(change: FileChange) -> bool:
     """Write the change (after keeping the original once); False when the file already had it."""
-    change = FileChange(real_path(change.path), change.content, change.secret)
-    current = read_or_none(change.path)
+    path = real_path(change.path)
+    current = read_or_none(path)
     if current == change.content:
         return False
-    change.path.parent.mkdir(parents=True, exist_ok=True)
-    if not backup_of(change.path).exists() and not created_marker(change.path).exists():
-        if current is None:
-            created_marker(change.path).touch(mode=0o600)
-        else:
-            _atomic_write(backup_of(change.path), current, stat.S_IMODE(change.path.stat().st_mode))
-    mode = stat.S_IMODE(change.path.stat().st_mode) if current is not None else 0o644
-    _atomic_write(change.path, change.content, mode & 0o700 if change.secret else mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = _read_record(path)
+    if record is None:
+        record = {"created": current is None}
+        if current is not None:
+            _atomic_write(backup_of(path), current, stat.S_IMODE(path.stat().st_mode))
+    mode = stat.S_IMODE(path.stat().st_mode) if current is not None else 0o644
+    _atomic_write(path, change.content, mode & 0o700 if change.secret else mode)
+    record["written_sha256"] = _digest(change.content)
+    _atomic_write(record_of(path), (json.dumps(record) + "\n").encode(), 0o600)
     return True
 
 
-def undo(path: Path) -> str:
-    """Put back what was there before the first setup; says what it did."""
+def undo(path: Path, *, force: bool = False) -> str:
+    """Put back what was there before the first setup; says what it did. Edits made since setup
+    are not thrown away silently: without ``force`` that is refused, with the reason."""
     path = real_path(path)
-    backup, marker = backup_of(path), created_marker(path)
-    if backup.exists():
-        original = backup.read_bytes()
+    record = _read_record(path)
+    if record is None:
+        return f"{path}: nothing to undo (no record of subrelay setup beside it)"
+    current = read_or_none(path)
+    if not force and current is not None and _digest(current) != record.get("written_sha256"):
+        raise ConfigError(f"{path} was changed after subrelay setup wrote it, and --undo would lose those "
+                          f"changes; compare it with {backup_of(path).name if not record['created'] else 'nothing (setup created it)'}, "
+                          "or run `--undo --force` to put the original back anyway")
+    if record["created"]:
+        path.unlink(missing_ok=True)
+        message = f"removed {path} (there was none before)"
+    else:
+        backup = backup_of(path)
+        original = read_or_none(backup)
+        if original is None:
+            raise ConfigError(f"{backup} is missing, so the original of {path} cannot be restored")
         _atomic_write(path, original, stat.S_IMODE(backup.stat().st_mode))
         backup.unlink()
-        marker.unlink(missing_ok=True)
-        return f"restored {path}"
-    if marker.exists():
-        path.unlink(missing_ok=True)
-        marker.unlink()
-        return f"removed {path} (there was none before)"
-    return f"{path}: nothing to undo (no backup from subrelay setup)"
+        message = f"restored {path}"
+    record_of(path).unlink()
+    return message
 
 
 def _atomic_write(path: Path, content: bytes, mode: int) -> None:

@@ -37,6 +37,8 @@ def add_command(commands: argparse._SubParsersAction, parents: list[argparse.Arg
     cmd.add_argument("--model", help="the model to use (default gpt-5.5 when subrelay serves it)")
     cmd.add_argument("--small-model", help="the fast model for background work (default gpt-5.4-mini)")
     cmd.add_argument("--no-check", action="store_true", help="write only; do not run the client")
+    cmd.add_argument("--force", action="store_true",
+                     help="with --undo: restore even though the file was edited after setup (those edits are lost)")
 
 
 def run(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | None = None) -> int:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | N
     client = CLIENTS[args.client]
     if args.undo:
         for path in client.paths(env):
-            print(backups.undo(path))
+            print(backups.undo(path, force=args.force))
         return 0
     key, source = resolve_key(settings, env)
     url = check_url(args.url or default_url(settings))

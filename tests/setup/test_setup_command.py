@@ -83,6 +83,20 @@ def test_codex_block_keeps_the_users_lines_is_idempotent_and_undoes(user_env, su
     assert sorted(p.name for p in codex_home.iterdir()) == ["config.toml"]
 
 
+def test_undo_keeps_edits_made_after_setup_unless_forced(user_env, subrelay, capsys):
+    codex = user_env / ".codex" / "config.toml"
+    codex.parent.mkdir()
+    codex.write_bytes(b'model = "o3"\n')
+    assert _run(capsys, "codex", "--url", subrelay, "--no-check")[0] == 0
+    codex.write_bytes(codex.read_bytes() + b'\n[tui]\nnotifications = false\n')  # the user's own edit
+    code, out = _run(capsys, "codex", "--undo")
+    assert code == 2 and "changed after subrelay setup wrote it" in out and "--undo --force" in out
+    assert b"notifications" in codex.read_bytes()  # nothing lost
+    code, out = _run(capsys, "codex", "--undo", "--force")
+    assert code == 0 and codex.read_bytes() == b'model = "o3"\n'
+    assert sorted(p.name for p in codex.parent.iterdir()) == ["config.toml"]
+
+
 def test_a_file_setup_created_is_removed_by_undo_and_print_writes_nothing(user_env, subrelay, capsys):
     code, out = _run(capsys, "codex", "--url", subrelay, "--print")
     assert code == 0
