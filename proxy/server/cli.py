@@ -63,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     prices_cmd = commands.add_parser("prices", help="the price table in effect (dollars per million tokens)",
                                      parents=[after])
     prices_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    from proxy.setup import command as setup_command
     from proxy.team import cli as team_cli
     from proxy.team import ledger_cli
 
+    setup_command.add_command(commands, [after])
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
     return parser
@@ -93,6 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "prices":
             from proxy.money.table import print_prices
             return print_prices(settings.file.prices, as_json=args.json)
+        if args.command == "setup":
+            from proxy.setup.command import run as setup
+            return setup(args, settings)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)
