@@ -225,3 +225,22 @@ def test_a_removed_name_added_again_is_a_new_person_who_inherits_nothing(guarded
             break
         time.sleep(0.5)
     assert entries and not any(entry["door"] == "responses" and entry["status"] == 200 for entry in entries), entries
+
+
+def test_the_admin_key_is_not_a_client_key_and_a_member_reads_only_their_own_ledger(guarded_proxy, mock_codex,
+                                                                                    team_env):
+    """docs/team-mode.md's table: the admin key opens the operator's surfaces, not the model APIs; a
+    member's key reads their own requests and keys only."""
+    alice, bob = make_user(team_env, "alice"), make_user(team_env, "bob")
+    device_login(guarded_proxy, alice, mock_codex, "alice@example.com")
+    body = {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}
+    as_admin = httpx.post(f"{guarded_proxy}/v1/chat/completions", json=body, timeout=30,
+                          headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert as_admin.status_code == 401, as_admin.text
+    assert httpx.post(f"{guarded_proxy}/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {alice}"}).status_code == 200
+    refused = httpx.get(f"{guarded_proxy}/api/llm/requests", params={"person": "alice"}, timeout=30,
+                        headers={"authorization": f"Bearer {bob}"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_your_requests"
+    assert httpx.get(f"{guarded_proxy}/api/admin/users", headers={"authorization": f"Bearer {alice}"},
+                     timeout=30).status_code in (401, 403)
