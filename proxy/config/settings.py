@@ -101,10 +101,29 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def redis_url(env: Mapping[str, str]) -> str | None:
+    """The configured Redis as one URL, or None when state lives on this host. ``SUBRELAY_REDIS_SENTINELS``
+    (``host:port,…``) with ``SUBRELAY_REDIS_MASTER`` (default ``subrelay``) becomes ``redis+sentinel://…/<master>``
+    (``rediss+sentinel`` with ``SUBRELAY_REDIS_TLS=1``); :mod:`proxy.state.redis.target` reads every shape."""
+    url = (env.get("SUBRELAY_REDIS_URL") or "").strip()
+    sentinels = (env.get("SUBRELAY_REDIS_SENTINELS") or "").strip()
+    if not sentinels:
+        return url or None
+    master = (env.get("SUBRELAY_REDIS_MASTER") or "subrelay").strip()
+    scheme = "rediss+sentinel" if (env.get("SUBRELAY_REDIS_TLS") or "").lower() in ("1", "true", "yes") \
+        else "redis+sentinel"
+    composed = f"{scheme}://{sentinels}/{master}"
+    if url and url != composed:
+        raise ConfigError("Set SUBRELAY_REDIS_URL or SUBRELAY_REDIS_SENTINELS, not both")
+    return composed
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment) and the config file
     named by ``config_path`` or ``SUBRELAY_CONFIG`` (optional)."""
     env = dict(os.environ if env is None else env)
+    if env.get("SUBRELAY_REDIS_SENTINELS"):
+        env["SUBRELAY_REDIS_URL"] = redis_url(env) or ""  # every Redis user reads the one URL
     config_path = config_path or env.get("SUBRELAY_CONFIG")
     file = load_config_file(os.path.expanduser(config_path)) if config_path else FileConfig()
     return Settings(

@@ -63,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     prices_cmd = commands.add_parser("prices", help="the price table in effect (dollars per million tokens)",
                                      parents=[after])
     prices_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    from proxy.setup import command as setup_command
     from proxy.team import cli as team_cli
     from proxy.team import ledger_cli
 
+    setup_command.add_command(commands, [after])
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
     return parser
@@ -93,6 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "prices":
             from proxy.money.table import print_prices
             return print_prices(settings.file.prices, as_json=args.json)
+        if args.command == "setup":
+            from proxy.setup.command import run as setup
+            return setup(args, settings)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)
@@ -200,7 +205,25 @@ def status(settings: Settings, *, as_json: bool = False) -> int:
             print(f"  credits: {login['usage']['credits']}")
         elif login.get("usage_error"):
             print(f"  usage: {login['usage_error']}")
+    if "redis" in report:
+        _print_redis(report["redis"])
     return 0 if report["usable"] else 1
+
+
+def _print_redis(view: dict) -> None:
+    """The Redis the replicas share: which node is the primary, its replicas and their lag."""
+    print(f"\nRedis: {view.get('target', '?')}")
+    if "primary" not in view:
+        print(f"  unavailable: {view.get('error', '?')}")
+        return
+    state = "takes writes" if view.get("writable") else f"refuses writes: {view.get('error', '?')}"
+    print(f"  {view['role']} {view['primary']}, {state}")
+    for replica in view.get("replicas", ()):
+        print(f"  replica {replica['address']} {replica['state']}, lag {replica['lag_seconds']} s, "
+              f"{replica['behind_bytes']} bytes behind")
+    if view.get("wait_replicas"):
+        print(f"  logins, keys and removals wait for {view['wait_replicas']} replica(s): "
+              f"{'yes' if view.get('durable') else 'NOT ENOUGH REPLICAS ONLINE'}")
 
 
 def _bar(percent: float, width: int = 20) -> str:

@@ -21,6 +21,7 @@ import base64
 import hmac
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from proxy.config.settings import Settings, is_loopback
 from proxy.errors import (
@@ -32,33 +33,40 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.observe.ledger import LEDGER_PATHS
+from proxy.observe.ledger import LEDGER_PATHS, PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
 from proxy.server.edge_websocket import websocket_edge
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
-from proxy.hub.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
+from proxy.hub.caller import ADMIN_KEY, ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
+if TYPE_CHECKING:
+    from proxy.identity.service import IdentityService
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
 # ... and the admin page's own files (they hold no data: the page asks for the admin key).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/ledger.js", "/admin/admin.css"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/ledger.js", "/admin/admin.css",
+                          # ... and the sign-in steps (they prove who is calling) and "who am I"
+                          "/auth/oidc/login", "/auth/oidc/callback", "/auth/session", "/auth/logout"})
 # The account API and page and the metrics: with client keys set they need one (or the admin key),
 # and the admin key where it is set (proxy.account.api.AdminGuard).
 ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics", "/api/admin", "/admin")
 # The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
 # (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
 MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",
-                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models")
+                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models",
+                  *PLAIN_PATHS)
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Model requests that always pass the team admission (proxy.team.policy): their key check may be
 # completed there, in the same store round trip as the limits.
 ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                            "/v1/messages", "/backend-api/codex/responses"})
+                            "/v1/messages", "/backend-api/codex/responses", *PLAIN_PATHS})
+# The one path whose body is a form (an audio file), not JSON.
+FORM_PATHS = frozenset({"/v1/audio/transcriptions"})
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
@@ -90,9 +98,10 @@ class EdgeMiddleware:
     missing_key_message = staticmethod(missing_key_message)
 
     def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
-                 gate: TeamGate | None = None, tracing=None) -> None:
+                 gate: TeamGate | None = None, tracing=None, identity: "IdentityService | None" = None) -> None:
         self.app = app
         self.tracing = tracing  # proxy.observe.tracing.Tracing when OTEL_* asks for traces; None: no cost
+        self.identity = identity  # sign-in sessions and a trusted proxy header (proxy.identity), when configured
         self.render_error = render_error
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
@@ -161,7 +170,19 @@ class EdgeMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        if path not in PUBLIC_PATHS and await self.needs_key(scope, headers):
+        signed_in = None
+        if self.identity is not None:
+            try:
+                signed_in = await self.identity.identify(scope, headers, has_key=_has_key(headers))
+            except ProxyError as error:
+                await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
+                return
+            if signed_in is not None:
+                scope["subrelay.caller"] = signed_in
+                CALLER.set(signed_in)
+        # With single sign-on the account page itself is open (it holds nothing; it offers the sign-in).
+        open_page = path == "/account" and self.identity is not None and self.identity.oidc is not None
+        if signed_in is None and path not in PUBLIC_PATHS and not open_page and await self.needs_key(scope, headers):
             error = scope.get("subrelay.store_error") or AuthenticationFailed(
                 missing_key_message(path))
             # The account page in a browser: let it ask for the key (the password; any user name).
@@ -170,7 +191,7 @@ class EdgeMiddleware:
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
-            problem = self._body_problem(headers)
+            problem = self._body_problem(headers, path)
             if problem is not None:
                 close = isinstance(problem, PayloadTooLarge)
                 if close:
@@ -203,7 +224,8 @@ class EdgeMiddleware:
         # Another site's page (<img>, <form>, fetch without cors): never for the account surface, usage or
         # metrics (GETs included: each status load calls the vendor); for the model API, nothing but reads.
         if site in (b"cross-site", b"same-site") and (
-                not model_api or (origin is None and scope["method"] not in ("GET", "HEAD"))):
+                not model_api or (origin is None and scope["method"] not in ("GET", "HEAD"))) and \
+                not _page_navigation(scope, headers):
             return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
         return None
 
@@ -291,15 +313,20 @@ class EdgeMiddleware:
                 candidates = (presented_key(headers), headers.get(b"x-admin-key"),
                               _basic_password(headers.get(b"authorization")))
                 if any(c and hmac.compare_digest(c, self.admin_key) for c in candidates):
-                    caller = Caller("owner", key_id="admin")
+                    caller = ADMIN_KEY
         if caller is not None:
             scope["subrelay.caller"] = caller
             CALLER.set(caller)
         return caller
 
-    def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
+    def _body_problem(self, headers: dict[bytes, bytes], path: str = "") -> ProxyError | None:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if media != b"application/json" and not media.endswith(b"+json"):
+        if path in FORM_PATHS:  # a file upload; its Origin and Sec-Fetch-Site were checked like any POST's
+            if media != b"multipart/form-data":
+                return UnsupportedMediaType(
+                    "Send this request as a file upload with 'Content-Type: multipart/form-data' (got "
+                    f"{media.decode('latin-1')[:80] or 'none'!r}).")
+        elif media != b"application/json" and not media.endswith(b"+json"):
             return UnsupportedMediaType(
                 "Send the request body as JSON with 'Content-Type: application/json' (got "
                 f"{media.decode('latin-1')[:80] or 'none'!r}).")
@@ -398,6 +425,21 @@ class EdgeMiddleware:
             headers += cors_headers(cors)
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+# Pages a link on another site may open (a top-level GET navigation): they hold no data (each asks this
+# server for it, same-origin), and the sign-in's own steps come back from the provider this way.
+NAVIGABLE_PAGES = frozenset({"/admin", "/account", "/auth/oidc/login", "/auth/oidc/callback"})
+
+
+def _page_navigation(scope, headers: dict[bytes, bytes]) -> bool:
+    return (scope["method"] == "GET" and scope["path"] in NAVIGABLE_PAGES
+            and headers.get(b"sec-fetch-mode") == b"navigate" and headers.get(b"sec-fetch-dest") == b"document")
+
+
+def _has_key(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request carries a key of its own (then keys decide, not a session cookie)."""
+    return b"authorization" in headers or b"x-api-key" in headers or b"x-admin-key" in headers
 
 
 def _basic_password(authorization: bytes | None) -> bytes | None:

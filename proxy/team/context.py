@@ -102,6 +102,7 @@ class Team:
     env: Mapping[str, str] = field(default_factory=dict)
     # Where limits are reserved: the store (shared by workers and replicas), or memory for one process.
     limiter: Any = None
+    seal: str = "server"  # "member": members' logins open only inside their own requests (proxy.team.member_seal)
     alerts: Any = None  # proxy.team.alerts.Alerts: webhooks for a login that needs renewing (and more)
 
     _ledger: LedgerStore | None = None
