@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy.team import ledger_cli
 
     setup_command.add_command(commands, [after])
+    from proxy.server.demo import add_command as add_demo
+
+    add_demo(commands)
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
     return parser
@@ -98,6 +101,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "setup":
             from proxy.setup.command import run as setup
             return setup(args, settings)
+        if args.command == "demo":
+            from proxy.server.demo import run as demo
+
+            return demo(args, serve)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)
