@@ -37,3 +37,19 @@ def test_the_admin_surface_tells_no_admin_key_from_a_wrong_one(tmp_path, monkeyp
         wrong = httpx.get(f"{server.url}/api/admin/users", headers={"x-admin-key": "a" * 32}, timeout=30)
     assert unset.status_code in (401, 403) and "no admin key configured" in unset.json()["error"]["message"]
     assert wrong.status_code in (401, 403) and "no admin key configured" not in wrong.json()["error"]["message"]
+
+
+def test_a_state_dir_set_after_the_team_was_made_says_so(tmp_path, monkeypatch, capsys, proxy_settings, caplog):
+    """The team lives in ~/.subrelay; SUBRELAY_STATE_DIR later points elsewhere: the server warns at start."""
+    import logging
+    import os
+
+    monkeypatch.delenv("SUBRELAY_STATE_DIR", raising=False)
+    assert main(["users", "add", "alice"]) == 0  # into ~/.subrelay (this test's own HOME)
+    capsys.readouterr()
+    assert os.path.exists(os.path.expanduser("~/.subrelay/team.sqlite3"))
+    elsewhere = dataclasses.replace(proxy_settings, env={"SUBRELAY_STATE_DIR": str(tmp_path / "elsewhere")})
+    caplog.set_level(logging.WARNING)
+    with ServerThread(create_app(elsewhere)):
+        pass
+    assert any("team mode is off" in record.getMessage() for record in caplog.records)
