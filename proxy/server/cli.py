@@ -87,9 +87,9 @@ def _run(args: argparse.Namespace) -> int:
             )
             return serve(settings)
         if args.command == "login":
-            from proxy.login.cli import login
+            from proxy.account.login_command import login
             if args.with_access_token:
-                from proxy.login.cli import login_with_access_token
+                from proxy.account.login_command import login_with_access_token
                 return login_with_access_token(settings, user=args.user)
             return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste, user=args.user)
         if args.command == "logout":
