@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse, urlsplit
 
 import httpx
 import orjson
@@ -129,7 +129,10 @@ async def _post(http: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Respo
     try:
         return await http.post(url, headers={"Accept": "application/json"}, timeout=30.0, **kwargs)
     except httpx.HTTPError as exc:
-        raise UpstreamFailure(f"Could not reach the ChatGPT login server ({type(exc).__name__}).") from None
+        where = urlsplit(url)
+        raise UpstreamFailure(f"Could not reach the ChatGPT login server at {where.scheme}://{where.netloc} "
+                              f"({type(exc).__name__}): check this machine's network or proxy settings "
+                              "(SUBRELAY_AUTH_BASE_URL names another server).") from None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
