@@ -88,6 +88,8 @@ def test_the_admin_page_shows_two_users_and_manages_them(browser, admin_proxy, s
     bars = browser.evaluate("[...document.querySelectorAll('.window')].map(w => "
                             "[w.dataset.window, w.querySelector('.bar > div').style.width, w.querySelector('.bar').className])")
     assert bars == [["primary", "42%", "bar"], ["secondary", "96.5%", "bar full"]]
+    labels = browser.evaluate("[...document.querySelectorAll('.window')].map(w => w.firstChild.textContent)")
+    assert labels[0].startswith("5-hour: 42% used") and labels[1].startswith("weekly: ")  # the account page's words
     days = browser.evaluate("[...document.querySelectorAll('#usage-chart .day')].map(d => [d.dataset.day, +d.dataset.tokens])")
     today = datetime.datetime.now(datetime.UTC).date()
     assert len(days) == 14 and days[-1] == [today.isoformat(), 128_000]
@@ -107,11 +109,16 @@ def test_the_admin_page_shows_two_users_and_manages_them(browser, admin_proxy, s
                                "document.getElementById('new-key-value').innerText")
     assert new_key.startswith("srk_")
     assert api.get("/api/admin/users/alice").json()["key_id"] not in (before, None)
+    assert browser.evaluate("!!document.getElementById('new-key-copy')")  # a copy button beside the key
     shot = _full_page_screenshot(browser, "admin-page.png")
     assert shot.stat().st_size > 5000
+    browser.evaluate("window.confirm = () => true;"
+                     "document.querySelector('tr[data-user=alice] button[data-action=remove]').click()")
+    browser.wait_for("document.querySelectorAll('#users tbody tr').length === 1")
+    assert browser.evaluate("document.getElementById('new-key').hidden")  # the removed user's key is not left up
 
     browser.goto(f"{admin_proxy.url}/admin")  # the key is kept for this tab: no second prompt
-    browser.wait_for("document.querySelectorAll('#users tbody tr').length === 2")
+    browser.wait_for("document.querySelectorAll('#users tbody tr').length === 1")
     assert browser.evaluate("document.getElementById('sign-in').hidden")
 
 

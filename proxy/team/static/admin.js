@@ -111,6 +111,14 @@ function resetText(window) {
   return hours > 0 ? `, resets in ${hours < 48 ? `${hours.toFixed(1)} h` : `${(hours / 24).toFixed(1)} d`}` : "";
 }
 
+// The names everything else uses (the account page, the docs): the backend's primary window is 5 hours.
+function windowLabel(window) {
+  const minutes = Number(window.window_minutes);
+  if (minutes === 300 || (!minutes && window.name === "primary")) return "5-hour";
+  if (minutes === 10080 || (!minutes && window.name === "secondary")) return "weekly";
+  return window.name;
+}
+
 function windowsCell(windows) {
   if (!windows.length) return el("span", { className: "muted", textContent: "-" });
   const cell = el("div");
@@ -119,7 +127,7 @@ function windowsCell(windows) {
     const fill = el("div");
     fill.style.width = `${used}%`;
     cell.append(el("div", { className: "window", dataset: { window: window.name } },
-      `${window.name}: ${Math.round(window.used_percent)}% used${resetText(window)}`,
+      `${windowLabel(window)}: ${Math.round(window.used_percent)}% used${resetText(window)}`,
       el("div", { className: used >= 95 ? "bar full" : "bar" }, fill)));
   }
   return cell;
@@ -137,7 +145,10 @@ function actionsCell(user) {
   });
   const remove = el("button", {
     className: "danger", textContent: "Remove", dataset: { action: "remove" },
-    onclick: () => confirm(`Remove ${user.name}, their key and their login?`) && act(() => call("DELETE", path)),
+    onclick: () => confirm(`Remove ${user.name}, their key and their login?`) && act(async () => {
+      await call("DELETE", path);
+      if ($("new-key-name").textContent === user.name) $("new-key").hidden = true;  // a removed user's key is void
+    }),
   });
   return el("td", { className: "actions" }, toggle, rotate, remove);
 }
@@ -145,7 +156,18 @@ function actionsCell(user) {
 function showKey(answer) {
   $("new-key-name").textContent = answer.name;
   $("new-key-value").textContent = answer.key;
+  $("new-key-copied").textContent = "";
   $("new-key").hidden = false;
+}
+
+async function copyKey() {
+  try {
+    await navigator.clipboard.writeText($("new-key-value").textContent);
+    $("new-key-copied").textContent = "copied";
+  } catch (error) {  // no clipboard (a plain-http page on another host): select it for Ctrl+C instead
+    getSelection().selectAllChildren($("new-key-value"));
+    $("new-key-copied").textContent = "selected: press Ctrl+C";
+  }
 }
 
 async function act(action) {
@@ -237,6 +259,7 @@ async function load() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  $("new-key-copy").addEventListener("click", copyKey);
   $("sign-in").addEventListener("submit", (event) => {
     event.preventDefault();
     adminKey = $("admin-key").value.trim();
