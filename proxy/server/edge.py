@@ -156,6 +156,9 @@ class EdgeMiddleware:
             admission = scope.get("subrelay.admission")
             if admission is not None:  # team mode: settle the user's reservation, account the request
                 await admission.settle(record)
+            elif caller is not None and caller.kind == "owner" and self.gate.book is not None and \
+                    scope["path"] in LEDGER_PATHS:  # team mode: the owner's own requests are usage too
+                self.gate.book.add(caller.person, record)
 
     async def _checked(self, scope, receive, send, headers: dict[bytes, bytes]) -> None:
         path = scope["path"]

@@ -53,3 +53,23 @@ def test_a_state_dir_set_after_the_team_was_made_says_so(tmp_path, monkeypatch, 
     with ServerThread(create_app(elsewhere)):
         pass
     assert any("team mode is off" in record.getMessage() for record in caplog.records)
+
+
+def test_the_owners_requests_are_in_the_usage_report(tmp_path, monkeypatch, capsys, proxy_settings):
+    """Team mode with an owner key: the owner's own requests are counted, under the owner key's id."""
+    state = str(tmp_path / "state")
+    monkeypatch.setenv("SUBRELAY_STATE_DIR", state)
+    assert main(["users", "add", "alice"]) == 0
+    capsys.readouterr()
+    owner_key = "owner-key-0123456789abcdef"
+    settings = dataclasses.replace(proxy_settings, env={"SUBRELAY_STATE_DIR": state}, api_keys=(owner_key,),
+                                   admin_key="the-admin-key-0123456789")
+    with ServerThread(create_app(settings)) as server:
+        answer = httpx.post(f"{server.url}/v1/chat/completions", timeout=30, headers={"Authorization": f"Bearer {owner_key}"},
+                            json={"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200
+    with ServerThread(create_app(settings)) as server:  # the first server flushed its figures when it stopped
+        report = httpx.get(f"{server.url}/api/admin/usage", headers={"x-admin-key": "the-admin-key-0123456789"},
+                           timeout=30).json()
+    rows = [row for row in report["data"] if str(row.get("user", "")).startswith("owner")]
+    assert rows and rows[0]["requests"] == 1 and rows[0]["input_tokens"] > 0, report
