@@ -195,6 +195,9 @@ class EdgeMiddleware:
             # The account page in a browser: let it ask for the key (the password; any user name).
             if isinstance(error, AuthenticationFailed):
                 error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"
+                if path == "/account" and scope["method"] == "GET":
+                    await _send_key_page(send, error, scope["subrelay.record"])
+                    return
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
@@ -447,6 +450,24 @@ def _page_navigation(scope, headers: dict[bytes, bytes]) -> bool:
 def _has_key(headers: dict[bytes, bytes]) -> bool:
     """Whether the request carries a key of its own (then keys decide, not a session cookie)."""
     return b"authorization" in headers or b"x-api-key" in headers or b"x-admin-key" in headers
+
+
+# What a browser shows for /account when its sign-in dialog is cancelled (or before it is filled in):
+# how to fill it in, instead of the API's JSON error.
+_KEY_PAGE = (b'<!doctype html><meta charset="utf-8"><title>subrelay: your key</title>'
+             b'<style>body{font:16px system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}</style>'
+             b'<h1>This account page needs your subrelay key</h1>'
+             b'<p>The browser asks for a user name and a password: put <b>your subrelay key</b> (a team member\'s '
+             b'<code>srk_&hellip;</code> key, an owner key, or the admin key) in the <b>password</b> field. '
+             b'The user name is not used: type anything.</p><p><a href="/account">Try again</a></p>')
+
+
+async def _send_key_page(send, error: ProxyError, record: RequestRecord) -> None:
+    record.status, record.error = error.status_code, error.code or error.error_type
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(_KEY_PAGE)).encode()),
+               (b"www-authenticate", b'Basic realm="subrelay"'), (b"x-request-id", record.request_id.encode())]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": _KEY_PAGE})
 
 
 def _basic_password(authorization: bytes | None) -> bytes | None:
