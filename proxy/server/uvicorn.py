@@ -103,9 +103,24 @@ def uvicorn_config(app, settings: Settings, **extra) -> uvicorn.Config:
         ws_max_size=settings.limits.max_body_bytes + 1024 * 1024,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=settings.limits.shutdown_grace_seconds,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        log_config=None if settings.log_format == "json" else text_log_config(),
         **extra,
     )
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # subrelay's own lines, and uvicorn's
+
+
+def text_log_config() -> dict:
+    """uvicorn's logging setup with subrelay's line format: its start-up and WebSocket lines
+    ("connection open", "[accepted]") looked like another program's ("INFO:     …") among subrelay's."""
+    import copy
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = TEXT_FORMAT
+        formatter["use_colors"] = False
+    return config
 
 
 def configure_logging(settings: Settings) -> None:
@@ -117,7 +132,7 @@ def configure_logging(settings: Settings) -> None:
 
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=settings.log_level.upper(), format=TEXT_FORMAT)
     root.setLevel(settings.log_level.upper())
     if settings.log_format == "json":
         for handler in root.handlers:

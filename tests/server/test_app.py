@@ -168,3 +168,34 @@ def test_the_bare_address_points_to_the_api_and_the_account_page_and_models_have
     assert root.json()["api"] == f"{thread.url}/v1" and root.json()["account"] == f"{thread.url}/account"
     assert models and all(abs(entry["created"] - time.time()) < 3600 for entry in models)
     assert one["created"] == models[0]["created"]
+
+
+def test_uvicorns_own_lines_have_subrelays_format(tmp_path):
+    """`subrelay serve`'s start-up and WebSocket lines from uvicorn ("Application startup complete",
+    "connection open") are in subrelay's line format, not uvicorn's "INFO:     …" (issue 27)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.redis_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "CODEX_AUTH_PATH": str(tmp_path / "none.json"), "SUBRELAY_STATE_DIR": str(tmp_path / "s")}
+    process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("startup complete" in line for line in lines) and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                break
+            lines.append(line)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    started = [line for line in lines if "startup complete" in line]
+    assert started and " INFO uvicorn.error: " in started[0], lines
+    assert not any(line.startswith("INFO:") for line in lines), lines
