@@ -164,7 +164,7 @@ async function copyKey() {
   try {
     await navigator.clipboard.writeText($("new-key-value").textContent);
     $("new-key-copied").textContent = "copied";
-  } catch (error) {  // no clipboard (a plain-http page on another host): select it for Ctrl+C instead
+  } catch (error) {  // no clipboard (a page without TLS on another host): select it for Ctrl+C instead
     getSelection().selectAllChildren($("new-key-value"));
     $("new-key-copied").textContent = "selected: press Ctrl+C";
   }
