@@ -267,8 +267,8 @@ class RelayedEvents:
         """The complete events ``chunk`` finishes, redacted; b"" while an event is still open."""
         held = self._held
         if not held:
-            if chunk.endswith((b"\n\n", b"\r\r", b"\n\r\n")):
-                return redact_error_frames(chunk)
+            if chunk.endswith((b"\n\n", b"\r\r", b"\n\r\n")):  # nearly every read: whole events
+                return chunk if _ERROR_KEY not in chunk else redact_error_frames(chunk)
             end = _events_end(chunk, 0)
             if end < 0:
                 held += chunk
