@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import browser  # noqa: F401 - the Chromium page fixture, for the sign-in tests
 from tests.identity.oidc_install import PREFIX, Unavailable, install
 
 SCRIPT = Path(__file__).parent / "provider.mjs"

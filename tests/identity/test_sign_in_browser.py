@@ -16,19 +16,9 @@ from proxy.config.identity import IdentityConfig, OidcConfig
 from proxy.server.app import create_app
 from proxy.team.context import open_team
 from proxy.team.users import add_user
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser
 from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, audit_log, free_port, running_provider
 from tests.mock_upstream import ServerThread
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    session = Browser()
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def _identity_settings(proxy_settings, mock_codex, tmp_path, issuer: str, **identity):
