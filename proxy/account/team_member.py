@@ -10,6 +10,7 @@ from typing import Any
 from proxy.money.budgets import parse_budgets
 from proxy.money.prices import dollars
 from proxy.team.ladder import rung
+from proxy.team.usage import person_usage
 from proxy.team.views import budget_spend
 from proxy.account.status import fetch_usage, summarise_usage
 import proxy.credentials.access_token as access_token
@@ -145,12 +146,12 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
     since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - (days - 1) * 86400))
     try:
         user = await team.store.get_user(name)
-        rows = await team.store.usage(user=name, since=since)
+        rows = await person_usage(team.store, user, since=since) if user is not None else []
     except StoreError as exc:
         raise store_unavailable(exc) from None
     per_day: dict[str, dict[str, int]] = {}
     book = state.gate.book if state.gate is not None else None
-    for row in [*rows, *(book.pending(name) if book is not None else ())]:
+    for row in [*rows, *(book.pending(user.person) if book is not None and user is not None else ())]:
         if row.day < since:
             continue
         day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
@@ -158,7 +159,7 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
         for field in day:
             day[field] += getattr(row, field)
     try:  # each budget: spent this period and what is left (their own only)
-        spend = await budget_spend(team.store, name, parse_budgets(user.budgets)) if user else []
+        spend = await budget_spend(team.store, user, parse_budgets(user.budgets)) if user else []
         ladder = await _ladder_state(state, name)
     except StoreError as exc:
         raise store_unavailable(exc) from None

@@ -21,11 +21,20 @@ from typing import Literal
 CallerKind = Literal["anonymous", "owner", "user"]
 
 
+def person_key(name: str, created_at: float) -> str:
+    """What one person's counters, usage and stored conversations are bound to: the user's name and
+    when that user was made, so a name removed and added again is a new person who inherits nothing
+    (no usage, no limit or budget counters, no conversation). A user made before person keys (no
+    creation time) keeps the bare name."""
+    return f"{name}~{int(created_at * 1000):x}" if created_at else name
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     kind: CallerKind
     name: str | None = None  # the user's name (team mode)
     key_id: str = ""  # a short, stable, non-secret id of the key presented
+    since: float = 0.0  # when the user was made (team mode): tells this person from an earlier one of the name
     admin: bool = False  # may use the admin API and page (the admin key, or a signed-in admin)
     identity: str = ""  # who signed in: "sso:<subject> <email>", "header:<person>"; empty for keys
     via: str = "key"  # how the caller was identified: "key", "session" (sign-in cookie) or "header"
@@ -37,9 +46,10 @@ class Caller:
 
     @property
     def scope_id(self) -> str:
-        """What this caller's stored things (responses, usage) are bound to."""
+        """What this caller's stored things (responses, sockets, device logins) are bound to: the person,
+        never only the name."""
         if self.kind == "user":
-            return f"user:{self.name}"
+            return f"user:{person_key(self.name or '', self.since)}"
         if self.kind == "owner":
             return f"owner:{self.key_id}"
         return "anonymous"

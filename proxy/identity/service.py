@@ -85,7 +85,8 @@ class IdentityService:
                 raise AuthenticationFailed("Your subrelay user is disabled or was removed; ask an admin.",
                                            code="member_disabled")
             user = None
-        caller = _caller(session.identity, session.admin, user.name if user else None, via="session")
+        caller = _caller(session.identity, session.admin, user.name if user else None, via="session",
+                         since=user.created_at if user else 0.0)
         if self.config.seal == "member" and user is not None:  # the session token opens what was sealed for it
             from proxy.team.member_seal import derive
 
@@ -107,16 +108,17 @@ class IdentityService:
         if user is None and not admin:
             raise PermissionDenied(f"{person.email or person.subject} is neither an admin nor a member of this "
                                    "subrelay; ask an admin to add you.", code="member_not_found")
-        return _caller(person.identity, admin, user.name if user else None, via=via)
+        return _caller(person.identity, admin, user.name if user else None, via=via,
+                       since=user.created_at if user else 0.0)
 
     def store(self) -> TeamStore | None:
         team = self.team()
         return team.store if team is not None else None
 
 
-def _caller(identity: str, admin: bool, user: str | None, *, via: str) -> Caller:
+def _caller(identity: str, admin: bool, user: str | None, *, via: str, since: float = 0.0) -> Caller:
     if user is not None:
-        return Caller("user", name=user, key_id=via, admin=admin, identity=identity, via=via)
+        return Caller("user", name=user, key_id=via, admin=admin, identity=identity, via=via, since=since)
     return Caller("owner", key_id="admin", admin=admin, identity=identity, via=via)
 
 

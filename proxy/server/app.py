@@ -29,6 +29,7 @@ from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
 from proxy.doors.messages.endpoint import count_tokens, create_message
+from proxy.doors.plain.endpoint import create_embedding, create_image, create_moderation, create_transcription
 from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
 from proxy.doors.responses.websocket import responses_socket
@@ -171,6 +172,11 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        # The plain OpenAI endpoints, for API-key providers that have them (docs/endpoints.md).
+        Route("/v1/embeddings", create_embedding, methods=["POST"]),
+        Route("/v1/moderations", create_moderation, methods=["POST"]),
+        Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+        Route("/v1/images/generations", create_image, methods=["POST"]),
         Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
@@ -437,20 +443,26 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Readiness, for load balancers and Kubernetes: 200 when the state store answers (or there is none),
-    503 when it does not (``/healthz`` stays liveness: the process is up)."""
+    503 when it does not (``/healthz`` stays liveness: the process is up). On Redis the answer also says
+    which Redis (``redis``: primary address, role, replicas and their lag) and is 503 when that node does not
+    take writes (a demoted primary, or one cut off from its replicas): every admission would fail there."""
     state = request.app.state.subrelay
     team = getattr(state, "team", None)
+    view = None
     for store in (getattr(team, "store", None), state.cooldowns):
-        ping = getattr(store, "ping", None)
-        if ping is None:
+        probe = getattr(store, "replication", None) or getattr(store, "ping", None)
+        if probe is None:
             continue
         try:
-            ready = await ping()
+            answer = await probe()
+            ready = answer.get("writable", False) if isinstance(answer, dict) else bool(answer)
+            view = answer if isinstance(answer, dict) else view
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; never a 500 here
             log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
             ready = False
         if not ready:
-            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+            body = {"status": "unavailable", "code": "state_store_unavailable"}
+            return json_response({**body, "redis": view} if view else body, status_code=503)
     if team is not None:
         try:
             mismatch = await check_secret_key(team.store, team.box)
@@ -461,7 +473,7 @@ async def readyz(request: Request) -> Response:
             log.error("not ready: %s", mismatch)
             return json_response({"status": "unavailable", "code": "secret_key_mismatch", "message": mismatch},
                                  status_code=503)
-    return json_response({"status": "ready"})
+    return json_response({"status": "ready", "redis": view} if view else {"status": "ready"})
 
 
 # -- the error boundary ----------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.hub.caller import person_key
+
 
 # The owner's own ChatGPT login (SUBRELAY_API_KEYS callers, or no keys) when it lives in a network store
 # (Redis: replicas share nothing else). Not a valid user name, so no user can ever be signed with it.
@@ -61,6 +63,12 @@ class User:
     # The highest reasoning effort this user may ask for (higher is clamped, and said in a header); None: any.
     max_effort: str | None = None
     max_concurrent: int | None = None  # their own cap on requests in flight (None: SUBRELAY_USER_MAX_CONCURRENT)
+
+    @property
+    def person(self) -> str:
+        """The key this person's limit and budget counters and usage rows are kept under
+        (:func:`proxy.hub.caller.person_key`): a re-added name starts from nothing."""
+        return person_key(self.name, self.created_at)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see: everything but the key hash."""

@@ -156,14 +156,15 @@ class TeamGate:
         if may_defer and team.store.remote:
             cached = self._cache.get(key_hash)
             if cached is not None and cached[1] > time.monotonic():
-                return self._sealing(Caller("user", name=cached[0].name, key_id=cached[0].key_id), presented,
+                return self._sealing(Caller("user", name=cached[0].name, key_id=cached[0].key_id, since=cached[0].created_at), presented,
                                      key_hash), cached[0]
         try:
             user = await team.store.user_by_key_hash(key_hash)
             if user is None:  # a key the member made themselves (named, expiring): never cached
                 found = await user_by_member_key(team.store, key_hash)
                 if found is not None and not found[0].disabled:
-                    caller = Caller("user", name=found[0].name, key_id=found[1], credential_id=key_hash)
+                    caller = Caller("user", name=found[0].name, key_id=found[1], credential_id=key_hash,
+                                    since=found[0].created_at)
                     return self._sealing(caller, presented, key_hash, found[2]), found[0]
         except StoreError as exc:
             raise store_unavailable(exc) from None
@@ -174,7 +175,7 @@ class TeamGate:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
-        return self._sealing(Caller("user", name=user.name, key_id=user.key_id), presented, key_hash), user
+        return self._sealing(Caller("user", name=user.name, key_id=user.key_id, since=user.created_at), presented, key_hash), user
 
     def _sealing(self, caller: Caller, presented: bytes, key_hash: str, expires: float | None = None) -> Caller:
         """With seal = "member", the caller carries what its key derives (and only then: it costs an HKDF)."""

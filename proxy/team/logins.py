@@ -108,7 +108,15 @@ class UserLogin:
             lease = f"refresh:{self.name}"
             token = uuid.uuid4().hex
             try:
-                if not await self.team.store.acquire_lease(lease, token, LEASE_SECONDS):
+                try:
+                    taken = await self.team.store.acquire_lease(lease, token, LEASE_SECONDS)
+                except StoreError:
+                    # Not confirmed by a replica (or no answer): refreshing now could spend the refresh token
+                    # on a lease a failover forgets, and another replica would spend it again. Free what the
+                    # primary may hold and refuse, bounded; the next request tries again.
+                    await self._release_quietly(lease, token)
+                    raise
+                if not taken:
                     return await self._adopt(stored.version)
                 try:
                     return await self._refresh_and_save(stored, auth, lease, token)
@@ -123,6 +131,12 @@ class UserLogin:
         if member_seal.applies(self.team, self.name) and await member_seal.unlock(self.team, self.name) is None:
             await self._stored(fresh=True)  # no login at all: say that (login_required) rather than "sealed"
             raise member_seal.sealed_error(self.name)
+
+    async def _release_quietly(self, lease: str, token: str) -> None:
+        try:
+            await self.team.store.release_lease(lease, token)
+        except StoreError:
+            pass  # it expires on its own (LEASE_SECONDS)
 
     async def _adopt(self, seen_version: int) -> Credential:
         """Another holder is refreshing: wait for its save and use its token."""
@@ -205,7 +219,7 @@ class UserLogin:
             raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                        code="login_required")
         if stored.needs_login:
-            raise AuthenticationFailed(f"{self.name}'s ChatGPT login must be renewed ({stored.needs_login}: it "
+            raise AuthenticationFailed(f"The ChatGPT login of {self.who} must be renewed ({stored.needs_login}: it "
                                        f"expired or was used elsewhere). {self.login_hint}", code="login_required")
         return stored
 
@@ -216,11 +230,11 @@ class UserLogin:
                 auth = orjson.loads(member_seal.open_inner(self.name, self.team.box.open(stored.sealed,
                                                                                          context=self.name)))
             except (SecretKeyError, orjson.JSONDecodeError) as exc:
-                raise AuthenticationFailed(f"{self.name}'s stored login cannot be opened: {exc} {self.login_hint}",
+                raise AuthenticationFailed(f"The stored login of {self.who} cannot be opened: {exc} {self.login_hint}",
                                            code="login_unreadable") from None
             tokens = auth.get("tokens") or {}
             secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
-            credential = credential_from_auth(auth, f"the login of {self.name}", self.login_hint)
+            credential = credential_from_auth(auth, f"the login of {self.who}", self.login_hint)
             opened = self._opened = (stored.version, stored.sealed, auth, credential)
         return opened[3], opened[2]
 
