@@ -1,7 +1,7 @@
 """The several-replicas deployments checked offline (issue 20): the Kubernetes variant rendered and
 validated against the schemas, HAProxy's config checked by the real haproxy, the compose profile's
-promises read from the file. No container engine or cluster runs here: images, DNS between containers
-and the rollout itself are not exercised (the README says so)."""
+promises read from the file. The compose profile runs for real in test_containers.py; no Kubernetes
+cluster runs here, so the rollout itself is not exercised (docs/deploy.md says so)."""
 
 from __future__ import annotations
 
