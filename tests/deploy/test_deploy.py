@@ -92,6 +92,16 @@ def test_compose_publishes_on_loopback_and_mounts_the_login_read_write():
     assert service["read_only"] is True
 
 
+def test_every_setting_in_the_env_example_is_one_compose_reads():
+    """deploy/env.example (copied to deploy/.env) names only variables compose.yaml interpolates or passes on."""
+    import re
+
+    text = (DEPLOY / "compose.yaml").read_text()
+    used = set(re.findall(r"\$\{(\w+)", text)) | set(re.findall(r"^\s+(\w+):\s*$", text, re.M))
+    named = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (DEPLOY / "env.example").read_text(), re.M)
+    assert len(named) >= 10 and not [name for name in named if name not in used], (named, used)
+
+
 def test_the_systemd_unit_verifies(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

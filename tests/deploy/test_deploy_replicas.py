@@ -65,8 +65,8 @@ def test_the_compose_profile_runs_redis_with_aof_three_replicas_and_haproxy():
         assert "env_file" not in services[name] and "SUBRELAY_SECRET_KEY" in services[name]["environment"]
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["haproxy"]["ports"] == ["${SUBRELAY_REPLICAS_PUBLISH:-127.0.0.1:8790}:8787"]
-    example = (DEPLOY / "replicas.env.example").read_text()
-    assert "SUBRELAY_REDIS_URL=redis://" in example and "SUBRELAY_SECRET_KEY=" in example
+    example = (DEPLOY / "env.example").read_text()
+    assert "\nREDIS_PASSWORD=" in example and "\nSUBRELAY_SECRET_KEY=" in example
 
 
 def test_haproxy_accepts_the_config_and_checks_readiness(tmp_path):

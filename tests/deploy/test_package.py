@@ -1,8 +1,9 @@
 """subrelay as a package (issue 31): the wheel built from exactly what the Dockerfile copies (pyproject.toml,
-README.md, proxy/, adapters/), installed into a fresh venv with `pip install subrelay-*.whl` and with
-`uv tool install`, runs `--version`, `serve` and a request through the mock upstream, and carries every data
-file of the source tree. The version lives in one place (proxy/__init__.py); the package metadata, the
-CHANGELOG's newest entry and the Kubernetes image tags follow it."""
+README.md, proxy/, adapters/) and installed the three ways docs/deploy.md shows (a fresh venv with
+`pip install dist/subrelay-*.whl`, `uv tool install`, `pipx install`; the doc's own lines, each in a HOME of
+its own) runs `--version`, `serve` and a request through the mock upstream, and carries every data file of
+the source tree. The version lives in one place (proxy/__init__.py); the package metadata, the CHANGELOG's
+newest entry and the Kubernetes image tags follow it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import venv
 import zipfile
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import yaml
 from proxy import __version__
 from tests.conftest import write_auth_file
 from tests.deploy.test_containers import free_port, wait_for
+from tests.docs.deploy_doc import block_with
 from tests.mock_upstream import MockCodexServer, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -39,29 +40,42 @@ def data_files() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """`pip wheel` of a copy holding only what deploy/Dockerfile copies: no stale build/ dir, no checkout extras."""
-    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist")
+def source(tmp_path_factory) -> Path:
+    """A copy holding only what deploy/Dockerfile copies, with docs/deploy.md's build line run in it (so no
+    stale build/ dir or checkout extras reach the wheel); the wheel is in its dist/."""
+    source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     for package in PACKAGES:
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     started = time.monotonic()
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
-                           capture_output=True, text=True, timeout=600)
+    built = _sh(block_with("pip wheel"), source, _clean_env(tmp_path_factory.mktemp("build-home")))
     assert built.returncode == 0, built.stderr[-3000:]
     TIMINGS["wheel build"] = time.monotonic() - started
-    (found,) = out.glob("subrelay-*.whl")
+    return source
+
+
+@pytest.fixture(scope="module")
+def wheel(source: Path) -> Path:
+    (found,) = (source / "dist").glob("subrelay-*.whl")
     return found
 
 
-def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """No SUBRELAY_/CODEX_/provider variables from the caller, a HOME of the test's own, not this checkout."""
+def _sh(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a doc block as a user would in bash, failing on its first failing line."""
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def _clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """No SUBRELAY_/CODEX_/provider/venv variables from the caller and a HOME of the test's own; this
+    venv's bin first on PATH (pip, uv, pipx are the test extras')."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SUBRELAY_", "CODEX_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "PYTHON", "VIRTUAL_ENV"))}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return {**env, "HOME": str(home), **extra}
+           if not k.startswith(("SUBRELAY_", "CODEX_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "PYTHON", "VIRTUAL_ENV",
+                                "UV_", "PIPX_", "XDG_"))}
+    home.mkdir(parents=True, exist_ok=True)
+    path = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return {**env, "HOME": str(home), "PATH": path, **extra}
 
 
 def test_the_wheel_carries_every_data_file_and_the_one_version(wheel: Path):
@@ -96,7 +110,7 @@ def _serve_one_request(subrelay: Path, tmp_path: Path) -> None:
     login.mkdir()
     write_auth_file(str(login / "auth.json"), mock.state.auth_file())
     port = free_port()
-    env = _clean_env(tmp_path, CODEX_HOME=str(login), SUBRELAY_STATE_DIR=str(tmp_path / "state"),
+    env = _clean_env(tmp_path / "serve-home", CODEX_HOME=str(login), SUBRELAY_STATE_DIR=str(tmp_path / "state"),
                      SUBRELAY_CODEX_BASE_URL=f"{server.url}/backend-api/codex", SUBRELAY_AUTH_BASE_URL=server.url)
     process = subprocess.Popen([str(subrelay), "serve", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -123,18 +137,25 @@ def _serve_one_request(subrelay: Path, tmp_path: Path) -> None:
     assert process.returncode == 0 and "Traceback" not in output, output[-3000:]
 
 
-def test_the_wheel_installed_with_pip_in_a_fresh_venv_runs_version_serve_and_a_request(wheel: Path, tmp_path):
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    python, subrelay = env_dir / "bin" / "python", env_dir / "bin" / "subrelay"
+def _install_as_the_doc_says(needle: str, source: Path, home: Path, binary: str) -> Path:
+    """Run docs/deploy.md's block containing ``needle`` in the source copy with HOME=home; it must print the
+    version, and ``binary`` (relative to HOME) must be the installed command."""
     started = time.monotonic()
-    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], capture_output=True,
-                               text=True, timeout=900, env=_clean_env(tmp_path))
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    TIMINGS["pip install into a fresh venv"] = time.monotonic() - started
-    env = _clean_env(tmp_path)
-    version = subprocess.run([str(subrelay), "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert version.stdout.strip() == f"subrelay {__version__}", version.stderr
+    done = _sh(block_with(needle), source, _clean_env(home))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    TIMINGS[needle] = time.monotonic() - started
+    assert done.stdout.strip().splitlines()[-1] == f"subrelay {__version__}", done.stdout
+    installed = home / binary
+    assert installed.is_file() and str(ROOT) not in installed.resolve().read_text(errors="replace")[:400]
+    return installed
+
+
+def test_the_wheel_installed_with_pip_in_a_fresh_venv_runs_version_serve_and_a_request(source: Path, tmp_path):
+    home = tmp_path / "home"
+    subrelay = _install_as_the_doc_says("bin/pip install dist/subrelay-", source, home,
+                                        ".local/share/subrelay/bin/subrelay")
+    python = subrelay.parent / "python"
+    env = _clean_env(home)
     # Every data file, read through importlib.resources from the installed copy, is the source tree's file.
     check = ("import importlib.resources as r, json, sys, proxy, adapters\n"
              "paths = json.loads(sys.argv[1])\n"
@@ -146,28 +167,20 @@ def test_the_wheel_installed_with_pip_in_a_fresh_venv_runs_version_serve_and_a_r
     assert read.returncode == 0, read.stderr
     contents, where = read.stdout.splitlines()
     assert json.loads(contents) == {path: (ROOT / path).read_text() for path in paths}
-    assert str(ROOT) not in where and where.count(str(env_dir)) == 2  # the installed copy, not this checkout
+    venv_dir = str(home / ".local/share/subrelay")
+    assert str(ROOT) not in where and where.count(venv_dir) == 2  # the installed copy, not this checkout
     prices = subprocess.run([str(subrelay), "prices", "--json"], capture_output=True, text=True, env=env, cwd=tmp_path,
                             timeout=60)
     assert prices.returncode == 0 and json.loads(prices.stdout), prices.stderr  # proxy/money/prices.toml
     _serve_one_request(subrelay, tmp_path)
-    print("\npackage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
 
 
-def test_uv_tool_install_of_the_wheel_puts_a_working_subrelay_on_path(wheel: Path, tmp_path):
-    """What docs/deploy.md tells a user: `uv tool install subrelay-*.whl` (pipx does the same with a venv + pip)."""
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-    if not os.access(uv, os.X_OK):
-        pytest.skip("*** no uv (the test extras install it) ***")
-    tools = tmp_path / "uv"
-    env = _clean_env(tmp_path, UV_TOOL_DIR=str(tools / "tools"), UV_TOOL_BIN_DIR=str(tools / "bin"),
-                     UV_CACHE_DIR=str(tools / "cache"), UV_PYTHON_DOWNLOADS="never", UV_PYTHON=sys.executable)
-    started = time.monotonic()
-    installed = subprocess.run([uv, "tool", "install", str(wheel)], capture_output=True, text=True, timeout=900,
-                               env=env)
-    assert installed.returncode == 0, installed.stderr[-3000:]
-    print(f"\nuv tool install: {time.monotonic() - started:.1f} s")
-    subrelay = tools / "bin" / "subrelay"
-    version = subprocess.run([str(subrelay), "--version"], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert version.stdout.strip() == f"subrelay {__version__}", version.stderr
+def test_uv_tool_install_of_the_wheel_puts_a_working_subrelay_on_path(source: Path, tmp_path):
+    subrelay = _install_as_the_doc_says("uv tool install", source, tmp_path / "home", ".local/bin/subrelay")
     _serve_one_request(subrelay, tmp_path)
+
+
+def test_pipx_install_of_the_wheel_puts_a_working_subrelay_on_path(source: Path, tmp_path):
+    subrelay = _install_as_the_doc_says("pipx install", source, tmp_path / "home", ".local/bin/subrelay")
+    _serve_one_request(subrelay, tmp_path)
+    print("\npackage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
