@@ -128,7 +128,7 @@ def codex_login(port: int) -> tuple[str, dict]:
 
 
 def team_store(requests: int) -> tuple[dict, bytes]:
-    """A fresh team store with 100 users; the key of one whose limits are checked (and never reached)."""
+    """A fresh team store with 100 users (``TEAM_USERS``); the key of one whose limits are checked (never reached)."""
     import tempfile
 
     from proxy.team.context import open_team
@@ -138,11 +138,13 @@ def team_store(requests: int) -> tuple[dict, bytes]:
 
     async def fill() -> bytes:
         team = open_team(env, create=True)
-        for n in range(99):
-            await add_user(team.store, f"user{n:03d}")
+        for n in range(int(os.environ.get("TEAM_USERS") or 100) - 1):  # TEAM_USERS: how cost grows with the store
+            await add_user(team.store, f"user{n:05d}")
         limits = {} if os.environ.get("TEAM_NO_LIMITS") else dict(rpm=10 * requests + 1000, tpm=10**12, daily_tokens=10**12)
         if os.environ.get("TEAM_BUDGET"):  # a monthly money budget too (never reached)
             limits["budgets"] = {"month": 10**6}
+        if os.environ.get("TEAM_CONCURRENT"):  # a concurrency cap (the fairness step; never reached here)
+            limits["max_concurrent"] = int(os.environ["TEAM_CONCURRENT"])
         _, key = await add_user(team.store, "bench", **limits)
         await team.store.close()
         return key.encode()
