@@ -27,6 +27,9 @@ def main() -> None:
                         help="Chat -> Codex translation (a ChatGPT login's provider on the mock's Codex endpoint)")
     parser.add_argument("--team", action="store_true",
                         help="team mode on: 100 users in a fresh store, requests with one user's key (with limits)")
+    parser.add_argument("--mark", action="store_true",
+                        help="call getppid() right before and after the measured requests: under callgrind "
+                             "with --dump-before=getppid the middle dump counts those requests alone (one run)")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
     import tomllib
@@ -100,9 +103,13 @@ def main() -> None:
         await outbox.get()
         for _ in range(100):  # warm-up: connections, caches
             await one()
+        if args.mark:
+            os.getppid()
         started = time.process_time()
         for _ in range(args.requests):
             await one()
+        if args.mark:
+            os.getppid()
         print(f"cpu_us_per_request={(time.process_time() - started) / args.requests * 1e6:.1f}")
         await inbox.put({"type": "lifespan.shutdown"})
         await outbox.get()
