@@ -17,6 +17,7 @@ from proxy.credentials.codex import CodexCredentialSource
 from proxy.errors import ProxyError
 from proxy.login.store import Account, current_account
 from proxy.observe.redact import redact_strings
+from proxy.state.team import StoreError
 from proxy.upstream.providers import build_inventory
 
 
@@ -24,7 +25,30 @@ async def account_status(settings: Settings, http: httpx.AsyncClient | None = No
                          source: CodexCredentialSource | None = None) -> dict[str, Any]:
     providers = provider_states(settings)
     chatgpt = await chatgpt_status(settings, http, source)
-    return {"usable": any(p["state"] == "ok" for p in providers), "providers": providers, "chatgpt": chatgpt}
+    report = {"usable": any(p["state"] == "ok" for p in providers), "providers": providers, "chatgpt": chatgpt}
+    redis = await redis_status(settings.env)
+    if redis is not None:
+        report["redis"] = redis
+    return report
+
+
+async def redis_status(env) -> dict[str, Any] | None:
+    """Which Redis this host's replicas share (primary address, role, replicas and lag), or None without one;
+    ``{"error": …}`` when it does not answer. Never a password: hosts only."""
+    url = env.get("SUBRELAY_REDIS_URL")
+    if not url:
+        return None
+    from proxy.state.redis.team import RedisTeamStore
+
+    store = RedisTeamStore.from_url(url, env)
+    try:
+        return await store.replication()
+    except StoreError as exc:
+        from proxy.state.redis.target import describe, parse_target
+
+        return {"target": describe(parse_target(url, env)), "writable": False, "error": str(exc)}
+    finally:
+        await store.close()
 
 
 def provider_states(settings: Settings) -> list[dict[str, str]]:

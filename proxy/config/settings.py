@@ -101,10 +101,29 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def redis_url(env: Mapping[str, str]) -> str | None:
+    """The configured Redis as one URL, or None when state lives on this host. ``SUBRELAY_REDIS_SENTINELS``
+    (``host:port,…``) with ``SUBRELAY_REDIS_MASTER`` (default ``subrelay``) becomes ``redis+sentinel://…/<master>``
+    (``rediss+sentinel`` with ``SUBRELAY_REDIS_TLS=1``); :mod:`proxy.state.redis.target` reads every shape."""
+    url = (env.get("SUBRELAY_REDIS_URL") or "").strip()
+    sentinels = (env.get("SUBRELAY_REDIS_SENTINELS") or "").strip()
+    if not sentinels:
+        return url or None
+    master = (env.get("SUBRELAY_REDIS_MASTER") or "subrelay").strip()
+    scheme = "rediss+sentinel" if (env.get("SUBRELAY_REDIS_TLS") or "").lower() in ("1", "true", "yes") \
+        else "redis+sentinel"
+    composed = f"{scheme}://{sentinels}/{master}"
+    if url and url != composed:
+        raise ConfigError("Set SUBRELAY_REDIS_URL or SUBRELAY_REDIS_SENTINELS, not both")
+    return composed
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, config_path: str | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment) and the config file
     named by ``config_path`` or ``SUBRELAY_CONFIG`` (optional)."""
     env = dict(os.environ if env is None else env)
+    if env.get("SUBRELAY_REDIS_SENTINELS"):
+        env["SUBRELAY_REDIS_URL"] = redis_url(env) or ""  # every Redis user reads the one URL
     config_path = config_path or env.get("SUBRELAY_CONFIG")
     file = load_config_file(os.path.expanduser(config_path)) if config_path else FileConfig()
     return Settings(
@@ -167,8 +186,10 @@ def codex_auth_path(env: Mapping[str, str]) -> str:
     return os.path.join(os.path.expanduser(home), "auth.json")
 
 
-def check_bind_is_safe(settings: Settings) -> None:
-    """Refuse to listen beyond loopback unless client API keys (long enough to guess) guard the proxy."""
+def check_bind_is_safe(settings: Settings, *, team_mode: bool = False) -> None:
+    """Refuse to listen beyond loopback unless client keys (long enough not to be guessed) guard the proxy:
+    ``SUBRELAY_API_KEYS``, or team mode's members' keys (``team_mode``: a team store is configured; the edge
+    then refuses every keyless request, even while the team has no user)."""
     if any(key.lower().startswith("bearer ") for key in settings.api_keys):
         raise ConfigError("SUBRELAY_API_KEYS has a key starting with 'Bearer '; list the keys alone "
                           "(clients send them as 'Authorization: Bearer <key>').")
@@ -180,12 +201,13 @@ def check_bind_is_safe(settings: Settings) -> None:
         )
     if settings.admin_key is not None and len(settings.admin_key) < MIN_CLIENT_KEY_LENGTH:
         raise ConfigError(f"SUBRELAY_ADMIN_KEY must have at least {MIN_CLIENT_KEY_LENGTH} characters.")
-    if is_loopback(settings.host) or settings.api_keys:
+    if is_loopback(settings.host) or settings.api_keys or team_mode:
         return
     raise ConfigError(
         f"Refusing to listen on {settings.host}: that is reachable from other machines, and anyone who "
         "reaches it could use your logins. Set SUBRELAY_API_KEYS=<key>[,<key>…] so clients must send "
-        "'Authorization: Bearer <key>', or listen on 127.0.0.1."
+        "'Authorization: Bearer <key>', add team members (subrelay users add: each gets a key), or listen "
+        "on 127.0.0.1."
     )
 
 

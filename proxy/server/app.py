@@ -21,11 +21,15 @@ from adapters.codex.model_catalog import complete_catalog, listed_slugs
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
+from proxy.account import keys_api
 from proxy.account.pending import PendingLogins
+from proxy.identity import routes as identity_routes
+from proxy.identity.service import IdentityService
 from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
 from proxy.doors.messages.endpoint import count_tokens, create_message
+from proxy.doors.plain.endpoint import create_embedding, create_image, create_moderation, create_transcription
 from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
 from proxy.doors.responses.websocket import responses_socket
@@ -106,7 +110,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
                     money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
                     key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
-                    queue_seconds=settings.file.queue_seconds)
+                    queue_seconds=settings.file.queue_seconds, seal=settings.file.identity.seal)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -168,6 +172,11 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        # The plain OpenAI endpoints, for API-key providers that have them (docs/endpoints.md).
+        Route("/v1/embeddings", create_embedding, methods=["POST"]),
+        Route("/v1/moderations", create_moderation, methods=["POST"]),
+        Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+        Route("/v1/images/generations", create_image, methods=["POST"]),
         Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
@@ -197,8 +206,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
         *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
+        *identity_routes.routes(),  # sign-in (OpenID Connect), the session, sign-out
+        *keys_api.routes(),  # a member's own named keys
     ]
-    return SubrelayApp(
+    app = SubrelayApp(
         settings,
         gate,
         tracing,
@@ -207,6 +218,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+    identity = settings.file.identity
+    app.state.identity = IdentityService(identity, gate, settings.env) if identity.sign_in else None
+    return app
 
 
 def _install_prices(settings: Settings) -> None:
@@ -311,7 +325,8 @@ class SubrelayApp(Starlette):
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing,
+                              identity=getattr(self.state, "identity", None))
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
@@ -428,20 +443,26 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Readiness, for load balancers and Kubernetes: 200 when the state store answers (or there is none),
-    503 when it does not (``/healthz`` stays liveness: the process is up)."""
+    503 when it does not (``/healthz`` stays liveness: the process is up). On Redis the answer also says
+    which Redis (``redis``: primary address, role, replicas and their lag) and is 503 when that node does not
+    take writes (a demoted primary, or one cut off from its replicas): every admission would fail there."""
     state = request.app.state.subrelay
     team = getattr(state, "team", None)
+    view = None
     for store in (getattr(team, "store", None), state.cooldowns):
-        ping = getattr(store, "ping", None)
-        if ping is None:
+        probe = getattr(store, "replication", None) or getattr(store, "ping", None)
+        if probe is None:
             continue
         try:
-            ready = await ping()
+            answer = await probe()
+            ready = answer.get("writable", False) if isinstance(answer, dict) else bool(answer)
+            view = answer if isinstance(answer, dict) else view
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; never a 500 here
             log.warning("not ready: the state store does not answer (%s)", type(exc).__name__)
             ready = False
         if not ready:
-            return json_response({"status": "unavailable", "code": "state_store_unavailable"}, status_code=503)
+            body = {"status": "unavailable", "code": "state_store_unavailable"}
+            return json_response({**body, "redis": view} if view else body, status_code=503)
     if team is not None:
         try:
             mismatch = await check_secret_key(team.store, team.box)
@@ -452,7 +473,7 @@ async def readyz(request: Request) -> Response:
             log.error("not ready: %s", mismatch)
             return json_response({"status": "unavailable", "code": "secret_key_mismatch", "message": mismatch},
                                  status_code=503)
-    return json_response({"status": "ready"})
+    return json_response({"status": "ready", "redis": view} if view else {"status": "ready"})
 
 
 # -- the error boundary ----------------------------------------------------------------------------
@@ -464,7 +485,7 @@ async def proxy_error_response(request: Request, exc: Exception) -> Response:
     record = request.scope.get("subrelay.record")
     if record is not None:
         record.error = exc.code or exc.error_type
-    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
+    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.http_headers(),
                     media_type="application/json")
 
 
@@ -475,7 +496,8 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
         code="not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None,
     )
     error.error_type = "invalid_request_error"
-    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers,
+    headers = {**error.http_headers(), **(exc.headers or {})}
+    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=headers,
                     media_type="application/json")
 
 

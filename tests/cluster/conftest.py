@@ -1,6 +1,10 @@
-"""A small cluster on this machine: one redis-server, three ``subrelay serve`` replicas sharing it,
+"""A small cluster on this machine: one Redis, three ``subrelay serve`` replicas sharing it,
 a real HAProxy in front, and the mock Codex + auth server behind. Every process is started on a free
-loopback port and stopped by its own PID."""
+loopback port and stopped by its own PID.
+
+The suite runs once per Redis shape (issue 32): one redis-server with a password; a three-primary Redis
+Cluster made by ``redis-cli --cluster create``; and one redis-server on TLS only (a CA made by the test)
+whose ``subrelay`` ACL user may run only what subrelay needs, on its own keys."""
 
 from __future__ import annotations
 
@@ -133,21 +137,36 @@ backend replicas
 """
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    with start_cluster() as started:
+def _redis(shape: str):
+    if shape == "cluster":
+        from tests.redis_ha import REDIS_CLI, ClusterSet
+
+        if REDIS_CLI is None:
+            pytest.skip("redis-cli is not installed (it comes with redis-server)")
+        return ClusterSet().start()
+    if shape == "tls-acl":
+        from tests.redis_ha import TlsAclServer
+
+        return TlsAclServer().start()
+    return RedisServer(password="cluster-redis-password").start()
+
+
+@pytest.fixture(scope="module", params=["single", "cluster", "tls-acl"])
+def cluster(request) -> Iterator[Cluster]:
+    with start_cluster(shape=request.param) as started:
         yield started
 
 
 @contextlib.contextmanager
-def start_cluster(extra_env: dict[str, str] | None = None) -> Iterator[Cluster]:
-    """Redis, three replicas (with ``extra_env``, e.g. a SUBRELAY_CONFIG) and HAProxy, all stopped after."""
+def start_cluster(extra_env: dict[str, str] | None = None, shape: str = "single") -> Iterator[Cluster]:
+    """Redis (of ``shape``), three replicas (with ``extra_env``, e.g. a SUBRELAY_CONFIG) and HAProxy,
+    all stopped after."""
     if REDIS_SERVER is None:
         pytest.skip(SKIP_REASON)
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy; .ci/run does it)")
     workdir = tempfile.mkdtemp(prefix="subrelay-cluster-")
-    redis = RedisServer(password="cluster-redis-password").start()
+    redis = _redis(shape)
     mock = MockCodexServer()
     mock.state.record = True
     thread = ServerThread(mock).start()

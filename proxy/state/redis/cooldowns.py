@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from proxy.observe.redact import get_logger
 from proxy.state.cooldowns import CooldownKey, Cooldowns
-from proxy.state.redis.connection import RedisOptions, bounded, create_client
+from proxy.state.redis.connection import RedisOptions, bounded, close_client, create_client
 from proxy.state.team import StoreError
 
 log = get_logger("subrelay.cooldowns")
@@ -100,10 +100,16 @@ class RedisCooldowns(Cooldowns):
         """Whether Redis answers (readiness); :class:`StoreError` when it does not."""
         return bool(await bounded(self._redis.ping(), self._timeout))
 
+    async def replication(self) -> dict:
+        """Which Redis, its role and replicas (readiness and the operator view): see :mod:`.replication`."""
+        from proxy.state.redis.replication import replication
+
+        return await replication(self._redis, self._key, 0, self._timeout)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        await self._redis.aclose()
+        await close_client(self._redis)
 
     async def _push(self, key: CooldownKey, seconds: float) -> None:
         try:

@@ -26,14 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.exceptions import RedisClusterException, RedisError
 
 from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
-from proxy.state.redis.connection import RedisOptions
+from proxy.state.redis.connection import RedisOptions, create_client
 from proxy.state.responses import ResponseStore, current_owner, not_found, replayable
 
 log = get_logger("subrelay.responses")
@@ -75,11 +72,7 @@ class RedisResponseStore(ResponseStore):
         super().__init__(max_bytes, max_age_seconds, time.time)
         options = RedisOptions.from_env(env)
         self._timeout = options.timeout
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=4, timeout=options.timeout, socket_timeout=options.timeout,
-            socket_connect_timeout=options.timeout, health_check_interval=options.health_check_interval,
-            retry=Retry(NoBackoff(), 1))
-        self._redis = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
+        self._redis = create_client(url, options, max_connections=4, sync=True)
         self._put_script = self._redis.register_script(PUT_RESPONSE)
         self._p = "{" + options.prefix + "}:resp:"
         self._paused_until = 0.0
@@ -117,7 +110,7 @@ class RedisResponseStore(ResponseStore):
             raise _unavailable("Redis failed less than a second ago")
         try:
             return command()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             self._paused_until = time.monotonic() + _PAUSE_AFTER_FAILURE
             raise _unavailable(f"Redis is unavailable ({type(exc).__name__})") from None
 

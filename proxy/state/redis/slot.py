@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from proxy.state.redis.connection import RedisOptions, bounded, create_client
+from proxy.state.redis.connection import RedisOptions, bounded, close_client, create_client
 from proxy.state.redis.scripts import RELEASE_LEASE
 
 TURN_MS = 60_000  # a holder that dies frees its turn after this

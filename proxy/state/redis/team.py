@@ -11,9 +11,16 @@ Keys, all under one hash tag (``{sr}`` by default) so a script may touch several
     {sr}:lease:<key>      lease token (PX expiry)    {sr}:p:<login>  plan windows (JSON)
     {sr}:r:<limit key>    reservations by expiry     {sr}:ra:<limit key>  amounts and their total
     {sr}:usage:days       days with usage            {sr}:usage:<day>     counters per user/model/provider
+    {sr}:rec:<kind>:<key> identity record (JSON, PX)  {sr}:reco:<kind>:<owner>  its owner's keys (set)
 
 A key lookup (:meth:`RedisTeamStore.user_by_key_hash`) is one round trip, and nothing is cached, so a
 revoked or rotated key fails on its next request on every replica.
+
+The writes whose loss a person would notice — a login (a rotated refresh token is single-use), the lease
+that lets one replica spend it, a user's record (key, limits, disable) and a removal — are *durable*: run,
+then ``WAIT`` for ``SUBRELAY_REDIS_WAIT_REPLICAS`` replicas (1 behind Sentinel) before they count as done
+(:func:`proxy.state.redis.connection.durable`). Reservations, usage and device logins in progress are not:
+a failover may lose their last moments (docs/redis-ha.md says how much).
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import orjson
 from redis.asyncio import Redis
 
 from proxy.state.redis import scripts
-from proxy.state.redis.connection import RedisOptions, bounded, create_client
+from proxy.state.redis.connection import RedisOptions, bounded, close_client, create_client, durable
+from proxy.state.redis.replication import replication
 from proxy.state.team import (
     OWNER_LOGIN,
     USAGE_FIELDS,
@@ -52,6 +60,9 @@ class RedisTeamStore(TeamStore):
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "ADD_USER", "SAVE_USER", "REMOVE_USER", "USER_BY_KEY", "PUT_LOGIN", "ACQUIRE_LEASE", "RELEASE_LEASE",
             "RESERVE", "SETTLE", "ADMIT", "OWNER_STATE")}
+        target = getattr(client, "subrelay_target", None)
+        self.wait_replicas = self.options.replicas_for(target) if target is not None else (
+            self.options.wait_replicas or 0)
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str]) -> "RedisTeamStore":
@@ -62,9 +73,16 @@ class RedisTeamStore(TeamStore):
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return await bounded(self._scripts[script](keys=keys, args=args), self._timeout)
 
+    async def _run_durable(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """``_run``, then WAIT for the replicas: done only once a failover cannot lose it."""
+        if not self.wait_replicas:
+            return await self._run(script, keys, args)
+        return await durable(self._redis, keys[0], ("EVAL", getattr(scripts, script), len(keys), *keys, *args),
+                             self.wait_replicas, self.options.wait_ms, self._timeout)
+
     # -- users and keys ------------------------------------------------------------------------
     async def add_user(self, user: User) -> None:
-        outcome = await self._run("ADD_USER", [self._p + "users", self._p + "u:" + user.name,
+        outcome = await self._run_durable("ADD_USER", [self._p + "users", self._p + "u:" + user.name,
                                                self._p + "k:" + user.key_hash], [user.name, _user_json(user)])
         if outcome == b"name":
             raise UserExists(f"A user named {user.name!r} exists already.")
@@ -83,13 +101,13 @@ class RedisTeamStore(TeamStore):
         return sorted((_user(raw) for raw in records if raw), key=lambda user: user.name)
 
     async def save_user(self, user: User) -> None:
-        outcome = await self._run("SAVE_USER", [self._p + "u:" + user.name, self._p + "k:" + user.key_hash],
+        outcome = await self._run_durable("SAVE_USER", [self._p + "u:" + user.name, self._p + "k:" + user.key_hash],
                                   [user.name, _user_json(user), self._p + "k:"])
         if outcome == -1:
             raise UserExists("Another user has that key already.")
 
     async def remove_user(self, name: str) -> bool:
-        return bool(await self._run("REMOVE_USER", [self._p + "users", self._p + "u:" + name, self._p + "l:" + name],
+        return bool(await self._run_durable("REMOVE_USER", [self._p + "users", self._p + "u:" + name, self._p + "l:" + name],
                                     [name, self._p + "k:"]))
 
     async def user_by_key_hash(self, key_hash: str) -> User | None:
@@ -113,14 +131,16 @@ class RedisTeamStore(TeamStore):
                   "email": login.email, "plan_type": login.plan_type, "needs_login": login.needs_login,
                   "updated_at": login.updated_at or time.time()}
         expected = "" if expected_version is None else str(int(expected_version))
-        return bool(await self._run("PUT_LOGIN", [self._p + "u:" + name, self._p + "l:" + name],
+        return bool(await self._run_durable("PUT_LOGIN", [self._p + "u:" + name, self._p + "l:" + name],
                                     [expected, orjson.dumps(record), "1" if name == OWNER_LOGIN else "0"]))
 
     async def delete_login(self, name: str) -> bool:
-        return bool(await bounded(self._redis.delete(self._p + "l:" + name), self._timeout))
+        key = self._p + "l:" + name
+        return bool(await durable(self._redis, key, ("DEL", key), self.wait_replicas, self.options.wait_ms,
+                                  self._timeout))
 
     async def acquire_lease(self, key: str, token: str, ttl: float) -> bool:
-        return bool(await self._run("ACQUIRE_LEASE", [self._p + "lease:" + key], [token, max(int(ttl * 1000), 1)]))
+        return bool(await self._run_durable("ACQUIRE_LEASE", [self._p + "lease:" + key], [token, max(int(ttl * 1000), 1)]))
 
     async def release_lease(self, key: str, token: str) -> None:
         await self._run("RELEASE_LEASE", [self._p + "lease:" + key], [token])
@@ -186,6 +206,65 @@ class RedisTeamStore(TeamStore):
                 await self.delete_pending(handle)
                 cleared += 1
         return cleared
+
+    # -- identity records ----------------------------------------------------------------------
+    async def put_record(self, kind: str, key: str, value: bytes, owner: str, expires_at: float | None) -> None:
+        if expires_at is not None and expires_at <= time.time():
+            await self.delete_record(kind, key)  # already over: nothing to keep
+            return
+        record = orjson.dumps({"value": value.decode("latin-1"), "owner": owner})
+        pipe = self._redis.pipeline(transaction=True)
+        if expires_at is None:
+            pipe.set(self._p + f"rec:{kind}:{key}", record)
+        else:
+            pipe.set(self._p + f"rec:{kind}:{key}", record, px=max(int((expires_at - time.time()) * 1000), 1))
+        if owner:  # no owner (a sign-in in progress): nothing will ask for it by owner, so no index to grow
+            pipe.sadd(self._p + f"reco:{kind}:{owner}", key)
+            pipe.scard(self._p + f"reco:{kind}:{owner}")
+        done = await bounded(pipe.execute(), self._timeout)
+        if owner and done[-1] > 64:  # expired records leave their key in the index: prune now and then
+            await self.records_of(kind, owner)
+
+    async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:
+        raw = await bounded(self._redis.get(self._p + f"rec:{kind}:{key}"), self._timeout)
+        if not raw:
+            return None
+        record = orjson.loads(raw)
+        return record["value"].encode("latin-1"), record["owner"]
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        found = await self.get_record(kind, key)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._p + f"rec:{kind}:{key}")
+        if found is not None and found[1]:
+            pipe.srem(self._p + f"reco:{kind}:{found[1]}", key)
+        return bool((await bounded(pipe.execute(), self._timeout))[0])
+
+    async def records_of(self, kind: str, owner: str) -> list[tuple[str, bytes]]:
+        keys = sorted(k.decode() for k in await bounded(self._redis.smembers(self._p + f"reco:{kind}:{owner}"),
+                                                         self._timeout))
+        if not keys:
+            return []
+        raws = await bounded(self._redis.mget([self._p + f"rec:{kind}:{key}" for key in keys]), self._timeout)
+        found, gone = [], []
+        for key, raw in zip(keys, raws):
+            record = orjson.loads(raw) if raw else None
+            if record is None or record["owner"] != owner:
+                gone.append(key)  # expired (or moved to another owner): drop it from the owner's index
+            else:
+                found.append((key, record["value"].encode("latin-1")))
+        if gone:
+            await bounded(self._redis.srem(self._p + f"reco:{kind}:{owner}", *gone), self._timeout)
+        return found
+
+    async def delete_records_of(self, kind: str, owner: str) -> int:
+        held = await self.records_of(kind, owner)
+        pipe = self._redis.pipeline(transaction=True)
+        for key, _ in held:
+            pipe.delete(self._p + f"rec:{kind}:{key}")
+        pipe.delete(self._p + f"reco:{kind}:{owner}")
+        await bounded(pipe.execute(), self._timeout)
+        return len(held)
 
     # -- the common path in one round trip -----------------------------------------------------------
     remote = True
@@ -260,8 +339,12 @@ class RedisTeamStore(TeamStore):
     async def ping(self) -> bool:
         return bool(await bounded(self._redis.ping(), self._timeout))
 
+    async def replication(self) -> dict[str, Any]:
+        """Which Redis this store writes to (primary address, role, replicas and their lag): the operator view."""
+        return await replication(self._redis, self._p + "users", self.wait_replicas, self._timeout)
+
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_client(self._redis)
 
 
 def _usage_field(row: UsageRow, name: str) -> bytes:
