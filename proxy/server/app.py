@@ -485,7 +485,7 @@ async def proxy_error_response(request: Request, exc: Exception) -> Response:
     record = request.scope.get("subrelay.record")
     if record is not None:
         record.error = exc.code or exc.error_type
-    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
+    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.http_headers(),
                     media_type="application/json")
 
 
@@ -496,7 +496,8 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
         code="not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None,
     )
     error.error_type = "invalid_request_error"
-    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers,
+    headers = {**error.http_headers(), **(exc.headers or {})}
+    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=headers,
                     media_type="application/json")
 
 

@@ -418,7 +418,7 @@ class EdgeMiddleware:
             record.status = error.status_code
             record.error = error.code or error.error_type
             headers.append((b"x-request-id", record.request_id.encode()))
-        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.http_headers().items()]
         if close:
             headers.append((b"connection", b"close"))
         if cors is not None:

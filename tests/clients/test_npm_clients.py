@@ -236,6 +236,7 @@ def claude_code(npm_clients, proxy_settings, tmp_path):
         home.mkdir()
         env = {**_isolated_env(home, npm_clients), "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-client-key-stays-here",
                "ANTHROPIC_MODEL": "gpt-5.5", "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
+               "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "272000",  # as README.md gives it
                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1"}
         workdir = tmp_path / "work"
         workdir.mkdir()
@@ -297,3 +298,31 @@ def test_claude_code_tool_round_trip_over_the_backends_websocket(claude_code, mo
                    if any(item.get("type") == "function_call_output" for item in r["body"].get("input", []))]
     assert with_output and with_output[-1]["body"].get("previous_response_id")  # only the new items went
     assert "persimmon" in json.dumps(with_output[-1]["expanded"])
+
+
+def test_claude_code_with_a_wrong_key_stops_after_one_request(npm_clients, proxy_settings, tmp_path):
+    """subrelay's 401 says no retry can cure it (``x-should-retry: false``): Claude Code retried it ten times
+    over three minutes before saying the key was wrong; now it asks once."""
+    from dataclasses import replace
+
+    asked: list[str] = []
+    app = create_app(replace(proxy_settings, api_keys=("the-right-client-key-0123456789",)))
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1/messages"):
+            asked.append(scope["path"])
+        await app(scope, receive, send)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with ServerThread(counting) as proxy:
+        env = {**_isolated_env(home, npm_clients), "ANTHROPIC_BASE_URL": proxy.url,
+               "ANTHROPIC_API_KEY": "sk-ant-the-wrong-key-for-subrelay", "ANTHROPIC_MODEL": "gpt-5.5",
+               "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+               "DISABLE_ERROR_REPORTING": "1"}
+        result = subprocess.run([npm_clients.bin("claude"), "-p", "say hi"], capture_output=True, text=True,
+                                timeout=170, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "Hello" not in result.stdout
+    assert "api key" in (result.stdout + result.stderr).lower(), (result.stdout + result.stderr)[-2000:]
+    assert asked.count("/v1/messages") == 1, asked

@@ -13,6 +13,7 @@ naming the test that runs it; that file must exist. A page added to docs/ is pic
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import tomllib
@@ -68,9 +69,14 @@ BLOCKS = blocks()
 @pytest.fixture(scope="module")
 def docs_proxy(_mock_server, tmp_path_factory):
     """subrelay as the docs' reader runs it: the mock Codex backend logged in, the admin key set."""
+    with _served(_mock_server, tmp_path_factory.mktemp("docs")) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _served(_mock_server, base: Path):
     from tests.conftest import write_auth_file
 
-    base = tmp_path_factory.mktemp("docs")
     auth = base / "auth.json"
     write_auth_file(str(auth), _mock_server.app.state.auth_file())
     from proxy.config.settings import Settings
@@ -301,3 +307,14 @@ def test_every_variable_subrelay_reads_is_in_the_configuration_table():
     named = set(re.findall(r"`(SUBRELAY_[A-Z0-9_]+)`", "\n".join(table)))
     assert read, "the scan found no variable at all"
     assert not read - named, f"read by subrelay but not in docs/configuration.md's table: {sorted(read - named)}"
+
+
+def test_the_claude_code_recipes_context_window_is_the_catalogues(_mock_server, tmp_path):
+    """README's CLAUDE_CODE_MAX_CONTEXT_TOKENS is the context_window subrelay's catalogue gives its model."""
+    readme = (ROOT / "README.md").read_text()
+    model = re.search(r"export ANTHROPIC_MODEL=(\S+)", readme)[1]
+    tokens = int(re.search(r"CLAUDE_CODE_MAX_CONTEXT_TOKENS=(\d+)", readme)[1])
+    with _served(_mock_server, tmp_path) as url:  # its own subrelay: the examples above make a team
+        catalogue = httpx.get(f"{url}/v1/models?client_version=0.171.0", timeout=30).json()
+    entry = next(entry for entry in catalogue["models"] if entry["slug"] == model)
+    assert entry["context_window"] == tokens

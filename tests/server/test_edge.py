@@ -214,3 +214,21 @@ def test_refused_posts_get_their_answer_not_a_reset(served):
                 "host": "rebind.evil.example", "content-type": "application/json"}).status_code == 403
             assert client.post("/v1/chat/completions", content=body + b" " * 2000, headers={
                 "content-type": "application/json"}).status_code == 413
+
+
+def test_a_refusal_no_retry_can_cure_says_so_and_a_limit_does_not(served):
+    """``x-should-retry: false`` on a wrong key, a refused origin, an unknown model, a malformed body: the
+    SDKs (Anthropic's, OpenAI's) then stop at once; a 429 or a 408 may still be retried."""
+    from proxy.errors import RateLimited, RequestTimeout
+
+    server = served(api_keys=("client-key-0123456789abcdef",))
+    keyed = {"Authorization": "Bearer client-key-0123456789abcdef"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        answers = [client.post("/v1/messages", json={"model": "gpt-5.4", "max_tokens": 5, "messages": []}),
+                   client.get("/v1/models", headers={"host": "rebind.evil.example"}),
+                   client.post("/v1/chat/completions", json={**CHAT, "model": "no-such-model-9"}, headers=keyed),
+                   client.post("/v1/chat/completions", content=b"{", headers={**keyed, "content-type": "application/json"})]
+    assert [answer.status_code for answer in answers] == [401, 403, 404, 400]
+    assert all(answer.headers.get("x-should-retry") == "false" for answer in answers)
+    assert "x-should-retry" not in RateLimited("slow down", retry_after=3).http_headers()
+    assert "x-should-retry" not in RequestTimeout("late").http_headers()
