@@ -34,7 +34,7 @@ import redis.sentinel
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -136,6 +136,49 @@ class _WaitingPipeline(ClusterPipeline):
             return await super().execute(*args, **kwargs)
 
 
+class _Sentinel(Sentinel):
+    """redis-py's Sentinel asks the sentinels one after another, so one that is partitioned away (silent,
+    not refusing) costs a whole connect timeout first, and under the caller's deadline the primary is then
+    never found: seen as a failover that subrelay never followed. Here all are asked at once; the answer
+    from the highest configuration epoch among the first majority (or all, or whatever came within half
+    the timeout) wins, so a stale sentinel that still names the old primary loses to the ones that voted."""
+
+    def __init__(self, *args: Any, discovery_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.discovery_timeout = discovery_timeout
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        async def ask(sentinel: Redis) -> tuple[int, str, int] | None:
+            state = (await sentinel.sentinel_masters()).get(service_name)
+            if not state or not self.check_master_state(state, service_name):
+                return None
+            return int(state.get("config-epoch") or 0), state["ip"], int(state["port"])
+
+        asks = [asyncio.ensure_future(ask(sentinel)) for sentinel in self.sentinels]
+        majority, found, failed = len(asks) // 2 + 1, [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.discovery_timeout
+        pending = set(asks)
+        try:
+            while pending and len(found) < majority and not (found and loop.time() >= deadline):
+                left = max(deadline - loop.time(), 0.01) if found else None
+                done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                for each in done:
+                    answer = None if each.exception() is not None else each.result()
+                    if answer is None:
+                        failed += 1
+                    else:
+                        found.append(answer)
+        finally:
+            for each in pending:
+                each.cancel()
+        if not found:
+            raise MasterNotFoundError(f"No master found for {service_name!r} "
+                                      f"({failed} sentinel(s) answered without one)")
+        _, host, port = max(found)
+        return host, port
+
+
 class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (asks the sentinels for the primary on every new connection) with the blocking,
     bounded wait of :class:`BlockingConnectionPool` instead of an error when full."""
@@ -159,7 +202,8 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
     try:
         if target.kind == "sentinel":
             sentinel_auth = {"username": target.sentinel_username, "password": target.sentinel_password}
-            sentinel = lib.Sentinel(list(target.hosts), min_other_sentinels=0,
+            discovery = {} if sync else {"discovery_timeout": options.timeout / 2}
+            sentinel = lib.Sentinel(list(target.hosts), min_other_sentinels=0, **discovery,
                                     sentinel_kwargs={**bounds, **sentinel_auth, **tls,
                                                      "retry": lib.Retry(NoBackoff(), 0)},
                                     **bounds, **secrets, **tls)
@@ -183,7 +227,7 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
 
 
 class _ASYNC:
-    Sentinel, SentinelPool, RedisCluster, ClusterNode = Sentinel, _SentinelPool, _WaitingCluster, ClusterNode
+    Sentinel, SentinelPool, RedisCluster, ClusterNode = _Sentinel, _SentinelPool, _WaitingCluster, ClusterNode
     BlockingConnectionPool, Redis, Retry = BlockingConnectionPool, Redis, Retry
 
 
