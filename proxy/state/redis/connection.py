@@ -34,9 +34,10 @@ import redis.sentinel
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from proxy.errors import ConfigError
 from proxy.state.redis.target import RedisTarget, parse_target
@@ -179,6 +180,23 @@ class _Sentinel(Sentinel):
         return host, port
 
 
+class _FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary Sentinel named that drops itself when that node stops taking writes
+    for want of replicas (NOREPLICAS: it is cut off from them, and the sentinels are likely promoting
+    another). redis-py does this only for READONLY; without it a primary partitioned from its replicas but
+    not from subrelay kept every pooled connection, and subrelay refused writes until the partition healed.
+    The ConnectionError makes the one retry ask the sentinels again."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if self.connection_pool.is_master and "NOREPLICAS" in str(exc)[:300]:
+                await self.disconnect()
+                raise RedisConnectionError("the primary has no replicas in reach (NOREPLICAS)") from None
+            raise
+
+
 class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (asks the sentinels for the primary on every new connection) with the blocking,
     bounded wait of :class:`BlockingConnectionPool` instead of an error when full."""
@@ -207,7 +225,9 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
                                     sentinel_kwargs={**bounds, **sentinel_auth, **tls,
                                                      "retry": lib.Retry(NoBackoff(), 0)},
                                     **bounds, **secrets, **tls)
+            following = {} if sync else {"connection_class": _FollowingConnection}
             client = sentinel.master_for(target.master, connection_pool_class=lib.SentinelPool, db=target.db,
+                                         **following,
                                          max_connections=size, timeout=options.timeout,
                                          retry=lib.Retry(NoBackoff(), 1))
             client.subrelay_sentinel = sentinel  # closed with the client (see close_client)
@@ -285,6 +305,8 @@ async def durable(client: Redis, key: str, command: tuple[Any, ...], replicas: i
             outcome = await connection.read_response()
             await connection.send_command("WAIT", replicas, wait_ms)
             acknowledged = await connection.read_response()
+            if int(acknowledged) < replicas and isinstance(connection, SentinelManagedConnection):
+                await connection.disconnect()  # the next connection asks the sentinels: a failover may be on
         except BaseException:
             await connection.disconnect()
             raise
