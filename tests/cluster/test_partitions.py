@@ -93,10 +93,10 @@ class NetCluster:
         return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=60,
                               env=self.base_env)
 
-    def primary(self) -> str:
-        """The primary's address as the sentinels on hosts not cut off name it."""
+    def primary(self, exclude: tuple[str, ...] = ()) -> str:
+        """The primary's address as the sentinels on hosts not cut off (nor in ``exclude``) name it."""
         for host, sentinel in zip(REDIS_HOSTS, self.redis.sentinels):
-            if host not in self.cut:
+            if host not in self.cut and host not in exclude:
                 found = sentinel.primary()
                 if found:
                     return found
@@ -226,10 +226,12 @@ def net_cluster() -> Iterator[NetCluster]:
         if thread is not None:
             thread.stop()
         for each in started:
+            each.stop()
+        if os.environ.get("SUBRELAY_KEEP_TEST_LOGS"):  # debugging: keep the replicas', Redis' and Sentinel's logs
+            shutil.copytree(workdir, os.environ["SUBRELAY_KEEP_TEST_LOGS"], dirs_exist_ok=True)
+        for each in started:
             each.close()
         net.close()  # the namespaces, links and anything left inside them
-        if os.environ.get("SUBRELAY_KEEP_TEST_LOGS"):  # debugging: keep the replicas' and Redis' logs
-            shutil.copytree(workdir, os.environ["SUBRELAY_KEEP_TEST_LOGS"], dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -412,6 +414,18 @@ async def test_a_refresh_storm_across_a_primary_failover_refreshes_once_and_logs
             assert (await _ask(client, cluster.url, keys[name], "after")).status_code == 200
         assert state.refresh_calls - before == len(people)  # no second refresh with a lost token
     cluster.wait_replicas_online(2)  # the old primary came back as a replica of the new one
+    # The operator view names the new primary: /readyz on every replica, and `subrelay status`.
+    for replica in cluster.replicas:
+        view = httpx.get(replica.url + "/readyz", timeout=10).json()["redis"]
+        assert view["mode"] == "sentinel" and view["primary"] == promoted and view["role"] == "primary"
+        assert view["writable"] is True and view["durable"] is True
+        assert old_primary in {r["address"] for r in view["replicas"]}
+    status = cluster.cli("status", "--json")
+    assert status.stdout and '"redis"' in status.stdout, status.stderr
+    import json
+
+    redis_view = json.loads(status.stdout)["redis"]
+    assert redis_view["primary"] == promoted and "ha-redis-password" not in status.stdout
 
 
 async def test_a_limit_of_n_admits_at_most_n_across_a_failover(net_cluster: NetCluster):
@@ -448,6 +462,10 @@ async def test_a_primary_cut_off_from_its_replicas_only_stops_taking_writes_with
     limit, max_lag = 40, 2  # the SentinelSet's min-replicas-max-lag
     key = _add_user(cluster, "lagged", "--rpm", str(limit))
     await _put_login(cluster, "lagged")
+    # Sentinel will not start another failover of a master within 2 x failover-timeout (3 s here) of the
+    # last one (the previous test's): let that pass, and every sentinel agree, before the cut.
+    time.sleep(6.5)
+    _wait(lambda: len({s.primary() for s in cluster.redis.sentinels}) == 1, "the sentinels agreeing", 20)
     host = cluster.primary_host()
     old_primary = cluster.primary()
     seen: list[tuple[float, int]] = []
@@ -467,7 +485,7 @@ async def test_a_primary_cut_off_from_its_replicas_only_stops_taking_writes_with
                     break  # served again, the old primary still cut off: subrelay followed the new one
                 await asyncio.sleep(0.3)
             followed = seen[-1][1] == 200 and any(s != 200 for _, s in seen)
-            promoted = cluster.primary()
+            promoted = cluster.primary(exclude=(host,))  # its own sentinel is cut off with it, and stale
         finally:
             _heal(cluster, host)
         first_failure = next(t for t, s in seen if s != 200)
@@ -482,6 +500,7 @@ async def test_a_primary_cut_off_from_its_replicas_only_stops_taking_writes_with
               f"{promoted} from {back:.2f} s (unhealed); rpm {limit}: {admitted} admitted in the minute "
               f"(bound {limit} + {len(window)} lost with the old primary)")
         assert followed, seen
+        assert promoted != old_primary
         # A replica ACKs every second and the primary recounts its good replicas once a second (replicationCron):
         # writes stop between max-lag + 1 and max-lag + 2 seconds after the cut (4.3 s measured with max-lag 2).
         assert max(window, default=0) <= max_lag + 3
