@@ -20,6 +20,10 @@ from proxy.observe.redact import redact
 MAX_RETRY_AFTER = 7 * 24 * 3600.0
 
 
+# 4xx statuses a later try may get past: a timeout, a conflict, a rate limit. Every other 4xx is final.
+RETRY_MAY_CURE = frozenset({408, 409, 429})
+
+
 class ProxyError(Exception):
     """Base class: an error with an HTTP status and an OpenAI error type/code."""
 
@@ -49,6 +53,15 @@ class ProxyError(Exception):
         if status_code is not None:
             self.status_code = status_code
         self.headers = headers or {}
+
+    def http_headers(self) -> dict[str, str]:
+        """The headers of the HTTP answer carrying this error. A refusal that no retry can cure says so
+        (``x-should-retry: false``, which the OpenAI and Anthropic SDKs obey): Claude Code otherwise
+        retried subrelay's 401 ten times over three minutes before saying the key was wrong."""
+        if 400 <= self.status_code < 500 and self.status_code not in RETRY_MAY_CURE and \
+                "x-should-retry" not in self.headers:
+            return {**self.headers, "x-should-retry": "false"}
+        return self.headers
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI error object, as sent in a response body or an SSE data line.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +28,46 @@ class MockUpstream:
     @property
     def url(self) -> str:
         return self.thread.url
+
+
+# What a person's shell may hold that would change what subrelay does: none of it reaches a test.
+_PERSONAL = ("SUBRELAY_", "CODEX_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "XAI_", "GROQ_", "PERPLEXITY_",
+             "GEMINI_", "GITHUB_TOKEN", "CLAUDE_", "PROMETHEUS_MULTIPROC_DIR")
+
+
+def _scrub_environment() -> None:
+    for name in list(os.environ):
+        if name.startswith(_PERSONAL):
+            del os.environ[name]
+
+
+def pytest_configure(config) -> None:
+    """Before any fixture (module- and session-scoped ones too): a private HOME for the whole run and
+    none of the caller's variables. npm keeps its download cache in the real home (a re-run does not
+    fetch the npm clients' packages again)."""
+    real_home = os.path.expanduser("~")
+    os.environ.setdefault("npm_config_cache", os.path.join(real_home, ".npm"))
+    config._subrelay_home = tempfile.mkdtemp(prefix="subrelay-tests-home-")
+    os.environ["HOME"] = config._subrelay_home
+    _scrub_environment()
+
+
+def pytest_unconfigure(config) -> None:
+    home = getattr(config, "_subrelay_home", None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path_factory, monkeypatch) -> None:
+    """Every test gets an empty HOME of its own and none of the caller's subrelay, Codex or vendor
+    variables, so a machine with a ``~/.subrelay`` team store, a ``~/.codex`` login or an exported key
+    runs the suite exactly as a clean one does (subprocesses inherit the same environment)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith(_PERSONAL):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

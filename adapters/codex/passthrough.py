@@ -6,6 +6,7 @@ and the backend's events relayed as they are, except where the backend is known 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -31,7 +32,10 @@ MAX_ID_LENGTH = 64
 TERMINAL = frozenset({"response.completed", "response.done", "response.incomplete", "response.failed"})
 # Events the relay reads (all others pass through untouched, without being parsed).
 _INSPECTED = TERMINAL | {"response.output_item.done", "response.output_item.added", "response.created",
-                         "response.function_call_arguments.done", "error"}
+                         "response.in_progress", "response.function_call_arguments.done", "error"}
+# What the final object keeps of the backend's response.created when the terminal event lacks it; the
+# rest (status, output, usage, error) belongs to the terminal event alone.
+_PER_EVENT = frozenset({"status", "output", "usage", "error", "incomplete_details"})
 
 
 def fix_responses_body(body: dict[str, Any], upstream_model: str, default_instructions: str,
@@ -110,23 +114,30 @@ def short_id(value: str) -> str:
 class ResponsesRelay:
     """Passes the backend's events through, remembering each finished output item, so the terminal
     event (and a non-stream answer) always carries the full ``output`` even when the backend sent
-    ``output: []``."""
+    ``output: []``. Every response object it sends carries ``created_at`` and ``model`` (LiteLLM, and
+    so the OpenHands SDK, reads ``created_at``; the Vercel AI SDK stops after a tool call without
+    them): the backend puts them on ``response.created`` only, or not at all, so the terminal
+    object is ``response.created``'s fields overlaid with the terminal event's, and what neither has
+    is defaulted (now; the model the client named)."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
         self.items: dict[int, dict[str, Any]] = {}
         self._names: dict[str, str] = {}  # function_call item id → name
         self.final: dict[str, Any] | None = None  # the terminal event's response object, fixed
         self.failure: ProxyError | None = None
         self.finished = False
         self._last_sequence = -1
-        self._response: dict[str, Any] = {"id": "resp_pending", "object": "response", "status": "in_progress",
-                                          "output": []}  # the backend's, once response.created arrives
+        self._defaults = {"created_at": int(time.time()), "model": model}
+        self._response: dict[str, Any] = {"id": "resp_pending", "object": "response", **self._defaults,
+                                          "status": "in_progress", "output": []}  # the backend's, once it arrives
 
     def feed(self, event: SSEEvent) -> bytes:
         """The bytes to send the client for one upstream event."""
         if self.finished:
             return b""
         kind = event.event
+        if kind == "response.in_progress" and b'"created_at"' in event.data and b'"model"' in event.data:
+            return _frame(kind, event.data)  # already whole: not parsed
         if kind is None or kind in _INSPECTED:
             return self._inspect(event)
         return _frame(kind, event.data)
@@ -141,8 +152,15 @@ class ResponsesRelay:
         kind = payload.get("type") or event.event or ""
         if isinstance(payload.get("sequence_number"), int):
             self._last_sequence = payload["sequence_number"]
-        if kind == "response.created" and isinstance(payload.get("response"), dict):
-            self._response = {**payload["response"], "object": "response", "status": "in_progress", "output": []}
+        if kind in ("response.created", "response.in_progress") and isinstance(payload.get("response"), dict):
+            response = payload["response"]
+            if kind == "response.created":
+                self._response = {**self._defaults, **response, "object": "response", "status": "in_progress",
+                                  "output": []}
+            missing = {name: self._response[name] for name in ("created_at", "model", "object")
+                       if response.get(name) is None}
+            if missing:
+                return _frame(kind, orjson.dumps({**payload, "response": {**response, **missing}}))
         elif kind == "response.output_item.added" and isinstance(payload.get("item"), dict):
             item = payload["item"]
             if item.get("type") == "function_call" and isinstance(item.get("id"), str):
@@ -157,8 +175,11 @@ class ResponsesRelay:
         elif kind in TERMINAL:
             self.finished = True
             response = payload.get("response") if isinstance(payload.get("response"), dict) else {}
-            if (not response.get("output") and self.items) or "object" not in response:
-                response = {"object": "response", **response}  # SDKs key output_text on the object type
+            carried = {name: value for name, value in self._response.items()
+                       if name not in _PER_EVENT and response.get(name) is None}
+            if (not response.get("output") and self.items) or carried:
+                # SDKs key output_text on the object type; LiteLLM reads created_at and model
+                response = {**response, **carried}
                 if not response.get("output"):
                     response["output"] = [self.items[i] for i in sorted(self.items)]
                 payload = {**payload, "response": response}

@@ -29,7 +29,10 @@ from proxy.errors import (
 from proxy.hub.model import ModelRequest
 from proxy.observe.redact import redact
 
+from proxy.hub.plain import PlainRequest
+
 from ..base import ModelInfo, UpstreamRequest
+from .endpoints import ALL_ENDPOINTS, plain_request
 from .request import to_chat_body
 from .response import ChatStreamTranslator
 
@@ -56,9 +59,13 @@ class OpenAICompatAdapter:
         headers: Mapping[str, str] | None = None,
         merge_consecutive_roles: bool = False,
         key_origin: str = "its API key",
+        endpoints: list[str] | None = None,
     ) -> None:
         self.name = name
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        # The plain endpoints this upstream has (a preset's list; every one for a custom server).
+        self.endpoints = ALL_ENDPOINTS if endpoints is None else ALL_ENDPOINTS & frozenset(endpoints)
         self._models = list(models or ())
         self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
         self._merge_roles = merge_consecutive_roles
@@ -69,6 +76,8 @@ class OpenAICompatAdapter:
 
     def build_request(self, model_request: ModelRequest, upstream_model: str, credential: Credential) -> UpstreamRequest:
         if model_request.inbound.format != "chat":
+            if type(model_request) is PlainRequest:  # embeddings, moderations, transcriptions, images
+                return plain_request(model_request, self.base_url, upstream_model, self._signed(credential))
             model_request.require_translatable(self.name)
             payload = to_chat_body(model_request, upstream_model)
             if self._merge_roles:
@@ -88,6 +97,13 @@ class OpenAICompatAdapter:
         if model_request.stream or model_request.inbound.format != "chat":
             headers["Accept"] = "text/event-stream"
         return UpstreamRequest("POST", self.url, headers, body)
+
+    def _signed(self, credential: Credential) -> dict[str, str]:
+        """The adapter's headers with the key (for the plain endpoints; Chat builds its own inline)."""
+        headers = dict(self._headers)
+        if credential.access_token:
+            headers["Authorization"] = f"Bearer {credential.access_token}"
+        return headers
 
     def retry_after_rejection(self, *args: Any) -> UpstreamRequest | None:
         return None

@@ -53,6 +53,8 @@ class AdminGuard:
         self.public = not is_loopback(settings.host)
 
     def check(self, request: Request) -> None:
+        if CALLER.get().admin and CALLER.get().via != "key":  # an admin the edge named (SSO, trusted header)
+            return
         if self.key is None:
             if self.public:
                 raise PermissionDenied("The account API is off on a public address until SUBRELAY_ADMIN_KEY is set.",
@@ -150,7 +152,8 @@ async def device_poll(request: Request) -> Response:
         raise
     await state.pending_logins.drop(handle)
     if _user(state) is not None:
-        await save_user_login(state.team, _user(state), tokens)
+        await save_user_login(state.team, _user(state), tokens, shared_account=state.settings.file.identity.shared_account,
+                              owner_auth_path=state.settings.codex_auth_path)
     else:
         save_login(state.settings.codex_auth_path, tokens)
     return json_response({**(await _status(state)), "pending": False})
@@ -169,7 +172,9 @@ async def access_token_login(request: Request) -> Response:
     who = "the token given"
     account = await access_token.whoami(state.upstream.http, state.settings.auth_base_url, token, who)
     if _user(state) is not None:
-        await save_user_access_token(state.team, _user(state), token, account)
+        await save_user_access_token(state.team, _user(state), token, account,
+                                     shared_account=state.settings.file.identity.shared_account,
+                                     owner_auth_path=state.settings.codex_auth_path)
     else:
         save_access_token(state.settings.codex_auth_path, token)
     return json_response(await _status(state))

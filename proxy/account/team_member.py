@@ -10,6 +10,7 @@ from typing import Any
 from proxy.money.budgets import parse_budgets
 from proxy.money.prices import dollars
 from proxy.team.ladder import rung
+from proxy.team.usage import person_usage
 from proxy.team.views import budget_spend
 from proxy.account.status import fetch_usage, summarise_usage
 import proxy.credentials.access_token as access_token
@@ -21,23 +22,49 @@ from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
 from proxy.team.gate import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
+from proxy.team import member_seal
+from proxy.team.one_person import check_account_free
 
 
-async def save_user_login(team: Team, name: str, tokens: dict[str, Any]) -> None:
-    """Store ``tokens`` as ``name``'s login (sealed), replacing any earlier one (a new login wins)."""
+async def save_user_login(team: Team, name: str, tokens: dict[str, Any], *, shared_account: str = "refuse",
+                          owner_auth_path: str | None = None) -> str | None:
+    """Store ``tokens`` as ``name``'s login (sealed), replacing any earlier one (a new login wins).
+    A ChatGPT account another person already linked is refused (:mod:`proxy.team.one_person`); the
+    answer is a warning to show, when the same person links it to a second user of theirs."""
     secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
     account = describe(tokens)
+    warning = await _may_link(team, name, account.account_id, shared_account, owner_auth_path)
     kept = {key: tokens[key] for key in ("id_token", "access_token", "refresh_token") if isinstance(tokens.get(key), str)}
     if account.account_id:
         kept["account_id"] = account.account_id
     auth = {"tokens": kept, "last_refresh": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
     await _store_login(team, name, auth)
+    return warning
 
 
-async def save_user_access_token(team: Team, name: str, token: str, account: TokenAccount) -> None:
+async def save_user_access_token(team: Team, name: str, token: str, account: TokenAccount, *,
+                                 shared_account: str = "refuse", owner_auth_path: str | None = None) -> str | None:
     """Store a Codex personal access token as ``name``'s login (sealed, with whoami's answer, so its
-    account is known without asking again), replacing any earlier login."""
+    account is known without asking again), replacing any earlier login. The same rules as a ChatGPT
+    login: one account, one person; with seal = "member", sealed for the member."""
+    secrets.add(token)
+    warning = await _may_link(team, name, account.account_id, shared_account, owner_auth_path)
     await _store_login(team, name, access_token.auth_json(token, account))
+    return warning
+
+
+async def _may_link(team: Team, name: str, account_id: str | None, shared_account: str,
+                    owner_auth_path: str | None) -> str | None:
+    """Refuse an account another person linked (a warning for the same person's second user), and with
+    seal = "member" make sure the member's data key is open in this request (their credential's, or new)."""
+    try:
+        warning = await check_account_free(team.store, name, account_id, mode=shared_account,
+                                           owner_auth_path=owner_auth_path)
+        if member_seal.applies(team, name):
+            await member_seal.unlock(team, name, create=True)
+    except StoreError as exc:
+        raise store_unavailable(exc) from None
+    return warning
 
 
 async def _store_login(team: Team, name: str, auth: dict[str, Any]) -> None:
@@ -119,12 +146,12 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
     since = time.strftime("%Y-%m-%d", time.gmtime(time.time() - (days - 1) * 86400))
     try:
         user = await team.store.get_user(name)
-        rows = await team.store.usage(user=name, since=since)
+        rows = await person_usage(team.store, user, since=since) if user is not None else []
     except StoreError as exc:
         raise store_unavailable(exc) from None
     per_day: dict[str, dict[str, int]] = {}
     book = state.gate.book if state.gate is not None else None
-    for row in [*rows, *(book.pending(name) if book is not None else ())]:
+    for row in [*rows, *(book.pending(user.person) if book is not None and user is not None else ())]:
         if row.day < since:
             continue
         day = per_day.setdefault(row.day, {"requests": 0, "errors": 0, "input_tokens": 0, "output_tokens": 0,
@@ -132,7 +159,7 @@ async def own_figures(state, name: str, days: int = 7) -> dict[str, Any]:
         for field in day:
             day[field] += getattr(row, field)
     try:  # each budget: spent this period and what is left (their own only)
-        spend = await budget_spend(team.store, name, parse_budgets(user.budgets)) if user else []
+        spend = await budget_spend(team.store, user, parse_budgets(user.budgets)) if user else []
         ladder = await _ladder_state(state, name)
     except StoreError as exc:
         raise store_unavailable(exc) from None

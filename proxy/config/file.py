@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from proxy.config.identity import IdentityConfig, parse_identity
 from proxy.errors import ConfigError
 from proxy.money.budgets import Budget, parse_budgets
 from proxy.money.prices import PriceError, PriceTable, default_table
 
 PROVIDER_KINDS = ("codex", "openai", "openrouter", "xai", "groq", "perplexity", "gemini", "anthropic", "custom")
 _TOP_KEYS = {"default_instructions", "providers", "aliases", "routes", "fallbacks", "fallback_at_percent", "prices",
-             "budgets", "money", "webhooks", "ladder", "fairness"}
+             "budgets", "money", "webhooks", "ladder", "fairness", "identity"}
 _MONEY_KEYS = {"soft_percent"}
 _WEBHOOK_KEYS = {"url", "secret_env", "events", "timeout", "attempts"}
 _PROVIDER_KEYS = {"kind", "base_url", "api_key", "api_key_env", "headers", "models", "auth_path",
@@ -63,6 +64,7 @@ class FileConfig:
     ladder: tuple[tuple[float, str | None, str | None], ...] = ()
     # When a concurrency cap is full: wait up to this many seconds for a slot (0: refuse at once).
     queue_seconds: float = 0.0
+    identity: IdentityConfig = field(default_factory=IdentityConfig)  # sign-in, admins, sealing ([identity])
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,8 @@ def parse_config(data: dict[str, Any], path: str = "subrelay.toml") -> FileConfi
     webhooks = _webhooks(data.get("webhooks"), fail)
     return FileConfig(path, instructions.strip() if instructions else None, tuple(providers), aliases,
                       tuple(routes), fallbacks, float(at_percent), prices, budgets, soft, webhooks,
-                      _ladder(data.get("ladder"), fail), _fairness(data.get("fairness"), fail))
+                      _ladder(data.get("ladder"), fail), _fairness(data.get("fairness"), fail),
+                      parse_identity(data["identity"], fail) if "identity" in data else IdentityConfig())
 
 
 def _fairness(value: Any, fail) -> float:

@@ -186,8 +186,10 @@ def codex_auth_path(env: Mapping[str, str]) -> str:
     return os.path.join(os.path.expanduser(home), "auth.json")
 
 
-def check_bind_is_safe(settings: Settings) -> None:
-    """Refuse to listen beyond loopback unless client API keys (long enough to guess) guard the proxy."""
+def check_bind_is_safe(settings: Settings, *, team_mode: bool = False) -> None:
+    """Refuse to listen beyond loopback unless client keys (long enough not to be guessed) guard the proxy:
+    ``SUBRELAY_API_KEYS``, or team mode's members' keys (``team_mode``: a team store is configured; the edge
+    then refuses every keyless request, even while the team has no user)."""
     if any(key.lower().startswith("bearer ") for key in settings.api_keys):
         raise ConfigError("SUBRELAY_API_KEYS has a key starting with 'Bearer '; list the keys alone "
                           "(clients send them as 'Authorization: Bearer <key>').")
@@ -199,12 +201,13 @@ def check_bind_is_safe(settings: Settings) -> None:
         )
     if settings.admin_key is not None and len(settings.admin_key) < MIN_CLIENT_KEY_LENGTH:
         raise ConfigError(f"SUBRELAY_ADMIN_KEY must have at least {MIN_CLIENT_KEY_LENGTH} characters.")
-    if is_loopback(settings.host) or settings.api_keys:
+    if is_loopback(settings.host) or settings.api_keys or team_mode:
         return
     raise ConfigError(
         f"Refusing to listen on {settings.host}: that is reachable from other machines, and anyone who "
         "reaches it could use your logins. Set SUBRELAY_API_KEYS=<key>[,<key>…] so clients must send "
-        "'Authorization: Bearer <key>', or listen on 127.0.0.1."
+        "'Authorization: Bearer <key>', add team members (subrelay users add: each gets a key), or listen "
+        "on 127.0.0.1."
     )
 
 

@@ -3,6 +3,11 @@ which login signs it, which limits apply, whose usage it is, whose stored respon
 
 The edge sets :data:`CALLER` for the request's task (a context variable, so everything the request
 runs, streams included, sees the same caller without threading it through every signature).
+However the caller proved who they are — the admin key, an owner key, a member's key, a sign-in session
+(OpenID Connect) or a trusted proxy's header — the edge decides it once and records it here:
+``admin`` says the caller may use the admin surfaces, and :attr:`Caller.actor` is the identity an
+audit record names ("admin key", the SSO subject, the header's person). Nothing below the edge reads a
+credential again.
 """
 
 from __future__ import annotations
@@ -10,10 +15,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 CallerKind = Literal["anonymous", "owner", "user"]
+
+
+def person_key(name: str, created_at: float) -> str:
+    """What one person's counters, usage and stored conversations are bound to: the user's name and
+    when that user was made, so a name removed and added again is a new person who inherits nothing
+    (no usage, no limit or budget counters, no conversation). A user made before person keys (no
+    creation time) keeps the bare name."""
+    return f"{name}~{int(created_at * 1000):x}" if created_at else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,15 +34,36 @@ class Caller:
     kind: CallerKind
     name: str | None = None  # the user's name (team mode)
     key_id: str = ""  # a short, stable, non-secret id of the key presented
+    since: float = 0.0  # when the user was made (team mode): tells this person from an earlier one of the name
+    admin: bool = False  # may use the admin API and page (the admin key, or a signed-in admin)
+    identity: str = ""  # who signed in: "sso:<subject> <email>", "header:<person>"; empty for keys
+    via: str = "key"  # how the caller was identified: "key", "session" (sign-in cookie) or "header"
+    # seal = "member" only: the key derived from the credential presented (it opens what was sealed for
+    # it, proxy.team.member_seal), that credential's hash, and when it expires. Never logged or shown.
+    unlock: bytes = field(default=b"", repr=False, compare=False)
+    credential_id: str = field(default="", repr=False, compare=False)
+    credential_expires: float | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope_id(self) -> str:
-        """What this caller's stored things (responses, usage) are bound to."""
+        """What this caller's stored things (responses, sockets, device logins) are bound to: the person,
+        never only the name."""
         if self.kind == "user":
-            return f"user:{self.name}"
+            return f"user:{person_key(self.name or '', self.since)}"
         if self.kind == "owner":
             return f"owner:{self.key_id}"
         return "anonymous"
+
+    @property
+    def actor(self) -> str:
+        """Who made an action, as an audit record names it (never a secret)."""
+        if self.identity:
+            return self.identity
+        if self.kind == "owner" and self.key_id and self.key_id != "admin":
+            return f"owner key {self.key_id}"
+        if self.kind == "user":
+            return f"user {self.name} (key {self.key_id})"
+        return "admin key"  # the admin key itself, or no key at all (a local server without keys)
 
     @property
     def person(self) -> str:
@@ -48,6 +82,7 @@ class Caller:
 
 
 ANONYMOUS = Caller("anonymous")
+ADMIN_KEY = Caller("owner", key_id="admin", admin=True)
 CALLER: ContextVar[Caller] = ContextVar("subrelay_caller", default=ANONYMOUS)
 
 
@@ -97,14 +132,23 @@ def admin_identity(scope) -> tuple[str, str]:
     (``admin key from 10.0.0.7``), and the surface (``page`` or ``api``). The one place the edge's naming of
     an admin lives: SSO sessions and trusted headers extend this function, nothing else."""
     caller = scope.get("subrelay.caller")
-    if caller is not None and caller.kind == "owner" and caller.key_id and caller.key_id != "admin":
-        credential = f"owner key {caller.key_id}"
-    else:
-        credential = "admin key"
+    # "admin key", "owner key <id>", "sso:<subject> <email>" or "header:<person>". A member's key beside the
+    # admin key (the admin check passed on the admin key): the admin key made the change.
+    admin_key = caller is None or (caller.kind == "user" and not caller.identity)
+    credential = "admin key" if admin_key else caller.actor
     client = scope.get("client")
     who = f"{credential} from {client[0] if client else 'an unknown address'}"
     surface = dict(scope.get("headers") or ()).get(SURFACE_HEADER)
     return who, "page" if surface == b"admin-page" else "api"
+
+
+def member_identity(scope) -> tuple[str, str]:
+    """(who, via) of a member's change to their own things (their keys on ``/account``): their sign-in
+    identity or their key, and where it came from."""
+    caller = scope.get("subrelay.caller")
+    client = scope.get("client")
+    return (f"{caller.actor if caller is not None else 'anonymous'} from "
+            f"{client[0] if client else 'an unknown address'}", "account")
 
 
 def local_identity() -> str:

@@ -53,6 +53,35 @@ def usage_in_body(body: bytes) -> Usage | None:
     return _usage_of(parsed) if isinstance(parsed, dict) else None
 
 
+_SMALL = 64 * 1024
+
+
+def usage_at_end(body: bytes) -> Usage | None:
+    """The ``usage`` of a JSON answer that may be megabytes of vectors or images: its last ``"usage"``
+    object alone is parsed (a small body is parsed whole, as :func:`usage_in_body` does)."""
+    if len(body) <= _SMALL:
+        return usage_in_body(body)
+    at = body.rfind(_USAGE)
+    if at < 0:
+        return None
+    start = body.find(b"{", at + len(_USAGE))
+    if start < 0 or body[at + len(_USAGE):start].strip() != b":":
+        return None
+    depth = 0
+    for end in range(start, min(len(body), start + 4096)):  # a usage object is a few hundred bytes
+        byte = body[end]
+        if byte == 0x7B:
+            depth += 1
+        elif byte == 0x7D:
+            depth -= 1
+            if depth == 0:
+                try:
+                    return usage_from_dict(orjson.loads(body[start:end + 1]))
+                except orjson.JSONDecodeError:
+                    return None
+    return None
+
+
 def usage_in_stream(tail: bytes, head: bytes = b"") -> Usage | None:
     """The usage of a relayed SSE stream, from its last bytes (``tail``: the final frames) and, for
     Anthropic, whose input count comes first (``message_start``), its first bytes (``head``)."""

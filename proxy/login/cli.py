@@ -78,7 +78,9 @@ def _save_for_user(settings: Settings, user: str, tokens: dict, out) -> int:
     from proxy.login.store import describe
     from proxy.account.team_member import save_user_login
 
-    if not _saved_in_store(settings, lambda team: save_user_login(team, user, tokens), out):
+    if not _saved_in_store(settings, lambda team: save_user_login(
+            team, user, tokens, shared_account=settings.file.identity.shared_account,
+            owner_auth_path=settings.codex_auth_path), out):
         return 1
     if user.startswith("_"):
         print(f"Logged in as {_who(describe(tokens))}; the login is sealed in the shared store (SUBRELAY_REDIS_URL), "
@@ -116,8 +118,9 @@ def login_with_access_token(settings: Settings, *, user: str | None = None, stdi
         from proxy.account.team_member import save_user_access_token
         from proxy.state.team import OWNER_LOGIN
 
-        if not _saved_in_store(settings, lambda team: save_user_access_token(team, user or OWNER_LOGIN, token,
-                                                                              account), out):
+        if not _saved_in_store(settings, lambda team: save_user_access_token(
+                team, user or OWNER_LOGIN, token, account, shared_account=settings.file.identity.shared_account,
+                owner_auth_path=settings.codex_auth_path), out):
             return 1
         whose = f"{user}'s requests only" if user else "the owner's requests on every replica"
         print(f"Logged in with a Codex access token as {who}, account {account.account_id}; it is sealed in the "
@@ -140,6 +143,7 @@ def _saved_in_store(settings: Settings, save, out) -> bool:
 
     async def run() -> None:
         team = open_team(settings.env)
+        team.seal = settings.file.identity.seal  # "member": refused here (only the member can seal theirs)
         try:
             await save(team)
         finally:

@@ -30,10 +30,14 @@ FLUSH_SECONDS = 1.0
 PRUNE_SECONDS = 300.0
 MAX_PENDING = 100_000
 # The model endpoints: one ledger entry per request to one of these (health checks, the admin API… are not).
+# The plain OpenAI endpoints (proxy.doors.plain), each its own door in the ledger.
+PLAIN_DOORS = {"/v1/embeddings": "embeddings", "/v1/moderations": "moderations",
+               "/v1/audio/transcriptions": "transcriptions", "/v1/images/generations": "images"}
+PLAIN_PATHS = frozenset(PLAIN_DOORS)
 LEDGER_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                          "/v1/responses/compact", "/v1/messages"})
+                          "/v1/responses/compact", "/v1/messages", *PLAIN_PATHS})
 _DOORS = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/responses": "responses",
-          "/responses": "responses", "/v1/responses/compact": "compact", "/v1/messages": "messages"}
+          "/responses": "responses", "/v1/responses/compact": "compact", "/v1/messages": "messages", **PLAIN_DOORS}
 _PRODUCT = re.compile(r"([A-Za-z0-9._+-]{1,64})(?:/([A-Za-z0-9._+-]{1,32})(?:\s+([0-9][A-Za-z0-9._+-]{0,31}))?)?")
 
 

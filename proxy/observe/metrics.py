@@ -42,7 +42,8 @@ ENDPOINTS = {"/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/r
              "/responses": "responses", "/v1/responses/compact": "compact", "/v1/messages": "messages",
              "/v1/messages/count_tokens": "count_tokens", "/v1/models": "models",
              "/backend-api/codex/responses": "responses", "/backend-api/codex/responses/compact": "compact",
-             "/backend-api/codex/models": "models"}
+             "/backend-api/codex/models": "models", "/v1/embeddings": "embeddings", "/v1/moderations": "moderations",
+             "/v1/audio/transcriptions": "transcriptions", "/v1/images/generations": "images"}
 
 # -- metrics ------------------------------------------------------------------------------------------
 

@@ -21,11 +21,15 @@ from adapters.codex.model_catalog import complete_catalog, listed_slugs
 from proxy import __version__
 from proxy.account import api as account_api
 from proxy.account.api import AdminGuard
+from proxy.account import keys_api
 from proxy.account.pending import PendingLogins
+from proxy.identity import routes as identity_routes
+from proxy.identity.service import IdentityService
 from proxy.config.settings import Settings
 from proxy.credentials.codex import CodexCredentialSource
 from proxy.doors.chat.endpoint import create_chat_completion
 from proxy.doors.messages.endpoint import count_tokens, create_message
+from proxy.doors.plain.endpoint import create_embedding, create_image, create_moderation, create_transcription
 from proxy.doors.messages.stream import anthropic_error_body
 from proxy.doors.responses.endpoint import compact_response, create_response
 from proxy.doors.responses.websocket import responses_socket
@@ -106,7 +110,7 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
     gate = TeamGate(settings.env, fallback_at_percent=settings.file.fallback_at_percent, workers=settings.workers,
                     money=_money(settings), ladder=tuple(Step(*step) for step in settings.file.ladder),
                     key_caps={p.name: p.max_concurrent for p in settings.file.providers if p.max_concurrent},
-                    queue_seconds=settings.file.queue_seconds)
+                    queue_seconds=settings.file.queue_seconds, seal=settings.file.identity.seal)
     _sign_with_callers_logins(router, gate, settings)
 
     @asynccontextmanager
@@ -168,6 +172,11 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         Route("/v1/responses/compact", compact_response, methods=["POST"]),
         Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        # The plain OpenAI endpoints, for API-key providers that have them (docs/endpoints.md).
+        Route("/v1/embeddings", create_embedding, methods=["POST"]),
+        Route("/v1/moderations", create_moderation, methods=["POST"]),
+        Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+        Route("/v1/images/generations", create_image, methods=["POST"]),
         Route(f"{account_api.PREFIX}/status", account_api.status, methods=["GET"]),
         Route(f"{account_api.PREFIX}/device/start", account_api.device_start, methods=["POST"]),
         Route(f"{account_api.PREFIX}/device/poll", account_api.device_poll, methods=["POST"]),
@@ -197,8 +206,10 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         *admin_api.routes(),  # team mode: /api/admin/... behind SUBRELAY_ADMIN_KEY
         *ledger_api.routes(),  # the request ledger and the audit log (and a member's own requests)
         *admin_page.routes(),  # and the page at /admin
+        *identity_routes.routes(),  # sign-in (OpenID Connect), the session, sign-out
+        *keys_api.routes(),  # a member's own named keys
     ]
-    return SubrelayApp(
+    app = SubrelayApp(
         settings,
         gate,
         tracing,
@@ -207,6 +218,9 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
         exception_handlers={ProxyError: proxy_error_response, HTTPException: http_error_response,
                             Exception: unexpected_error_response},
     )
+    identity = settings.file.identity
+    app.state.identity = IdentityService(identity, gate, settings.env) if identity.sign_in else None
+    return app
 
 
 def _install_prices(settings: Settings) -> None:
@@ -311,7 +325,8 @@ class SubrelayApp(Starlette):
 
     def build_middleware_stack(self):
         inner = HotRoutes(super().build_middleware_stack(), self.routes, self.exception_handlers)
-        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing)
+        return EdgeMiddleware(inner, self.settings, render_error=error_body, gate=self.gate, tracing=self.tracing,
+                              identity=getattr(self.state, "identity", None))
 
 
 def error_body(path: str, error: ProxyError) -> bytes:
@@ -470,7 +485,7 @@ async def proxy_error_response(request: Request, exc: Exception) -> Response:
     record = request.scope.get("subrelay.record")
     if record is not None:
         record.error = exc.code or exc.error_type
-    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.headers,
+    return Response(error_body(request.url.path, exc), status_code=exc.status_code, headers=exc.http_headers(),
                     media_type="application/json")
 
 
@@ -481,7 +496,8 @@ async def http_error_response(request: Request, exc: Exception) -> Response:
         code="not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None,
     )
     error.error_type = "invalid_request_error"
-    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=exc.headers,
+    headers = {**error.http_headers(), **(exc.headers or {})}
+    return Response(error_body(request.url.path, error), status_code=exc.status_code, headers=headers,
                     media_type="application/json")
 
 

@@ -12,6 +12,20 @@ from proxy.observe.redact import install_log_redaction
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
+        return code
+    except BrokenPipeError:  # `subrelay status --json | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and flag (the docs' examples are checked against it too)."""
     parser = argparse.ArgumentParser(prog="subrelay", description="OpenAI-compatible proxy to the models you pay for.")
     parser.add_argument("--version", action="version", version=f"subrelay {__version__}")
     parser.add_argument("--config", help="path to subrelay.toml (env SUBRELAY_CONFIG)")
@@ -49,21 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     prices_cmd = commands.add_parser("prices", help="the price table in effect (dollars per million tokens)",
                                      parents=[after])
     prices_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    from proxy.setup import command as setup_command
     from proxy.team import cli as team_cli
     from proxy.team import ledger_cli
 
+    setup_command.add_command(commands, [after])
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
-    args = parser.parse_args(argv)
-    try:
-        code = _run(args)
-        sys.stdout.flush()  # inside the try: a reader that left shows up here, not at exit
-        return code
-    except BrokenPipeError:  # `subrelay status --json | head`: the reader left; that is not an error
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,6 +95,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "prices":
             from proxy.money.table import print_prices
             return print_prices(settings.file.prices, as_json=args.json)
+        if args.command == "setup":
+            from proxy.setup.command import run as setup
+            return setup(args, settings)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)
@@ -110,7 +120,9 @@ def serve(settings: Settings) -> int:
 
     from proxy.server.uvicorn import PortInUse, bind
 
-    check_bind_is_safe(settings)
+    from proxy.team.context import store_configured
+
+    check_bind_is_safe(settings, team_mode=store_configured(settings.env))
     if settings.workers > 1 and settings.env.get("SUBRELAY_STATE_DIR"):
         from proxy.state.local.files import check_state_dir
 

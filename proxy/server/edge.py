@@ -21,6 +21,7 @@ import base64
 import hmac
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from proxy.config.settings import Settings, is_loopback
 from proxy.errors import (
@@ -32,37 +33,48 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.observe.ledger import LEDGER_PATHS
+from proxy.observe.ledger import LEDGER_PATHS, PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
 from proxy.server.edge_websocket import websocket_edge
 from proxy.team.gate import TeamGate
 from proxy.upstream.dispatch import ADMISSION
-from proxy.hub.caller import ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
+from proxy.hub.caller import ADMIN_KEY, ANONYMOUS, CALLER, Caller, OwnerKeys, presented_key
 
 log = get_logger("subrelay.edge")
+if TYPE_CHECKING:
+    from proxy.identity.service import IdentityService
 
 # Paths any caller may reach without a client key (a load balancer's health probe).
 # ... and the admin page's own files (they hold no data: the page asks for the admin key).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/ledger.js", "/admin/admin.css"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/admin", "/admin/admin.js", "/admin/ledger.js", "/admin/admin.css",
+                          # ... and the sign-in steps (they prove who is calling) and "who am I"
+                          "/auth/oidc/login", "/auth/oidc/callback", "/auth/session", "/auth/logout"})
 # The account API and page and the metrics: with client keys set they need one (or the admin key),
 # and the admin key where it is set (proxy.account.api.AdminGuard).
 ADMIN_PREFIXES = ("/api/llm/", "/account", "/metrics", "/api/admin", "/admin")
 # The model API: the only paths SUBRELAY_ALLOWED_ORIGINS opens to other web origins. Everything else
 # (account, metrics, usage, health) answers same-origin browser requests only, whatever that list says.
 MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses", "/v1/messages",
-                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models")
+                  "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models",
+                  *PLAIN_PATHS)
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
 _HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
 # Model requests that always pass the team admission (proxy.team.policy): their key check may be
 # completed there, in the same store round trip as the limits.
 ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
-                            "/v1/messages", "/backend-api/codex/responses"})
+                            "/v1/messages", "/backend-api/codex/responses", *PLAIN_PATHS})
+# The one path whose body is a form (an audio file), not JSON.
+FORM_PATHS = frozenset({"/v1/audio/transcriptions"})
 # Paths not worth a log line each (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Reachability probes answered 200 without a key (Claude Code: HEAD {ANTHROPIC_BASE_URL}/api/hello).
 PROBE_PATHS = frozenset({"/", "/api/hello"})
+# A refused request's body is read (and dropped) before the connection is closed, up to this size and
+# time (EdgeMiddleware._drain): the answer then reaches the client instead of a connection reset.
+DRAIN_BYTES = 1024 * 1024
+DRAIN_SECONDS = 2.0
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 
 # Renders an error for the API the request is for: (path, error) -> JSON body.
@@ -86,13 +98,17 @@ class EdgeMiddleware:
     missing_key_message = staticmethod(missing_key_message)
 
     def __init__(self, app, settings: Settings, render_error: ErrorRenderer = openai_error_body,
-                 gate: TeamGate | None = None, tracing=None) -> None:
+                 gate: TeamGate | None = None, tracing=None, identity: "IdentityService | None" = None) -> None:
         self.app = app
         self.tracing = tracing  # proxy.observe.tracing.Tracing when OTEL_* asks for traces; None: no cost
+        self.identity = identity  # sign-in sessions and a trusted proxy header (proxy.identity), when configured
         self.render_error = render_error
         self.limits = settings.limits
         self.owners = OwnerKeys(settings.api_keys)
         self.keys = bool(self.owners)  # client keys are configured: every request but the public ones needs one
+        # Listening beyond loopback with no client keys is allowed in team mode only (the members' keys guard
+        # it): should the team have no user at all, every request still needs a key rather than none.
+        self.keys_or_closed = self.keys or not is_loopback(settings.host)
         self.gate = gate or TeamGate({})  # team mode: users' keys (and, once users exist, keys required)
         self.admin_key = settings.admin_key.encode() if settings.admin_key else None
         self.websockets = settings.websockets  # off: every upgrade gets 426 (proxy.server.edge_websocket)
@@ -141,6 +157,7 @@ class EdgeMiddleware:
         path = scope["path"]
         refusal = self._refusal(scope, headers)
         if refusal is not None:
+            await self._drain(scope, receive, headers)
             await self._send_error(send, path, refusal, close=True, record=scope["subrelay.record"])
             return
         origin = headers.get(b"origin")
@@ -153,7 +170,19 @@ class EdgeMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        if path not in PUBLIC_PATHS and await self.needs_key(scope, headers):
+        signed_in = None
+        if self.identity is not None:
+            try:
+                signed_in = await self.identity.identify(scope, headers, has_key=_has_key(headers))
+            except ProxyError as error:
+                await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
+                return
+            if signed_in is not None:
+                scope["subrelay.caller"] = signed_in
+                CALLER.set(signed_in)
+        # With single sign-on the account page itself is open (it holds nothing; it offers the sign-in).
+        open_page = path == "/account" and self.identity is not None and self.identity.oidc is not None
+        if signed_in is None and path not in PUBLIC_PATHS and not open_page and await self.needs_key(scope, headers):
             error = scope.get("subrelay.store_error") or AuthenticationFailed(
                 missing_key_message(path))
             # The account page in a browser: let it ask for the key (the password; any user name).
@@ -162,10 +191,12 @@ class EdgeMiddleware:
             await self._send_error(send, path, error, cors=cors, record=scope["subrelay.record"])
             return
         if scope["method"] == "POST":
-            problem = self._body_problem(headers)
+            problem = self._body_problem(headers, path)
             if problem is not None:
-                await self._send_error(send, path, problem, close=isinstance(problem, PayloadTooLarge), cors=cors,
-                                       record=scope["subrelay.record"])
+                close = isinstance(problem, PayloadTooLarge)
+                if close:
+                    await self._drain(scope, receive, headers)
+                await self._send_error(send, path, problem, close=close, cors=cors, record=scope["subrelay.record"])
                 return
         await self._run(scope, receive, send, cors)
 
@@ -193,7 +224,8 @@ class EdgeMiddleware:
         # Another site's page (<img>, <form>, fetch without cors): never for the account surface, usage or
         # metrics (GETs included: each status load calls the vendor); for the model API, nothing but reads.
         if site in (b"cross-site", b"same-site") and (
-                not model_api or (origin is None and scope["method"] not in ("GET", "HEAD"))):
+                not model_api or (origin is None and scope["method"] not in ("GET", "HEAD"))) and \
+                not _page_navigation(scope, headers):
             return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
         return None
 
@@ -236,9 +268,14 @@ class EdgeMiddleware:
                                              may_defer=scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS)
             if found is None:
                 team_on = await self.gate.active()
-                if not (self.keys or team_on):
+                if not (self.keys_or_closed or team_on):
                     return False
-                return self._identify(scope, headers, required=True) is None
+                refused = self._identify(scope, headers, required=True) is None
+                if refused and not (self.keys or team_on):
+                    scope["subrelay.store_error"] = AuthenticationFailed(
+                        "This subrelay listens beyond loopback and has no client key yet: add a team member "
+                        "(subrelay users add) or set SUBRELAY_API_KEYS, and send that key.", code="no_client_keys")
+                return refused
         except ProxyError as error:
             scope["subrelay.store_error"] = error
             return True
@@ -276,15 +313,20 @@ class EdgeMiddleware:
                 candidates = (presented_key(headers), headers.get(b"x-admin-key"),
                               _basic_password(headers.get(b"authorization")))
                 if any(c and hmac.compare_digest(c, self.admin_key) for c in candidates):
-                    caller = Caller("owner", key_id="admin")
+                    caller = ADMIN_KEY
         if caller is not None:
             scope["subrelay.caller"] = caller
             CALLER.set(caller)
         return caller
 
-    def _body_problem(self, headers: dict[bytes, bytes]) -> ProxyError | None:
+    def _body_problem(self, headers: dict[bytes, bytes], path: str = "") -> ProxyError | None:
         media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if media != b"application/json" and not media.endswith(b"+json"):
+        if path in FORM_PATHS:  # a file upload; its Origin and Sec-Fetch-Site were checked like any POST's
+            if media != b"multipart/form-data":
+                return UnsupportedMediaType(
+                    "Send this request as a file upload with 'Content-Type: multipart/form-data' (got "
+                    f"{media.decode('latin-1')[:80] or 'none'!r}).")
+        elif media != b"application/json" and not media.endswith(b"+json"):
             return UnsupportedMediaType(
                 "Send the request body as JSON with 'Content-Type: application/json' (got "
                 f"{media.decode('latin-1')[:80] or 'none'!r}).")
@@ -297,6 +339,31 @@ class EdgeMiddleware:
             if size > self.limits.max_body_bytes:
                 return too_large(self.limits.max_body_bytes)
         return None
+
+    async def _drain(self, scope, receive, headers: dict[bytes, bytes]) -> None:
+        """Read and drop a refused request's body before answering it with ``Connection: close``.
+
+        Closing a socket that still holds unread request bytes makes the kernel send a reset, which can
+        destroy the answer on its way out: the client then sees "connection reset" instead of the 403 or
+        413. So a small body is read first (at most :data:`DRAIN_BYTES`, within :data:`DRAIN_SECONDS`);
+        one declared larger than that is not read at all (the close may then still reset it)."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > DRAIN_BYTES or int(length) == 0):
+            return
+        read = 0
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while read <= DRAIN_BYTES:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    read += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
+        except TimeoutError:
+            return
 
     # -- running the app -----------------------------------------------------------------------------
 
@@ -351,13 +418,28 @@ class EdgeMiddleware:
             record.status = error.status_code
             record.error = error.code or error.error_type
             headers.append((b"x-request-id", record.request_id.encode()))
-        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.http_headers().items()]
         if close:
             headers.append((b"connection", b"close"))
         if cors is not None:
             headers += cors_headers(cors)
         await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+# Pages a link on another site may open (a top-level GET navigation): they hold no data (each asks this
+# server for it, same-origin), and the sign-in's own steps come back from the provider this way.
+NAVIGABLE_PAGES = frozenset({"/admin", "/account", "/auth/oidc/login", "/auth/oidc/callback"})
+
+
+def _page_navigation(scope, headers: dict[bytes, bytes]) -> bool:
+    return (scope["method"] == "GET" and scope["path"] in NAVIGABLE_PAGES
+            and headers.get(b"sec-fetch-mode") == b"navigate" and headers.get(b"sec-fetch-dest") == b"document")
+
+
+def _has_key(headers: dict[bytes, bytes]) -> bool:
+    """Whether the request carries a key of its own (then keys decide, not a session cookie)."""
+    return b"authorization" in headers or b"x-api-key" in headers or b"x-admin-key" in headers
 
 
 def _basic_password(authorization: bytes | None) -> bytes | None:

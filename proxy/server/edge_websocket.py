@@ -109,6 +109,6 @@ async def refuse(send, scope, body: bytes, error: ProxyError, record: RequestRec
                (b"connection", b"close")]
     if record is not None:
         headers.append((b"x-request-id", record.request_id.encode()))
-    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers.items()]
+    headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.http_headers().items()]
     await send({"type": "websocket.http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "websocket.http.response.body", "body": body})

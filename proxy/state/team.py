@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.hub.caller import person_key
+
 
 # The owner's own ChatGPT login (SUBRELAY_API_KEYS callers, or no keys) when it lives in a network store
 # (Redis: replicas share nothing else). Not a valid user name, so no user can ever be signed with it.
@@ -61,6 +63,12 @@ class User:
     # The highest reasoning effort this user may ask for (higher is clamped, and said in a header); None: any.
     max_effort: str | None = None
     max_concurrent: int | None = None  # their own cap on requests in flight (None: SUBRELAY_USER_MAX_CONCURRENT)
+
+    @property
+    def person(self) -> str:
+        """The key this person's limit and budget counters and usage rows are kept under
+        (:func:`proxy.hub.caller.person_key`): a re-added name starts from nothing."""
+        return person_key(self.name, self.created_at)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see: everything but the key hash."""
@@ -255,6 +263,29 @@ class TeamStore(ABC):
 
     @abstractmethod
     async def clear_pending(self, owner: str) -> int: ...
+
+    # -- identity records (sign-in sessions, members' own keys, people linked to users) ------------
+    # One small keyed table with an owner and an optional expiry, so sessions, named keys and links
+    # share one tested primitive instead of a table each. ``kind`` namespaces the keys.
+    @abstractmethod
+    async def put_record(self, kind: str, key: str, value: bytes, owner: str, expires_at: float | None) -> None:
+        """Create or replace the record ``kind``/``key`` (``expires_at``: epoch seconds, None: never).
+        An empty ``owner`` means nobody will list it by owner (a backend may skip indexing it)."""
+
+    @abstractmethod
+    async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:
+        """(value, owner) of an unexpired record."""
+
+    @abstractmethod
+    async def delete_record(self, kind: str, key: str) -> bool: ...
+
+    @abstractmethod
+    async def records_of(self, kind: str, owner: str) -> list[tuple[str, bytes]]:
+        """Every unexpired (key, value) of ``kind`` that ``owner`` holds, by key."""
+
+    @abstractmethod
+    async def delete_records_of(self, kind: str, owner: str) -> int:
+        """Remove every record of ``kind`` that ``owner`` holds (sign out everywhere, a user removed)."""
 
     # -- the common path in one step ---------------------------------------------------------------
     remote = False  # a network store: worth caching key lookups behind admit()'s generation check

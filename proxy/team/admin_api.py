@@ -25,16 +25,16 @@ from proxy.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from proxy.hub.caller import CALLER
 from proxy.hub.checks import decode_json_object
 from proxy.hub.json_response import json_response
 from proxy.state.team import StoreError
-from proxy.team import users
+from proxy.team import audit, users
 from proxy.team.context import Team, open_team
 from proxy.team.secretbox import SecretKeyError
 from proxy.team.usage_report import usage_report
-from proxy.team.audit import change_action, change_details, record_action, user_details
+from proxy.team.audit import change_action, change_details, user_details
 from proxy.team.views import user_view
-from proxy.hub.caller import admin_identity
 
 PREFIX = "/api/admin"
 MAX_BODY_BYTES = 64 * 1024  # an admin request is a few fields; anything bigger is a mistake or an attack
@@ -45,7 +45,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def check_admin_key(request: Request) -> None:
-    """The admin key in ``x-admin-key`` or ``Authorization: Bearer``, compared in constant time."""
+    """The admin key in ``x-admin-key`` or ``Authorization: Bearer``, compared in constant time; or a
+    caller the edge already named an admin (signed in through SSO, or by the trusted proxy's header)."""
+    if CALLER.get().admin and CALLER.get().via != "key":
+        return
     key = request.app.state.subrelay.settings.admin_key
     if not key:
         raise PermissionDenied("The admin API is off until SUBRELAY_ADMIN_KEY is set (a long random value; "
@@ -175,10 +178,7 @@ async def rotate_key(request: Request) -> Response:
 
 async def _audit(request: Request, action: str, target: str | None, details: str = "") -> None:
     """The audit log's entry for a change this request made (who: :func:`proxy.hub.caller.admin_identity`)."""
-    team = await team_of(request)
-    if team is not None:
-        who, via = admin_identity(request.scope)
-        await record_action(team.ledger, who, via, action, target, details)
+    await audit.record_request(await team_of(request), request.scope, action, target, details)
 
 
 async def _store(request: Request):

@@ -4,6 +4,10 @@ its own hash chain. Nothing edits or removes an entry (retention aside: ``SUBREL
 
 An action is written when it has succeeded, in the same call: an audit write that fails is logged as an
 error and the action still stands (it happened; refusing the answer would only hide that).
+
+Who made it comes from the edge, never from the request again (:func:`proxy.hub.caller.admin_identity`):
+"admin key", "owner key <id>", the SSO subject ("sso:<sub> <email>"), the trusted header's person
+("header:<person>"), each with the address it came from; a member's own change names their sign-in or key.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from proxy.hub.caller import admin_identity, member_identity
 from proxy.observe.ledger import iso_time
 from proxy.observe.redact import get_logger
 from proxy.state.team import User
@@ -35,6 +40,16 @@ async def record_action(ledger: Any, actor: str, via: str, action: str, target: 
         await ledger.append("audit", [entry], [now])
     except Exception as exc:  # noqa: BLE001 - the action stands; the operator must see the gap
         log.error("could not write the audit entry %s %s by %s (%s)", action, target, actor, exc)
+
+
+async def record_request(team: Any, scope: Any, action: str, target: str | None, details: str = "", *,
+                         own: bool = False) -> None:
+    """The audit entry for a change an HTTP request made: who from the edge's caller (an admin, or with
+    ``own`` a member changing their own things), into ``team``'s ledger. No team (no store): nothing."""
+    if team is None:
+        return
+    who, via = member_identity(scope) if own else admin_identity(scope)
+    await record_action(team.ledger, who, via, action, target, details)
 
 
 def change_details(before: User, after: User) -> str:

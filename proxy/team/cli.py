@@ -303,7 +303,7 @@ def _print_show(view: dict[str, Any]) -> None:
 def _login_text(login: dict[str, Any] | None) -> str:
     if login is None:
         return "none"
-    text = f"{login.get('email') or '?'} ({login.get('plan_type') or '?'})"
+    text = f"{login.get('email') or '?'} ({login.get('plan_type') or '?'}, account {login.get('account_id') or '?'})"
     return text + (f", needs a new login: {login['needs_login']}" if login.get("needs_login") else "")
 
 

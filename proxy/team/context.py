@@ -25,6 +25,11 @@ def store_path(env: Mapping[str, str]) -> str:
     return os.path.join(state_dir(env), STORE_FILE)
 
 
+def store_configured(env: Mapping[str, str]) -> bool:
+    """Whether team mode has a store: ``SUBRELAY_REDIS_URL``, or a team file in the state directory."""
+    return bool(env.get("SUBRELAY_REDIS_URL")) or os.path.exists(store_path(env))
+
+
 def open_store(env: Mapping[str, str], *, create: bool) -> TeamStore | None:
     """The team store, or None when there is none yet and ``create`` is false (single-user mode:
     no file appears until someone runs ``subrelay users add``)."""
@@ -97,6 +102,7 @@ class Team:
     env: Mapping[str, str] = field(default_factory=dict)
     # Where limits are reserved: the store (shared by workers and replicas), or memory for one process.
     limiter: Any = None
+    seal: str = "server"  # "member": members' logins open only inside their own requests (proxy.team.member_seal)
     alerts: Any = None  # proxy.team.alerts.Alerts: webhooks for a login that needs renewing (and more)
 
     _ledger: LedgerStore | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from contextvars import ContextVar
 from collections.abc import Mapping
 
@@ -15,10 +16,11 @@ from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
-from proxy.hub.caller import Caller
+from proxy.hub.caller import CALLER, Caller
 from proxy.team.fairness import PersonCaps
 from proxy.team.context import Team, ledger_options, open_ledger, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
+from proxy.team.member_keys import user_by_member_key
 
 log = get_logger("subrelay.team")
 # A login the edge already read for this request (name, login or None), so signing needs no second read.
@@ -37,8 +39,9 @@ def store_unavailable(exc: Exception) -> ServiceUnavailable:
 class TeamGate:
     def __init__(self, env: Mapping[str, str], *, fallback_at_percent: float = 95.0, workers: int = 1,
                  money=None, ladder: tuple = (), key_caps: dict[str, int] | None = None,
-                 queue_seconds: float = 0.0) -> None:
+                 queue_seconds: float = 0.0, seal: str = "server") -> None:
         self.env = env
+        self.seal = seal  # "member": callers carry the key their credential derives (proxy.team.member_seal)
         self.workers = workers
         self.fallback_at_percent = fallback_at_percent
         self.money = money  # proxy.team.spend.Money: prices, budgets, alerts (None: nothing priced)
@@ -65,6 +68,7 @@ class TeamGate:
             if self.team is not None:
                 from proxy.team.usage import UsageBook
 
+                self.team.seal = self.seal
                 self.team.alerts = self.money.alerts if self.money is not None else None
 
                 if self.workers == 1 and not self.env.get("SUBRELAY_REDIS_URL"):
@@ -152,9 +156,16 @@ class TeamGate:
         if may_defer and team.store.remote:
             cached = self._cache.get(key_hash)
             if cached is not None and cached[1] > time.monotonic():
-                return Caller("user", name=cached[0].name, key_id=cached[0].key_id), cached[0]
+                return self._sealing(Caller("user", name=cached[0].name, key_id=cached[0].key_id, since=cached[0].created_at), presented,
+                                     key_hash), cached[0]
         try:
             user = await team.store.user_by_key_hash(key_hash)
+            if user is None:  # a key the member made themselves (named, expiring): never cached
+                found = await user_by_member_key(team.store, key_hash)
+                if found is not None and not found[0].disabled:
+                    caller = Caller("user", name=found[0].name, key_id=found[1], credential_id=key_hash,
+                                    since=found[0].created_at)
+                    return self._sealing(caller, presented, key_hash, found[2]), found[0]
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:
@@ -164,7 +175,15 @@ class TeamGate:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
-        return Caller("user", name=user.name, key_id=user.key_id), user
+        return self._sealing(Caller("user", name=user.name, key_id=user.key_id, since=user.created_at), presented, key_hash), user
+
+    def _sealing(self, caller: Caller, presented: bytes, key_hash: str, expires: float | None = None) -> Caller:
+        """With seal = "member", the caller carries what its key derives (and only then: it costs an HKDF)."""
+        if self.seal != "member":
+            return caller
+        from proxy.team.member_seal import derive
+
+        return replace(caller, unlock=derive(presented), credential_id=key_hash, credential_expires=expires)
 
     def shared_team(self) -> Team | None:
         """The team store when state must be shared beyond this process (several workers, or Redis)."""
@@ -178,8 +197,12 @@ class TeamGate:
         up again (a key disabled, rotated or removed since the socket opened is refused now)."""
         from proxy.errors import AuthenticationFailed
 
+        caller = CALLER.get()
         try:
             current = await self.team.store.user_by_key_hash(user.key_hash) if self.team is not None else None
+            if current is not None and caller.kind == "user" and caller.key_id != user.key_id and caller.credential_id:
+                found = await user_by_member_key(self.team.store, caller.credential_id)  # a key the member made
+                current = current if found is not None and found[0].name == user.name else None
         except StoreError as exc:
             raise store_unavailable(exc) from None
         if current is None or current.disabled or current.name != user.name:

@@ -10,7 +10,7 @@ re-seals it with the logins.
 from __future__ import annotations
 
 from proxy.state.team import TeamStore
-from proxy.team.secretbox import SecretBox, SecretKeyError
+from proxy.team.secretbox import SecretBox, SecretKeyError, login_context
 
 KEY_CHECK = "subrelay:secret-key-check"  # a plan-windows slot no login can have (logins are "account:…")
 _PLAIN = b"subrelay secret key check"
@@ -20,6 +20,10 @@ async def check_secret_key(store: TeamStore, box: SecretBox) -> str | None:
     """None when ``box`` opens the store's key check (sealing one if there is none yet), else why not."""
     stored = await store.get_plan_windows(KEY_CHECK)
     if not stored or not isinstance(stored.get("sealed"), str):
+        sealed_with = await _first_login_key(store, box)
+        if sealed_with is not None:  # a store from before the key check: its logins are the check
+            return (f"this server's secret key ({box.current}) does not open the logins in the store (sealed with "
+                    f"{sealed_with}): give every replica the SUBRELAY_SECRET_KEY that sealed them")
         await store.put_plan_windows(KEY_CHECK, {"sealed": box.seal(_PLAIN, context=KEY_CHECK), "key_id": box.current})
         return None
     try:
@@ -40,3 +44,20 @@ async def reseal_key_check(store: TeamStore, box: SecretBox) -> None:
         except SecretKeyError:
             return
     await store.put_plan_windows(KEY_CHECK, {"sealed": box.seal(_PLAIN, context=KEY_CHECK), "key_id": box.current})
+
+
+_PROBED_USERS = 20  # a store without a key check: this many users' logins are tried (one is enough)
+
+
+async def _first_login_key(store: TeamStore, box: SecretBox) -> str | None:
+    """The key id of the first stored login ``box`` cannot open (None: every one tried opens, or none)."""
+    for user in (await store.list_users())[:_PROBED_USERS]:
+        login = await store.get_login(user.name)
+        if login is None:
+            continue
+        try:
+            box.open(login.sealed, context=login_context(user.name))
+        except SecretKeyError:
+            return login.sealed.split(".", 2)[1] if login.sealed.count(".") >= 2 else "another key"
+        return None
+    return None

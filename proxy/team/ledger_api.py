@@ -19,7 +19,7 @@ from proxy.hub.json_response import json_response
 from proxy.state.ledger import LedgerStore
 from proxy.state.team import StoreError
 from proxy.team.admin_api import PREFIX, admin, team_of
-from proxy.team.ledger_query import export, parse_query
+from proxy.team.ledger_query import export, parse_query, parse_time
 
 OWN_REQUESTS = "/api/llm/requests"
 _MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
@@ -78,6 +78,9 @@ async def own_requests(request: Request) -> Response:
     if "person" in params and params["person"] != caller.person:
         raise PermissionDenied("You can see your own requests only.", code="not_your_requests")
     params["person"] = caller.person
+    if caller.kind == "user" and caller.since:  # never an earlier person's of the same name
+        asked = parse_time("since", params.get("since"))
+        params["since"] = repr(max(asked or 0.0, caller.since))
     try:
         return await _answer(request, "requests", params)
     except StoreError as exc:

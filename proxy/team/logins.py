@@ -34,6 +34,7 @@ from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
 from proxy.team.gate import PREFETCHED_LOGIN, TeamGate, store_unavailable
+from proxy.team import member_seal
 from proxy.team.secretbox import SecretKeyError
 
 log = get_logger("subrelay.team.logins")
@@ -52,7 +53,10 @@ def seal_login(team: Team, name: str, auth: dict[str, Any], version: int) -> Sto
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     personal = access_token.TokenAccount.from_dict(auth.get(access_token.ACCOUNT_FIELD))  # an access token's whoami
     email = email or (personal.email if personal else None)
-    return StoredLogin(sealed=team.box.seal(orjson.dumps(auth), context=name), version=version,
+    plaintext = orjson.dumps(auth)
+    if member_seal.applies(team, name):  # seal = "member": the member's data key inside, the server's box outside
+        plaintext = member_seal.seal_inner(name, plaintext)
+    return StoredLogin(sealed=team.box.seal(plaintext, context=name), version=version,
                        account_id=credential.account_id, email=email, plan_type=credential.plan_type,
                        updated_at=time.time())
 
@@ -71,6 +75,7 @@ class UserLogin:
         self._opened: tuple[int, str, dict[str, Any], Credential] | None = None  # (version, sealed, auth, credential)
 
     async def current(self) -> Credential:
+        await self._unlock()
         admitted = ADMISSION.get()
         opened = self._opened
         if admitted is not None and admitted.login_known and admitted.user.name == self.name:
@@ -91,6 +96,7 @@ class UserLogin:
         return credential
 
     async def refresh(self, *, stale: Credential | None = None) -> Credential:
+        await self._unlock()
         async with self._lock:
             stored = await self._stored(fresh=True)
             credential, auth = self._open(stored)
@@ -118,6 +124,13 @@ class UserLogin:
                     await self.team.store.release_lease(lease, token)
             except StoreError as exc:
                 raise store_unavailable(exc) from None
+
+    async def _unlock(self) -> None:
+        """seal = "member": this request's own credential must open the login, or nothing does (not even
+        what this process opened for an earlier request of theirs)."""
+        if member_seal.applies(self.team, self.name) and await member_seal.unlock(self.team, self.name) is None:
+            await self._stored(fresh=True)  # no login at all: say that (login_required) rather than "sealed"
+            raise member_seal.sealed_error(self.name)
 
     async def _release_quietly(self, lease: str, token: str) -> None:
         try:
@@ -206,7 +219,7 @@ class UserLogin:
             raise AuthenticationFailed(f"No ChatGPT login for {self.who} yet. {self.login_hint}",
                                        code="login_required")
         if stored.needs_login:
-            raise AuthenticationFailed(f"{self.name}'s ChatGPT login must be renewed ({stored.needs_login}: it "
+            raise AuthenticationFailed(f"The ChatGPT login of {self.who} must be renewed ({stored.needs_login}: it "
                                        f"expired or was used elsewhere). {self.login_hint}", code="login_required")
         return stored
 
@@ -214,13 +227,14 @@ class UserLogin:
         opened = self._opened
         if opened is None or opened[0] != stored.version or opened[1] != stored.sealed:
             try:
-                auth = orjson.loads(self.team.box.open(stored.sealed, context=self.name))
+                auth = orjson.loads(member_seal.open_inner(self.name, self.team.box.open(stored.sealed,
+                                                                                         context=self.name)))
             except (SecretKeyError, orjson.JSONDecodeError) as exc:
-                raise AuthenticationFailed(f"{self.name}'s stored login cannot be opened: {exc} {self.login_hint}",
+                raise AuthenticationFailed(f"The stored login of {self.who} cannot be opened: {exc} {self.login_hint}",
                                            code="login_unreadable") from None
             tokens = auth.get("tokens") or {}
             secrets.add(tokens.get("access_token"), tokens.get("refresh_token"), tokens.get("id_token"))
-            credential = credential_from_auth(auth, f"the login of {self.name}", self.login_hint)
+            credential = credential_from_auth(auth, f"the login of {self.who}", self.login_hint)
             opened = self._opened = (stored.version, stored.sealed, auth, credential)
         return opened[3], opened[2]
 

@@ -22,7 +22,9 @@ from dataclasses import replace
 
 from proxy.hub.effort import cap_effort, lower_effort
 from proxy.hub.events import Usage
+from proxy.hub.plain import PlainRequest
 from proxy.money.prices import dollars
+from proxy.observe.ledger import PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
@@ -39,11 +41,14 @@ _WINDOW_HEADERS = ("primary", "secondary")
 # The doors' model endpoints: a request to one is usage even when it fails before reaching a model.
 MODEL_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
                          "/v1/responses/compact", "/v1/messages", "/backend-api/codex/responses",
-                         "/backend-api/codex/responses/compact"})
+                         "/backend-api/codex/responses/compact", *PLAIN_PATHS})
 
 
 def estimate_tokens(request: Any) -> tuple[int, int]:
-    """(input, output) tokens to reserve: a byte count of the request, and its output cap, bounded."""
+    """(input, output) tokens to reserve: a byte count of the request, and its output cap, bounded (a
+    plain endpoint's request says its own: an embedding's input, no output)."""
+    if type(request) is PlainRequest:
+        return request.token_estimate
     inbound = getattr(request, "inbound", None)
     raw = getattr(inbound, "raw", b"") or b""
     asked = getattr(request, "max_output_tokens", None)
@@ -396,7 +401,7 @@ class Admission:
             raise store_unavailable(exc) from None
 
     def _over_limit(self, refusal: Refusal) -> RateLimited:
-        kind, _, tail = refusal.key[len(self.user.name) + 1:].partition(":")  # rpm | tpm | day:<date>, [:<glob>]
+        kind, _, tail = refusal.key[len(self.user.person) + 1:].partition(":")  # rpm | tpm | day:<date>, [:<glob>]
         pattern = tail.partition(":")[2] if kind == "day" else tail
         label = {"rpm": "requests per minute", "tpm": "tokens per minute", "day": "tokens per day"}[kind]
         if pattern:
@@ -407,28 +412,29 @@ class Admission:
 
     def _rules(self, request: Any) -> list[LimitRule]:
         user = self.user
+        person = user.person  # counters are the person's, not the name's: a re-added name starts afresh
         self.estimate = estimate_tokens(request)
         tokens = sum(self.estimate)
         rules = []
         if user.rpm:
-            rules.append(LimitRule(f"{user.name}:rpm", user.rpm, 60.0, 1))
+            rules.append(LimitRule(f"{person}:rpm", user.rpm, 60.0, 1))
         if user.tpm:
-            rules.append(LimitRule(f"{user.name}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
+            rules.append(LimitRule(f"{person}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
         if user.daily_tokens:
             day, left = _utc_day()
-            rules.append(LimitRule(f"{user.name}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
+            rules.append(LimitRule(f"{person}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
         if user.model_limits:  # limits for some models only: the first glob matching the model reached
             reached = self.reached or (getattr(request, "model", "") or "",)
             pattern = next((p for p in user.model_limits if _matches_any(reached, (p,))), None)
             if pattern is not None:
                 limits = user.model_limits[pattern]
                 if limits.get("rpm"):
-                    rules.append(LimitRule(f"{user.name}:rpm:{pattern}", limits["rpm"], 60.0, 1))
+                    rules.append(LimitRule(f"{person}:rpm:{pattern}", limits["rpm"], 60.0, 1))
                 if limits.get("tpm"):
-                    rules.append(LimitRule(f"{user.name}:tpm:{pattern}", limits["tpm"], 60.0, min(tokens, limits["tpm"])))
+                    rules.append(LimitRule(f"{person}:tpm:{pattern}", limits["tpm"], 60.0, min(tokens, limits["tpm"])))
                 if limits.get("daily_tokens"):
                     day, left = _utc_day()
-                    rules.append(LimitRule(f"{user.name}:day:{day}:{pattern}", limits["daily_tokens"], left,
+                    rules.append(LimitRule(f"{person}:day:{day}:{pattern}", limits["daily_tokens"], left,
                                            min(tokens, limits["daily_tokens"])))
         return rules
 
@@ -497,7 +503,7 @@ class Admission:
             elif actual:
                 await self.team.limiter.settle(self.reservation, actual)
         unpriced = cost is None and self.money is not None and self.answered is not None
-        self.book.add(self.user.name, record, cost.micros if cost is not None else 0, unpriced)
+        self.book.add(self.user.person, record, cost.micros if cost is not None else 0, unpriced)
 
 
 _SEEN_WINDOWS: dict[str, dict[str, int]] = {}  # plan windows last written, per login (when no gate keeps them)

@@ -18,6 +18,7 @@ from proxy.team.secretbox import (
     SecretBox,
     SecretKeyError,
     load_keys,
+    login_context,
     new_secret,
     parse_secret,
     write_key_file,
@@ -25,11 +26,6 @@ from proxy.team.secretbox import (
 
 _ATTEMPTS = 5  # reads of one login racing a refresh before giving up (each loss means a newer login landed)
 _PASSES = 3  # sweeps over all users: a running server may write a login under the old key during a sweep
-
-
-def login_context(name: str) -> str:
-    """What a user's sealed login is bound to (the secret box's associated data): their name."""
-    return name
 
 
 @dataclass

@@ -25,6 +25,11 @@ class SecretKeyError(Exception):
     """The secret key is missing, malformed, or not the one that sealed a value."""
 
 
+def login_context(name: str) -> str:
+    """What a user's sealed login is bound to (the secret box's associated data): their name."""
+    return name
+
+
 def new_secret() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 

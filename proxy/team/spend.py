@@ -90,7 +90,7 @@ def budget_rules(money: Money, user: User, routes: list, estimate: tuple[int, in
                 "tokens) to subrelay.toml.", code="price_unknown")
         amount = max(p.estimate(*estimate) for _, p in covered)
         period, left = budget.window(now)
-        key = f"{owner}:usd:{budget.name}:{period}"
+        key = f"{user.person if owner == user.name else owner}:usd:{budget.name}:{period}"  # the person's own
         rules.append(LimitRule(key, budget.micros, left, amount))
         meta[key] = BudgetRule(owner, budget, key)
     return rules, meta

@@ -5,6 +5,7 @@ accounting adds no store write to any request."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from prometheus_client import Counter
@@ -12,7 +13,7 @@ from prometheus_client import Counter
 from proxy.observe.periodic import PeriodicFlush
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
-from proxy.state.team import StoreError, TeamStore, UsageRow
+from proxy.state.team import StoreError, TeamStore, UsageRow, User
 
 log = get_logger("subrelay.team.usage")
 FLUSH_SECONDS = 2.0
@@ -42,8 +43,9 @@ class UsageBook(PeriodicFlush):
             self._settles.append((limiter, reservation, actual))
 
     def add(self, user: str, record: RequestRecord, cost_micros: int = 0, unpriced: bool = False) -> None:
-        """Count one request of ``user``: its tokens and what it cost (``unpriced``: a paid route with no
-        known price, so its cost is missing from the figures and says so)."""
+        """Count one request of ``user`` (the person's key, :attr:`proxy.state.team.User.person`): its
+        tokens and what it cost (``unpriced``: a paid route with no known price, so its cost is missing
+        from the figures and says so)."""
         now = int(time.time())
         if now != self._day_at:  # the UTC day, worked out at most once a second
             self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
@@ -64,10 +66,11 @@ class UsageBook(PeriodicFlush):
             row.reasoning_tokens += usage.reasoning_tokens or 0
         if self.per_user_metrics and (user in self._metric_users or len(self._metric_users) < MAX_USERS_IN_METRICS):
             self._metric_users.add(user)
-            USER_REQUESTS.labels(user, str(record.status)).inc()
+            name = user.partition("~")[0]  # metrics name the user, as the admin knows them
+            USER_REQUESTS.labels(name, str(record.status)).inc()
             if usage is not None:
-                USER_TOKENS.labels(user, "input").inc(usage.prompt_tokens or 0)
-                USER_TOKENS.labels(user, "output").inc(usage.completion_tokens or 0)
+                USER_TOKENS.labels(name, "input").inc(usage.prompt_tokens or 0)
+                USER_TOKENS.labels(name, "output").inc(usage.completion_tokens or 0)
 
     def pending(self, user: str) -> list[UsageRow]:
         """This process's figures for ``user`` not yet written to the store."""
@@ -94,3 +97,38 @@ class UsageBook(PeriodicFlush):
                 else:
                     self._rows[key] = row
 
+
+
+async def person_usage(store: TeamStore, user: User, *, since: str | None = None,
+                       until: str | None = None) -> list[UsageRow]:
+    """``user``'s own usage rows: those kept under their person key, and those written under the bare
+    name before person keys existed, from the day the user was made on (an earlier person of the same
+    name kept theirs under the name too, before that day). A removed person's rows stay in the team's
+    figures and are never this user's."""
+    rows = await store.usage(user=user.person, since=since, until=until)
+    if user.person != user.name:
+        made = _made_day(user)
+        legacy = await store.usage(user=user.name, since=max(since or made, made), until=until)
+        rows = [*rows, *legacy]
+    return rows
+
+
+def shown_names(rows: list[UsageRow], users: list[User]) -> list[UsageRow]:
+    """The rows with each person key turned into the name an admin knows: a current user's rows under
+    their name, a removed (or replaced) person's under ``<name> (removed)``."""
+    by_person = {user.person: user.name for user in users}
+    by_name = {user.name: user for user in users}
+    shown = []
+    for row in rows:
+        name = by_person.get(row.user)
+        if name is None:
+            bare = row.user.partition("~")[0]
+            owner = by_name.get(bare) if "~" not in row.user else None  # a row from before person keys
+            mine = owner is not None and row.day >= _made_day(owner)
+            name = bare if mine else f"{bare} (removed)"
+        shown.append(row if name == row.user else dataclasses.replace(row, user=name))
+    return shown
+
+
+def _made_day(user: User) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(user.created_at)) if user.created_at else ""

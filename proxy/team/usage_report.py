@@ -10,6 +10,7 @@ from proxy.errors import BadRequest
 from proxy.money.prices import dollars
 from proxy.state.team import USAGE_FIELDS, TeamStore, UsageRow
 from proxy.team.keys import valid_name
+from proxy.team.usage import person_usage, shown_names
 
 GROUP_KEYS = ("user", "day", "model", "provider")
 
@@ -53,9 +54,18 @@ async def usage_report(store: TeamStore | None, *, user: Any = None, since: Any 
     keys = check_group_by(group_by)
     if since and until and since > until:
         raise BadRequest("'since' must not be after 'until'.", param="since", code="invalid_date")
-    rows = await store.usage(user=user, since=since, until=until) if store is not None else []
+    rows = await _rows(store, user, since, until) if store is not None else []
     return {"object": "list", "group_by": list(keys), "since": since, "until": until,
             "data": group_rows(rows, keys), "totals": _sums(rows)}
+
+
+async def _rows(store: TeamStore, name: str | None, since: str | None, until: str | None) -> list[UsageRow]:
+    """Usage rows named as the admin knows them: one user's own (never a removed person's of the same
+    name), or everyone's with removed people's rows under ``<name> (removed)``."""
+    if name is not None:
+        user = await store.get_user(name)
+        return shown_names(await person_usage(store, user, since=since, until=until), [user]) if user else []
+    return shown_names(await store.usage(since=since, until=until), await store.list_users())
 
 
 def group_rows(rows: list[UsageRow], keys: tuple[str, ...]) -> list[dict[str, Any]]:

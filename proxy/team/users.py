@@ -159,3 +159,8 @@ async def rotate_key(store: TeamStore, name: Any) -> tuple[User, str]:
 async def remove_user(store: TeamStore, name: Any) -> None:
     if not (valid_name(name) and await store.remove_user(name)):
         raise NotFound(f"No user named {str(name)[:64]!r}.", code="user_not_found")
+    # What identity kept for them goes too: their own keys, sign-in sessions and the links that made a
+    # person sign in as them (so a name added again later is nobody's until linked anew).
+    for kind, owner in (("member_key", name), ("session", f"user:{name}"), ("person", name)):
+        await store.delete_records_of(kind, owner)
+    await store.delete_record("person_of", name)

@@ -10,6 +10,7 @@ from typing import Any
 from proxy.money.budgets import Budget, parse_budgets
 from proxy.money.prices import dollars
 from proxy.state.team import TeamStore, User
+from proxy.team.usage import person_usage
 
 
 async def user_view(store: TeamStore, user: User) -> dict[str, Any]:
@@ -21,18 +22,20 @@ async def user_view(store: TeamStore, user: User) -> dict[str, Any]:
     if login is not None and login.account_id:
         windows = await store.get_plan_windows(f"account:{login.account_id}")
     return {**user.public(), "login": public, "plan_windows": plan_windows(windows),
-            "spend": await budget_spend(store, user.name, parse_budgets(user.budgets))}
+            "spend": await budget_spend(store, user, parse_budgets(user.budgets))}
 
 
-async def budget_spend(store: TeamStore, name: str | None, budgets: tuple[Budget, ...],
+async def budget_spend(store: TeamStore, user: User | None, budgets: tuple[Budget, ...],
                        now: float | None = None) -> list[dict[str, Any]]:
     """Per budget, what was spent in its current period and what is left, from the usage figures
-    (per UTC day; they reach the store within seconds). ``name`` None: every user's (the team's)."""
+    (per UTC day; they reach the store within seconds). ``user`` None: every user's (the team's); a
+    user: that person's own (never an earlier person's of the same name)."""
     if not budgets:
         return []
     now = time.time() if now is None else now
     starts = {budget.name: _period_start(budget, now) for budget in budgets}
-    rows = await store.usage(user=name, since=min(starts.values()))
+    since = min(starts.values())
+    rows = await (store.usage(since=since) if user is None else person_usage(store, user, since=since))
     out = []
     for budget in budgets:
         spent = sum(row.cost_micros for row in rows if row.day >= starts[budget.name]

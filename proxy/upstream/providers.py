@@ -35,6 +35,10 @@ DEFAULT_RULES = [
     RouteRule("o4*", "openai"), RouteRule("chatgpt-*", "openai"),
     RouteRule("gemini-*", "gemini"), RouteRule("grok-*", "xai"), RouteRule("claude-*", "anthropic"),
     RouteRule("sonar*", "perplexity"),
+    # The plain endpoints' models (docs/endpoints.md): embeddings, moderation, speech to text, images.
+    RouteRule("text-embedding-*", "openai"), RouteRule("*moderation*", "openai"), RouteRule("whisper-1", "openai"),
+    RouteRule("dall-e-*", "openai"), RouteRule("gpt-image-*", "openai"), RouteRule("whisper-large-*", "groq"),
+    RouteRule("distil-whisper-*", "groq"), RouteRule("imagen-*", "gemini"), RouteRule("text-embedding-*", "gemini"),
 ]
 
 
@@ -175,7 +179,7 @@ def _openai_compatible(
     merge = config.merge_consecutive_roles if config and config.merge_consecutive_roles is not None else bool(
         preset.get("merge_consecutive_roles"))
     adapter = OpenAICompatAdapter(name, base_url, models=models, headers=headers, merge_consecutive_roles=merge,
-                                  key_origin=origin)
+                                  key_origin=origin, endpoints=preset.get("endpoints"))
     if key:
         status.detail = NOT_CHECKED
     return Provider(name, adapter, ApiKeySource(name, key, origin), kind), status

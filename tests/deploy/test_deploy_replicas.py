@@ -62,9 +62,9 @@ def test_the_compose_profile_runs_redis_with_aof_three_replicas_and_haproxy():
     assert "--maxmemory-policy noeviction" in command and "--requirepass" in command
     assert "ports" not in services["redis"]  # reachable by the replicas only
     for name in ("subrelay-1", "subrelay-2", "subrelay-3"):
-        assert services[name]["env_file"] == "replicas.env"
+        assert "env_file" not in services[name] and "SUBRELAY_SECRET_KEY" in services[name]["environment"]
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert services["haproxy"]["ports"] == ["127.0.0.1:8790:8787"]
+    assert services["haproxy"]["ports"] == ["${SUBRELAY_REPLICAS_PUBLISH:-127.0.0.1:8790}:8787"]
     example = (DEPLOY / "replicas.env.example").read_text()
     assert "SUBRELAY_REDIS_URL=redis://" in example and "SUBRELAY_SECRET_KEY=" in example
 

@@ -112,7 +112,6 @@ def test_the_compose_sentinel_profile_runs_three_nodes_three_sentinels_and_repli
         assert replica["environment"]["SUBRELAY_REDIS_SENTINELS"] == \
             "sentinel-a:26379,sentinel-b:26379,sentinel-c:26379"
         assert replica["networks"]["default"]["aliases"] == [f"subrelay-{n}"]  # what haproxy.cfg names
-        assert replica["env_file"] == "sentinel.env"
-    assert services["ha-haproxy"]["ports"] == ["127.0.0.1:8791:8787"]
-    example = (DEPLOY / "sentinel.env.example").read_text()
-    assert "SUBRELAY_REDIS_PASSWORD=" in example and "SUBRELAY_SECRET_KEY=" in example
+        assert replica["environment"]["SUBRELAY_REDIS_PASSWORD"] == "${REDIS_PASSWORD:-}"
+        assert "SUBRELAY_SECRET_KEY" in replica["environment"] and "SUBRELAY_REDIS_URL" not in replica["environment"]
+    assert services["ha-haproxy"]["ports"] == ["${SUBRELAY_SENTINEL_PUBLISH:-127.0.0.1:8791}:8787"]

@@ -14,6 +14,7 @@ the first tool again after each tool output until N outputs are in the input, th
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -65,8 +66,12 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
     t.truncate = "truncate" in marks
     resp_id = "resp_mock" + uuid.uuid4().hex[:12]
     model = body.get("model")
-    t.add("response.created", {"response": {"id": resp_id, "status": "in_progress", "output": [], "model": model}})
-    t.add("response.in_progress", {"response": {"id": resp_id, "status": "in_progress", "output": [], "model": model}})
+    # As the backend does (fact sheet codex.md §5): the response's model and creation time are on
+    # response.created and response.in_progress only, never on the terminal event.
+    head = {"id": resp_id, "object": "response", "created_at": int(time.time()), "status": "in_progress",
+            "output": [], "model": model}
+    t.add("response.created", {"response": head})
+    t.add("response.in_progress", {"response": head})
     if "error" in marks:
         t.add("error", {"code": "server_error", "message": "The mock backend hit an error."})
         return t
@@ -130,8 +135,8 @@ def build_transcript(body: dict[str, Any], *, delta_count: int | None = None, de
               "incomplete_details": {"reason": "max_output_tokens"}, "output": [], "usage": usage}})
         return t
     shown = output if ("output-only" in marks or not empty_completed_output) else []
-    t.add("response.completed", {"response": {"id": resp_id, "status": "completed", "model": model,
-          "output": shown, "usage": usage}})
+    t.add("response.completed", {"response": {"id": resp_id, "status": "completed", "output": shown,
+          "usage": usage}})
     return t
 
 

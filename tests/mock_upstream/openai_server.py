@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from . import plain_answers
 from .asgi import answers_400_when_confused, lifespan, read_body, send_json
 from .codex_script import _sample
 
@@ -72,6 +73,9 @@ class MockOpenAIServer:
             return
         body = await read_body(receive)
         s = self.state
+        if scope["path"].endswith(plain_answers.PATHS):
+            await self._plain(scope, send, body)
+            return
         if not scope["path"].endswith("/chat/completions"):
             await send_json(send, 404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
@@ -115,6 +119,27 @@ class MockOpenAIServer:
                                               "total_tokens": 5 + s.delta_count}})
             return
         await _send_stream(send, completion_chunks(model, s.delta_count, s.delta_text, include_usage), s.inter_delta_delay)
+
+
+    async def _plain(self, scope, send, body: bytes) -> None:
+        """Embeddings, moderations, images, transcriptions (:mod:`.plain_answers`), behind the same key check
+        and canned errors as Chat."""
+        s = self.state
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if headers.get("authorization") != f"Bearer {s.api_key}":
+            await send_json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                                              "code": "invalid_api_key"}})
+            return
+        if s.script:
+            canned = s.script.pop(0)
+            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            return
+        status, media, payload, asked = plain_answers.answer(scope["path"], headers.get("content-type", ""), body)
+        if s.record:
+            s.requests.append({"headers": headers, "body": asked, "raw": body, "path": scope["path"]})
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", media.encode()), (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
 
 
 async def _send_stream(send, frames: list[bytes], delay: float) -> None:

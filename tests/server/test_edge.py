@@ -168,3 +168,67 @@ def test_client_keys_apply_to_every_path_but_healthz(served):
     assert httpx.get(f"{server.url}/v1/models").status_code == 401
     assert httpx.get(f"{server.url}/v1/models", headers={"authorization": "Bearer " + "k" * 20}).status_code == 200
     assert httpx.get(f"{server.url}/v1/models", headers={"x-api-key": "k" * 20}).status_code == 200
+
+
+@pytest.mark.parametrize("extra, status", [([(b"host", b"rebind.evil.example")], 403),
+                                            ([(b"content-length", b"5000")], 413)])
+async def test_a_refused_post_is_read_before_its_connection_is_closed(extra, status):
+    """Closing a socket with unread request bytes in it resets the connection, and the reset can destroy the
+    403/413 on its way out (the client saw "connection reset" now and then): the body is read first."""
+    from proxy.config.settings import Settings
+    from proxy.server.edge import EdgeMiddleware
+
+    async def never_called(scope, receive, send):
+        raise AssertionError("a refused request reached the app")
+
+    parts = [b'{"model": "gpt-5.4", "x": "', b"y" * 4900, b'"}']
+    events: list[str] = []
+
+    async def receive():
+        events.append("read")
+        part = parts.pop(0)
+        return {"type": "http.request", "body": part, "more_body": bool(parts)}
+
+    async def send(message):
+        events.append(message["type"])
+        if message["type"] == "http.response.start":
+            sent.update(status=message["status"], headers=dict(message["headers"]))
+
+    sent: dict = {}
+    headers = [(b"host", b"127.0.0.1:8787"), (b"content-type", b"application/json")]
+    headers = [h for h in headers if h[0] not in {name for name, _ in extra}] + extra
+    edge = EdgeMiddleware(never_called, Settings(limits=Limits(max_body_bytes=4096)))
+    await edge({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers,
+                "query_string": b""}, receive, send)
+    assert sent["status"] == status and sent["headers"][b"connection"] == b"close"
+    assert events == ["read", "read", "read", "http.response.start", "http.response.body"]
+
+
+def test_refused_posts_get_their_answer_not_a_reset(served):
+    """The same through a real server and client, many times over."""
+    server = served(limits={"max_body_bytes": 4096})
+    body = orjson.dumps({**CHAT, "pad": "x" * 3000})
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(40):
+            assert client.post("/v1/chat/completions", content=body, headers={
+                "host": "rebind.evil.example", "content-type": "application/json"}).status_code == 403
+            assert client.post("/v1/chat/completions", content=body + b" " * 2000, headers={
+                "content-type": "application/json"}).status_code == 413
+
+
+def test_a_refusal_no_retry_can_cure_says_so_and_a_limit_does_not(served):
+    """``x-should-retry: false`` on a wrong key, a refused origin, an unknown model, a malformed body: the
+    SDKs (Anthropic's, OpenAI's) then stop at once; a 429 or a 408 may still be retried."""
+    from proxy.errors import RateLimited, RequestTimeout
+
+    server = served(api_keys=("client-key-0123456789abcdef",))
+    keyed = {"Authorization": "Bearer client-key-0123456789abcdef"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        answers = [client.post("/v1/messages", json={"model": "gpt-5.4", "max_tokens": 5, "messages": []}),
+                   client.get("/v1/models", headers={"host": "rebind.evil.example"}),
+                   client.post("/v1/chat/completions", json={**CHAT, "model": "no-such-model-9"}, headers=keyed),
+                   client.post("/v1/chat/completions", content=b"{", headers={**keyed, "content-type": "application/json"})]
+    assert [answer.status_code for answer in answers] == [401, 403, 404, 400]
+    assert all(answer.headers.get("x-should-retry") == "false" for answer in answers)
+    assert "x-should-retry" not in RateLimited("slow down", retry_after=3).http_headers()
+    assert "x-should-retry" not in RequestTimeout("late").http_headers()

@@ -177,6 +177,26 @@ async def test_a_pending_device_login_is_found_by_its_handle_until_it_expires(te
     assert await team_store.count_pending() == 0
 
 
+async def test_identity_records_are_kept_per_kind_and_owner_and_expire(team_store):
+    import time
+
+    await team_store.put_record("session", "s1", b"one", "alice", time.time() + 60)
+    await team_store.put_record("session", "s2", b"\x00\xfftwo", "alice", None)
+    await team_store.put_record("session", "s3", b"three", "bob", time.time() + 60)
+    await team_store.put_record("member_key", "s1", b"a key", "alice", None)  # same key, another kind
+    await team_store.put_record("session", "old", b"gone", "alice", time.time() - 1)
+    assert await team_store.get_record("session", "s2") == (b"\x00\xfftwo", "alice")
+    assert await team_store.get_record("member_key", "s1") == (b"a key", "alice")
+    assert await team_store.get_record("session", "old") is None
+    assert await team_store.records_of("session", "alice") == [("s1", b"one"), ("s2", b"\x00\xfftwo")]
+    assert await team_store.delete_record("session", "s1")
+    assert not await team_store.delete_record("session", "s1")
+    assert await team_store.delete_records_of("session", "alice") == 1
+    assert await team_store.records_of("session", "alice") == []
+    assert await team_store.get_record("session", "s3") == (b"three", "bob")
+    assert await team_store.get_record("member_key", "s1") == (b"a key", "alice")
+
+
 async def test_a_users_money_settings_round_trip(team_store):
     user = _user()
     user.budgets, user.max_effort, user.max_concurrent = {"month": "20.00", "day@team": "2.50"}, "high", 3

@@ -225,13 +225,14 @@ def test_usage_is_reported_grouped_and_filtered(admin_proxy, state_dir):
         add(api, "alice")
         add(api, "bob")
 
-        async def record(store):
+        async def record(store):  # usage is kept under each person's key (the name and when it was made)
+            alice, bob = (await store.get_user("alice")).person, (await store.get_user("bob")).person
             await store.add_usage([
-                UsageRow("alice", "2026-11-30", "gpt-5.5", "codex", requests=2, input_tokens=100, output_tokens=10),
-                UsageRow("alice", "2026-12-01", "gpt-5.5", "codex", requests=1, errors=1, input_tokens=50,
+                UsageRow(alice, "2026-11-30", "gpt-5.5", "codex", requests=2, input_tokens=100, output_tokens=10),
+                UsageRow(alice, "2026-12-01", "gpt-5.5", "codex", requests=1, errors=1, input_tokens=50,
                          cached_tokens=20, output_tokens=5, reasoning_tokens=3),
-                UsageRow("alice", "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=1, input_tokens=7),
-                UsageRow("bob", "2026-12-01", "gpt-5.5", "codex", requests=4, input_tokens=400, output_tokens=40),
+                UsageRow(alice, "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=1, input_tokens=7),
+                UsageRow(bob, "2026-12-01", "gpt-5.5", "codex", requests=4, input_tokens=400, output_tokens=40),
             ])
 
         in_store(state_dir, record)

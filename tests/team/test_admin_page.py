@@ -40,15 +40,16 @@ def _team_of_two(proxy, state_dir) -> None:
         await store.put_plan_windows("account:acc-alice", {
             "primary_used_percent": 42.0, "primary_reset_at": time.time() + 3 * 3600,
             "secondary_used_percent": 96.5, "secondary_reset_at": time.time() + 4 * 86400})
+        person = {u.name: u.person for u in await store.list_users()}  # usage is kept per person
         await store.add_usage([
-            UsageRow("alice", day(0), "gpt-5.5", "codex", requests=12, input_tokens=90_000, output_tokens=6_000),
-            UsageRow("bob", day(0), "claude-sonnet-4-5", "anthropic", requests=5, input_tokens=30_000,
+            UsageRow(person["alice"], day(0), "gpt-5.5", "codex", requests=12, input_tokens=90_000, output_tokens=6_000),
+            UsageRow(person["bob"], day(0), "claude-sonnet-4-5", "anthropic", requests=5, input_tokens=30_000,
                      output_tokens=2_000),
-            UsageRow("alice", day(1), "gpt-5.5", "codex", requests=20, input_tokens=150_000, output_tokens=9_000),
-            UsageRow("alice", day(3), "gpt-5.5", "codex", requests=4, input_tokens=20_000, output_tokens=1_000),
-            UsageRow("bob", day(3), "claude-sonnet-4-5", "anthropic", requests=9, input_tokens=60_000,
+            UsageRow(person["alice"], day(1), "gpt-5.5", "codex", requests=20, input_tokens=150_000, output_tokens=9_000),
+            UsageRow(person["alice"], day(3), "gpt-5.5", "codex", requests=4, input_tokens=20_000, output_tokens=1_000),
+            UsageRow(person["bob"], day(3), "claude-sonnet-4-5", "anthropic", requests=9, input_tokens=60_000,
                      output_tokens=5_000),
-            UsageRow("alice", day(30), "gpt-5.5", "codex", requests=1, input_tokens=999_999),  # beyond the chart
+            UsageRow(person["alice"], day(30), "gpt-5.5", "codex", requests=1, input_tokens=999_999),  # beyond the chart
         ])
 
     in_store(state_dir, fill)
@@ -120,7 +121,8 @@ def test_the_admin_page_shows_money_with_the_budget_as_a_bar_and_sets_a_budget_a
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
 
     async def spend(store):
-        await store.add_usage([UsageRow("bob", today, "claude-sonnet-4-5", "anthropic", requests=1,
+        bob = (await store.get_user("bob")).person
+        await store.add_usage([UsageRow(bob, today, "claude-sonnet-4-5", "anthropic", requests=1,
                                         input_tokens=10, cost_micros=1_250_000)])
 
     in_store(state_dir, spend)

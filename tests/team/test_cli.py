@@ -146,11 +146,12 @@ def test_usage_is_a_table_per_user_day_model_and_provider(team_env, state_dir):
     add(team_env, "bob")
 
     async def record(store):
+        person = {u.name: u.person for u in await store.list_users()}  # usage is kept per person
         await store.add_usage([
-            UsageRow("alice", "2026-11-30", "gpt-5.5", "codex", requests=2, input_tokens=1200, output_tokens=10),
-            UsageRow("alice", "2026-12-01", "gpt-5.5", "codex", requests=1, errors=1, cached_tokens=20,
+            UsageRow(person["alice"], "2026-11-30", "gpt-5.5", "codex", requests=2, input_tokens=1200, output_tokens=10),
+            UsageRow(person["alice"], "2026-12-01", "gpt-5.5", "codex", requests=1, errors=1, cached_tokens=20,
                      reasoning_tokens=3),
-            UsageRow("bob", "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=4, input_tokens=400,
+            UsageRow(person["bob"], "2026-12-01", "claude-sonnet-4-5", "anthropic", requests=4, input_tokens=400,
                      cost_micros=1_200_000)])
 
     in_store(state_dir, record)

@@ -176,3 +176,71 @@ def test_one_members_streams_and_sockets_cannot_starve_another(proxy_settings, m
                 socket.close()
         with ws_client.connect(socket_url, additional_headers={"authorization": f"Bearer {hog}"}):
             pass  # the slots came back when the sockets closed
+
+
+def test_a_removed_name_added_again_is_a_new_person_who_inherits_nothing(guarded_proxy, mock_codex, team_env):
+    """The removed bob's usage, limit counters and stored conversations stay his: the new bob (another
+    person given the same name) starts from nothing, and the admin still sees the removed one's figures."""
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+    def ask(key: str, path: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{guarded_proxy}{path}", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+    old = make_user(team_env, "bob", rpm=2)
+    device_login(guarded_proxy, old, mock_codex, "bob@example.com")
+    kept = ask(old, "/v1/responses", {"model": "gpt-5.4", "input": "remember the word zebra", "store": True})
+    assert kept.status_code == 200, kept.text
+    assert ask(old, "/v1/chat/completions", {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}
+               ).status_code == 200  # the removed bob used up his two requests of this minute
+    assert httpx.delete(f"{guarded_proxy}/api/admin/users/bob", headers=admin, timeout=30).status_code == 200
+
+    made = httpx.post(f"{guarded_proxy}/api/admin/users", json={"name": "bob", "rpm": 2}, headers=admin, timeout=30)
+    assert made.status_code == 201, made.text
+    new = made.json()["key"]
+    device_login(guarded_proxy, new, mock_codex, "robert@example.com")
+    continued = ask(new, "/v1/responses", {"model": "gpt-5.4", "input": "what was it?",
+                                           "previous_response_id": kept.json()["id"]})
+    assert continued.status_code in (400, 404), continued.text  # the removed person's conversation is not his
+    assert "zebra" not in continued.text
+    first = ask(new, "/v1/chat/completions", {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]})
+    assert first.status_code == 200, first.text  # the removed bob's spent minute is not the new bob's
+
+    team = _get(f"{guarded_proxy}{PREFIX}/status", new).json()["team"]
+    assert [(day["requests"], day["errors"]) for day in team["usage"]] == [(2, 1)], team["usage"]  # his own two only
+    deadline = time.monotonic() + 20  # the usage figures reach the store within seconds
+    while True:
+        rows = httpx.get(f"{guarded_proxy}/api/admin/usage", params={"group_by": "user"}, headers=admin,
+                         timeout=30).json()["data"]
+        by_user = {row["user"]: row["requests"] for row in rows}
+        if by_user.get("bob (removed)") == 2 and by_user.get("bob") == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert by_user == {"bob (removed)": 2, "bob": 2}, by_user
+    deadline = time.monotonic() + 20  # the ledger shows him his own requests only, never the removed bob's
+    while True:
+        mine = httpx.get(f"{guarded_proxy}/api/llm/requests", headers={"authorization": f"Bearer {new}"}, timeout=30)
+        assert mine.status_code == 200, mine.text
+        entries = mine.json()["data"]
+        if any(entry["door"] == "chat" for entry in entries) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert entries and not any(entry["door"] == "responses" and entry["status"] == 200 for entry in entries), entries
+
+
+def test_the_admin_key_is_not_a_client_key_and_a_member_reads_only_their_own_ledger(guarded_proxy, mock_codex,
+                                                                                    team_env):
+    """docs/team-mode.md's table: the admin key opens the operator's surfaces, not the model APIs; a
+    member's key reads their own requests and keys only."""
+    alice, bob = make_user(team_env, "alice"), make_user(team_env, "bob")
+    device_login(guarded_proxy, alice, mock_codex, "alice@example.com")
+    body = {"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}]}
+    as_admin = httpx.post(f"{guarded_proxy}/v1/chat/completions", json=body, timeout=30,
+                          headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert as_admin.status_code == 401, as_admin.text
+    assert httpx.post(f"{guarded_proxy}/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {alice}"}).status_code == 200
+    refused = httpx.get(f"{guarded_proxy}/api/llm/requests", params={"person": "alice"}, timeout=30,
+                        headers={"authorization": f"Bearer {bob}"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_your_requests"
+    assert httpx.get(f"{guarded_proxy}/api/admin/users", headers={"authorization": f"Bearer {alice}"},
+                     timeout=30).status_code in (401, 403)

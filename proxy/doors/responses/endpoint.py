@@ -121,7 +121,7 @@ class _Recorder:
 
 
 async def _relay(opened: Opened, request: ModelRequest, headers: dict[str, str], record: _Recorder) -> Response:
-    relay = ResponsesRelay()
+    relay = ResponsesRelay(request.model)
     frames = _relayed_frames(opened, relay)
     if request.stream:
         body = _recorded(paced(frames, relay.keepalive), opened, relay, record)
@@ -161,7 +161,7 @@ def _late(late: Late[Opened], request: ModelRequest, clock: StreamClock, record:
           log_record) -> Response:
     """The upstream has not answered within the head wait: a 200 now, with ``response.created``
     and ``response.in_progress`` keep-alives until it does; a failure then is ``response.failed``."""
-    relay, encoder = ResponsesRelay(), ResponsesEncoder(request)
+    relay, encoder = ResponsesRelay(request.model), ResponsesEncoder(request)
     passthrough = {"on": False}
 
     def then(opened: Opened) -> AsyncIterator[bytes]:

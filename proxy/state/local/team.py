@@ -61,6 +61,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE usage ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE usage ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0",
     ),
+    (  # 5: identity records (sessions, members' named keys, people linked to users)
+        "CREATE TABLE records (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, owner TEXT NOT NULL, "
+        "expires_at REAL, PRIMARY KEY (kind, key))",
+        "CREATE INDEX records_by_owner ON records (kind, owner)",
+    ),
 )
 _USER_COLUMNS = ("name, key_hash, key_id, models, rpm, tpm, daily_tokens, fallback, disabled, created_at, generation, "
                  "model_limits, budgets, max_effort, max_concurrent")
@@ -249,6 +254,31 @@ class SqliteTeamStore(TeamStore):
         with self._tx():
             self._db.execute("DELETE FROM pending_logins WHERE expires_at <= ?", (self._clock(),))
             return self._db.execute("DELETE FROM pending_logins WHERE owner = ?", (owner,)).rowcount
+
+    # -- identity records ----------------------------------------------------------------------
+    async def put_record(self, kind: str, key: str, value: bytes, owner: str, expires_at: float | None) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM records WHERE kind = ? AND expires_at <= ?", (kind, self._clock()))
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?)", (kind, key, value, owner, expires_at))
+
+    async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:
+        row = self._one("SELECT value, owner FROM records WHERE kind = ? AND key = ? AND "
+                        "(expires_at IS NULL OR expires_at > ?)", (kind, key, self._clock()))
+        return (bytes(row[0]), row[1]) if row else None
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        with self._tx():
+            return self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key)).rowcount > 0
+
+    async def records_of(self, kind: str, owner: str) -> list[tuple[str, bytes]]:
+        rows = self._all("SELECT key, value FROM records WHERE kind = ? AND owner = ? AND "
+                         "(expires_at IS NULL OR expires_at > ?) ORDER BY key", (kind, owner, self._clock()))
+        return [(key, bytes(value)) for key, value in rows]
+
+    async def delete_records_of(self, kind: str, owner: str) -> int:
+        with self._tx():
+            self._db.execute("DELETE FROM records WHERE kind = ? AND expires_at <= ?", (kind, self._clock()))
+            return self._db.execute("DELETE FROM records WHERE kind = ? AND owner = ?", (kind, owner)).rowcount
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def ping(self) -> bool:

@@ -11,6 +11,7 @@ Keys, all under one hash tag (``{sr}`` by default) so a script may touch several
     {sr}:lease:<key>      lease token (PX expiry)    {sr}:p:<login>  plan windows (JSON)
     {sr}:r:<limit key>    reservations by expiry     {sr}:ra:<limit key>  amounts and their total
     {sr}:usage:days       days with usage            {sr}:usage:<day>     counters per user/model/provider
+    {sr}:rec:<kind>:<key> identity record (JSON, PX)  {sr}:reco:<kind>:<owner>  its owner's keys (set)
 
 A key lookup (:meth:`RedisTeamStore.user_by_key_hash`) is one round trip, and nothing is cached, so a
 revoked or rotated key fails on its next request on every replica.
@@ -205,6 +206,65 @@ class RedisTeamStore(TeamStore):
                 await self.delete_pending(handle)
                 cleared += 1
         return cleared
+
+    # -- identity records ----------------------------------------------------------------------
+    async def put_record(self, kind: str, key: str, value: bytes, owner: str, expires_at: float | None) -> None:
+        if expires_at is not None and expires_at <= time.time():
+            await self.delete_record(kind, key)  # already over: nothing to keep
+            return
+        record = orjson.dumps({"value": value.decode("latin-1"), "owner": owner})
+        pipe = self._redis.pipeline(transaction=True)
+        if expires_at is None:
+            pipe.set(self._p + f"rec:{kind}:{key}", record)
+        else:
+            pipe.set(self._p + f"rec:{kind}:{key}", record, px=max(int((expires_at - time.time()) * 1000), 1))
+        if owner:  # no owner (a sign-in in progress): nothing will ask for it by owner, so no index to grow
+            pipe.sadd(self._p + f"reco:{kind}:{owner}", key)
+            pipe.scard(self._p + f"reco:{kind}:{owner}")
+        done = await bounded(pipe.execute(), self._timeout)
+        if owner and done[-1] > 64:  # expired records leave their key in the index: prune now and then
+            await self.records_of(kind, owner)
+
+    async def get_record(self, kind: str, key: str) -> tuple[bytes, str] | None:
+        raw = await bounded(self._redis.get(self._p + f"rec:{kind}:{key}"), self._timeout)
+        if not raw:
+            return None
+        record = orjson.loads(raw)
+        return record["value"].encode("latin-1"), record["owner"]
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        found = await self.get_record(kind, key)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._p + f"rec:{kind}:{key}")
+        if found is not None and found[1]:
+            pipe.srem(self._p + f"reco:{kind}:{found[1]}", key)
+        return bool((await bounded(pipe.execute(), self._timeout))[0])
+
+    async def records_of(self, kind: str, owner: str) -> list[tuple[str, bytes]]:
+        keys = sorted(k.decode() for k in await bounded(self._redis.smembers(self._p + f"reco:{kind}:{owner}"),
+                                                         self._timeout))
+        if not keys:
+            return []
+        raws = await bounded(self._redis.mget([self._p + f"rec:{kind}:{key}" for key in keys]), self._timeout)
+        found, gone = [], []
+        for key, raw in zip(keys, raws):
+            record = orjson.loads(raw) if raw else None
+            if record is None or record["owner"] != owner:
+                gone.append(key)  # expired (or moved to another owner): drop it from the owner's index
+            else:
+                found.append((key, record["value"].encode("latin-1")))
+        if gone:
+            await bounded(self._redis.srem(self._p + f"reco:{kind}:{owner}", *gone), self._timeout)
+        return found
+
+    async def delete_records_of(self, kind: str, owner: str) -> int:
+        held = await self.records_of(kind, owner)
+        pipe = self._redis.pipeline(transaction=True)
+        for key, _ in held:
+            pipe.delete(self._p + f"rec:{kind}:{key}")
+        pipe.delete(self._p + f"reco:{kind}:{owner}")
+        await bounded(pipe.execute(), self._timeout)
+        return len(held)
 
     # -- the common path in one round trip -----------------------------------------------------------
     remote = True

@@ -4,6 +4,7 @@
 const STORED_KEY = "subrelay-admin-key";
 const DAYS = 14;
 let adminKey = sessionStorage.getItem(STORED_KEY) || "";
+let session = null; // signed in through single sign-on: the cookie does the rest, plus the CSRF token
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,9 +19,16 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// Signed in (SSO or the trusted header): the session cookie and its CSRF token; else the admin key.
+function authHeaders() {
+  const headers = session ? { "x-csrf-token": session.csrf_token || "" } : { "x-admin-key": adminKey };
+  headers["x-subrelay-surface"] = "admin-page";
+  return headers;
+}
+
 async function call(method, path, body) {
-  const headers = { "x-admin-key": adminKey, "x-subrelay-surface": "admin-page" };
-  const options = { method, headers, cache: "no-store" };
+  const headers = authHeaders();
+  const options = { method, headers, cache: "no-store", credentials: "same-origin" };
   if (body !== undefined) {
     headers["content-type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -45,6 +53,21 @@ function askForKey(message) {
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
   showError(message);
+}
+
+async function whoAmI() {
+  try {
+    const answer = await (await fetch("/auth/session", { cache: "no-store", credentials: "same-origin" })).json();
+    $("sso").hidden = !(answer.sign_in && answer.sign_in.oidc);
+    if (answer.signed_in && answer.admin) {
+      session = answer;
+      $("sso").hidden = true;
+      $("signed-in-as").textContent = `Signed in as ${answer.identity}`;
+      $("sso-sign-out").hidden = false;
+    }
+  } catch (error) {
+    $("sso").hidden = true;
+  }
 }
 
 function limitsText(user) {
@@ -76,6 +99,7 @@ function moneyCell(spend) {
 function loginCell(login) {
   if (!login) return el("span", { className: "muted", textContent: "not logged in" });
   const cell = el("span", { textContent: `${login.email || "?"} (${login.plan_type || "?"})` });
+  cell.append(el("div", { className: "muted account", textContent: `account ${login.account_id || "?"}` }));
   if (login.needs_login) cell.append(el("div", { className: "needs-login", textContent: `needs a new login: ${login.needs_login}` }));
   return cell;
 }
@@ -197,7 +221,7 @@ async function load() {
     ]);
     $("sign-in").hidden = true;
     $("main").hidden = false;
-    $("sign-out").hidden = false;
+    $("sign-out").hidden = !adminKey;
     renderUsers(users.data);
     renderUsage(usage, users.data.map((user) => user.name));
     if (typeof loadLedger === "function") await loadLedger();  // ledger.js: the requests view, the audit log
@@ -243,6 +267,16 @@ document.addEventListener("DOMContentLoaded", () => {
         { budgets: budget ? { month: budget } : null, max_concurrent: cap ? Number(cap) : null });
     });
   });
-  if (adminKey) load();
-  else askForKey("");
+  $("sso-sign-out").addEventListener("click", async () => {
+    await fetch("/auth/logout", { method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrf-token": session ? session.csrf_token : "" }, body: "{}" });
+    session = null;
+    $("sso-sign-out").hidden = true;
+    $("signed-in-as").textContent = "";
+    askForKey("");
+  });
+  whoAmI().then(() => {
+    if (adminKey || session) load();
+    else askForKey("");
+  });
 });

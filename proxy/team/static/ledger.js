@@ -77,7 +77,8 @@ async function loadRequests(more = false) {
 async function download(log, format) {
   const params = log === "requests" ? requestFilters() : new URLSearchParams();
   params.set("format", format);
-  const response = await fetch(`/api/admin/${log}?${params}`, { headers: { "x-admin-key": adminKey }, cache: "no-store" });
+  const response = await fetch(`/api/admin/${log}?${params}`, { headers: authHeaders(), cache: "no-store",
+    credentials: "same-origin" });
   if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
   const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `subrelay-${log}.${format}` });
   document.body.append(link);

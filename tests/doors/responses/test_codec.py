@@ -102,6 +102,34 @@ def test_an_in_stream_overload_becomes_response_failed_with_codex_code():
     assert relay_.failure.status_code == 503
 
 
+def test_every_relayed_response_object_carries_created_at_and_model():
+    """LiteLLM (the OpenHands SDK's transport) reads ``created_at`` off the final object, and the
+    Vercel AI SDK stops after a tool call without ``model`` on ``response.created``: the backend
+    sends them on ``response.created`` only (or not at all), so the relay fills them everywhere."""
+    created = {"type": "response.created", "sequence_number": 0,
+               "response": {"id": "resp_1", "status": "in_progress", "output": [], "model": "gpt-5.5",
+                            "created_at": 1765000000, "instructions": "be brief"}}
+    bare_progress = {"type": "response.in_progress", "sequence_number": 1,
+                     "response": {"id": "resp_1", "status": "in_progress", "output": []}}
+    completed = {"type": "response.completed", "sequence_number": 2,
+                 "response": {"id": "resp_1", "status": "completed", "output": [], "usage": {"input_tokens": 1}}}
+    relay_ = ResponsesRelay("codex/gpt-5.5")
+    frames = [relay_.feed(SSEEvent(e["type"], orjson.dumps(e))) for e in (created, bare_progress, completed)]
+    sent = [json.loads(f.split(b"data: ", 1)[1]) for f in frames]
+    assert sent[1]["response"]["created_at"] == 1765000000 and sent[1]["response"]["model"] == "gpt-5.5"
+    final = relay_.final
+    assert (final["created_at"], final["model"], final["object"]) == (1765000000, "gpt-5.5", "response")
+    assert final["status"] == "completed" and final["usage"] == {"input_tokens": 1}  # the terminal event's own
+    assert final["instructions"] == "be brief" and sent[2]["response"] == final
+
+    silent = ResponsesRelay("gpt-5.4")  # a backend that names neither: defaulted, never missing
+    first = json.loads(silent.feed(SSEEvent("response.created", orjson.dumps(
+        {**created, "response": {"id": "resp_2", "status": "in_progress", "output": []}}))).split(b"data: ", 1)[1])
+    silent.feed(SSEEvent("response.completed", orjson.dumps(completed)))
+    assert first["response"]["model"] == "gpt-5.4" and isinstance(first["response"]["created_at"], int)
+    assert silent.final["model"] == "gpt-5.4" and silent.final["created_at"] == first["response"]["created_at"]
+
+
 def test_incomplete_is_passed_on():
     relayed, events = relay("incomplete")
     assert events[-1]["type"] == "response.incomplete" and relayed.failure is None
