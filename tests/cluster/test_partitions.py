@@ -25,11 +25,9 @@ import httpx
 import pytest
 
 from proxy.state.redis.team import RedisTeamStore
-from proxy.team.context import Team
-from proxy.team.logins import seal_login
-from proxy.team.secretbox import SecretBox, parse_secret
 from tests import netns
-from tests.cluster.conftest import HAPROXY, SECRET_KEY
+from tests.cluster.conftest import HAPROXY, SECRET_KEY, Replica
+from tests.cluster.test_replicas import _add_user, _put_login  # the same on this cluster: .cli, .redis, .mock
 from tests.conftest import write_auth_file
 from tests.mock_upstream import MockCodexServer, ServerThread
 from tests.redis_server import REDIS_SERVER, SKIP_REASON
@@ -42,36 +40,21 @@ UNAVAILABLE = (502, 503, 504)
 
 
 @dataclass
-class NetReplica:
-    name: str
-    address: str
-    env: dict[str, str]
-    log_path: str
-    process: subprocess.Popen | None = None
+class NetReplica(Replica):
+    """A replica listening on its own host's address, started inside that host's namespace."""
+
+    address: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{self.address}:{PORT}"
 
-    def start(self, net: netns.Net) -> None:
+    def start(self, net: netns.Net) -> None:  # type: ignore[override]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(net.run(self.name, sys.executable, "-m", "proxy", "serve", "--host",
                                                     self.address, "--port", str(PORT)),
                                             env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as handle:
-            return handle.read()
 
 
 @dataclass
@@ -198,9 +181,9 @@ def net_cluster() -> Iterator[NetCluster]:
             base_env.pop(name, None)
         # Off loopback subrelay insists on client keys: the owner's, as a deployment would set (members use theirs).
         owner = {"SUBRELAY_API_KEYS": "owner-key-for-the-namespace-cluster-0123456789"}
-        replicas = [NetReplica(f"r{n}", net.hosts[f"r{n}"],
-                               {**base_env, **owner, "SUBRELAY_STATE_DIR": os.path.join(workdir, f"state-r{n}")},
-                               os.path.join(workdir, f"r{n}.log")) for n in (1, 2, 3)]
+        replicas = [NetReplica(f"r{n}", PORT, {**base_env, **owner,
+                                                "SUBRELAY_STATE_DIR": os.path.join(workdir, f"state-r{n}")},
+                               os.path.join(workdir, f"r{n}.log"), address=net.hosts[f"r{n}"]) for n in (1, 2, 3)]
         for replica in replicas:
             replica.start(net)
         for replica in replicas:
@@ -236,24 +219,6 @@ def net_cluster() -> Iterator[NetCluster]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _add_user(cluster: NetCluster, name: str, *options: str) -> str:
-    import json
-
-    result = cluster.cli("users", "add", name, *options, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["key"]
-
-
-async def _put_login(cluster: NetCluster, name: str, **token_options) -> None:
-    store = RedisTeamStore.from_url(cluster.redis.url, {})
-    team = Team(store=store, box=SecretBox([parse_secret(SECRET_KEY)]))
-    auth = cluster.mock.state.auth_file(**token_options)
-    existing = await store.get_login(name)
-    login = seal_login(team, name, auth, (existing.version + 1) if existing else 1)
-    assert await store.put_login(name, login, expected_version=existing.version if existing else None)
-    await store.close()
 
 
 async def _login_of(cluster: NetCluster, name: str):
