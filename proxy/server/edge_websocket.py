@@ -94,6 +94,9 @@ async def _refusal(edge: Edge, scope, headers: dict[bytes, bytes], public_paths:
         return WebSocketsOff("WebSockets are turned off on this subrelay proxy (SUBRELAY_WEBSOCKETS=0); use HTTP: "
                              "POST /v1/responses.")
     refusal = edge._refusal(scope, headers)
+    identity = getattr(edge, "identity", None)
+    if refusal is None and identity is not None:  # the trusted header from anywhere but the proxy
+        refusal = identity.forged_header(scope, headers)
     if refusal is not None:
         return refusal
     if scope["path"] in public_paths:
