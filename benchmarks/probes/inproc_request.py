@@ -27,6 +27,9 @@ def main() -> None:
                         help="Chat -> Codex translation (a ChatGPT login's provider on the mock's Codex endpoint)")
     parser.add_argument("--team", action="store_true",
                         help="team mode on: 100 users in a fresh store, requests with one user's key (with limits)")
+    parser.add_argument("--mark", action="store_true",
+                        help="call getppid() right before and after the measured requests: under callgrind "
+                             "with --dump-before=getppid the middle dump counts those requests alone (one run)")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
     import tomllib
@@ -100,9 +103,13 @@ def main() -> None:
         await outbox.get()
         for _ in range(100):  # warm-up: connections, caches
             await one()
+        if args.mark:
+            os.getppid()
         started = time.process_time()
         for _ in range(args.requests):
             await one()
+        if args.mark:
+            os.getppid()
         print(f"cpu_us_per_request={(time.process_time() - started) / args.requests * 1e6:.1f}")
         await inbox.put({"type": "lifespan.shutdown"})
         await outbox.get()
@@ -128,7 +135,7 @@ def codex_login(port: int) -> tuple[str, dict]:
 
 
 def team_store(requests: int) -> tuple[dict, bytes]:
-    """A fresh team store with 100 users; the key of one whose limits are checked (and never reached)."""
+    """A fresh team store with 100 users (``TEAM_USERS``); the key of one whose limits are checked (never reached)."""
     import tempfile
 
     from proxy.team.context import open_team
@@ -138,11 +145,13 @@ def team_store(requests: int) -> tuple[dict, bytes]:
 
     async def fill() -> bytes:
         team = open_team(env, create=True)
-        for n in range(99):
-            await add_user(team.store, f"user{n:03d}")
+        for n in range(int(os.environ.get("TEAM_USERS") or 100) - 1):  # TEAM_USERS: how cost grows with the store
+            await add_user(team.store, f"user{n:05d}")
         limits = {} if os.environ.get("TEAM_NO_LIMITS") else dict(rpm=10 * requests + 1000, tpm=10**12, daily_tokens=10**12)
         if os.environ.get("TEAM_BUDGET"):  # a monthly money budget too (never reached)
             limits["budgets"] = {"month": 10**6}
+        if os.environ.get("TEAM_CONCURRENT"):  # a concurrency cap (the fairness step; never reached here)
+            limits["max_concurrent"] = int(os.environ["TEAM_CONCURRENT"])
         _, key = await add_user(team.store, "bench", **limits)
         await team.store.close()
         return key.encode()

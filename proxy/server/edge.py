@@ -7,7 +7,9 @@ It sits outside Starlette's own error middleware, so it also is the last error b
   CORS preflights are answered for allowed origins only.
 - **Who**: the client key, when keys are configured (``/healthz`` excepted).
 - **What**: ``POST`` bodies must be ``application/json`` (so no "simple" cross-site form post
-  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline.
+  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline. The one
+  exception, ``/v1/audio/transcriptions`` (a file upload, :data:`FORM_PATHS`), takes ``multipart/form-data``
+  only: a browser's cross-site form still carries its ``Origin`` or ``Sec-Fetch-Site`` and is refused above.
 - **Going away**: when the client disconnects before the response has started, the handler (and
   with it the upstream call) is cancelled; streams cancel themselves (:mod:`proxy.hub.event_stream`).
 - **Bugs**: an exception that escapes the app is still an error in the client's API shape, and it

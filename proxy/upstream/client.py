@@ -231,17 +231,24 @@ async def translated_batches(
     decoder = SSEDecoder()
     feed = translator.feed
     feed_events = getattr(translator, "feed_events", None)  # a translator's own loop over a read's events
+    # An upstream that hands over events (the Codex WebSocket) is read without SSE text in between.
+    events_of = getattr(response, "aiter_events", None)
     try:
-        async for chunk in timed_chunks(response.aiter_bytes(), clock):
+        async for chunk in timed_chunks(events_of() if events_of is not None else response.aiter_bytes(), clock):
+            events = chunk if events_of is not None else decoder.feed(chunk)
             if feed_events is not None:
-                batch = feed_events(decoder.feed(chunk))
+                batch = feed_events(events)
             else:
                 batch = []
-                for event in decoder.feed(chunk):
+                for event in events:
                     batch += feed(event)
             if record is not None:
-                record.relayed_frames += chunk.count(b"data:")
-                record.relayed_bytes += len(chunk)
+                if events_of is not None:  # counted as the SSE frames they stand for
+                    record.relayed_frames += len(events)
+                    record.relayed_bytes += sum([len(event.data) + len(event.event) + 16 for event in events])
+                else:
+                    record.relayed_frames += chunk.count(b"data:")
+                    record.relayed_bytes += len(chunk)
             if batch and clock is not None:
                 clock.progressed()
                 if record is not None and type(batch[-1]) is Usage:

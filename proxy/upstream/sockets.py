@@ -38,6 +38,7 @@ import orjson
 
 from proxy.errors import UpstreamFailure, UpstreamOverloaded
 from proxy.hub.caller import CALLER
+from proxy.hub.sse import SSEEvent
 from proxy.observe.redact import get_logger
 from proxy.upstream.codex_socket import (
     CodexSocket,
@@ -60,6 +61,7 @@ RETRY_FRESH = frozenset({"websocket_connection_limit_reached", "previous_respons
 _PREAMBLE = frozenset({b"response.created", b"response.in_progress"})
 _SKIPPED = frozenset({b"codex.rate_limits"})  # read into headers; the SSE stream never carried it
 _TERMINAL = frozenset({b"response.completed", b"response.done", b"response.incomplete", b"response.failed", b"error"})
+_NOTED = _TERMINAL | {b"response.output_item.done"}  # what the next turn's continuation needs (see _note)
 REFUSAL_SECONDS = 300.0  # after a refused upgrade, HTTP only for this long (Codex: for the session)
 
 
@@ -116,7 +118,7 @@ class SocketPool:
         self._start_reaper()
         fresh = False
         for _attempt in range(3):
-            socket = None if fresh else self._take_idle(key, body)
+            socket, delta = (None, None) if fresh else self._take_idle(key, body)
             if socket is None:
                 try:
                     socket = await self._connect(url, headers, key, owner)
@@ -129,7 +131,7 @@ class SocketPool:
                         return None
                     raise UpstreamOverloaded("Every Codex WebSocket this login may open is busy "
                                              "(SUBRELAY_CODEX_SOCKETS_PER_LOGIN / _TOTAL).", code="server_is_overloaded")
-            outcome = await self._start(socket, body)
+            outcome = await self._start(socket, body, delta)
             if isinstance(outcome, SocketAnswer | ErrorAnswer):
                 return outcome
             self.stats.retried += 1
@@ -146,7 +148,7 @@ class SocketPool:
         body: dict[str, Any] = request.context["body"]
         headers, owner, key = _identity(request, url)
         self._start_reaper()
-        socket = self._take_idle(key, body)
+        socket = self._take_idle(key, body)[0]
         try:
             socket = socket or await self._connect(url, headers, key, owner)
         except UpgradeRefused as exc:
@@ -178,9 +180,10 @@ class SocketPool:
         self.release(socket)
         return True
 
-    async def _start(self, socket: CodexSocket, body: dict[str, Any]) -> Any:
-        """Send the turn and read up to its first event; a str outcome means "retry on a fresh socket"."""
-        delta = continuation(socket.turn, body)
+    async def _start(self, socket: CodexSocket, body: dict[str, Any], delta: list[Any] | None = None) -> Any:
+        """Send the turn and read up to its first event; a str outcome means "retry on a fresh socket".
+        ``delta``: the items after the socket's last response (:meth:`_take_idle` worked them out), or None:
+        the turn goes in full (always so on a new socket, which continues nothing)."""
         payload: dict[str, Any] = {"type": "response.create", **body}
         if delta is not None:
             payload["previous_response_id"] = socket.turn.response_id
@@ -221,23 +224,29 @@ class SocketPool:
                                    orjson.dumps({"error": error.get("error") or {}}))
         return SocketAnswer(self, socket, body, headers, data, kind)
 
-    def _take_idle(self, key: tuple, body: dict[str, Any]) -> CodexSocket | None:
-        """The key's idle socket that continues this request, else its most recent one, else None."""
+    def _take_idle(self, key: tuple, body: dict[str, Any]) -> tuple[CodexSocket | None, list[Any] | None]:
+        """The key's idle socket that continues this request and the continuation's items, else its most
+        recent one (and None: the turn goes in full), else (None, None)."""
         sockets = self.idle.get(key)
         if not sockets:
-            return None
+            return None, None
         now = time.monotonic()
         for socket in [s for s in sockets if not s.open or now - s.opened_at > self.max_age_seconds]:
             sockets.remove(socket)
             self.discard(socket)
         if not sockets:
             self.idle.pop(key, None)
-            return None
-        chosen = next((s for s in reversed(sockets) if continuation(s.turn, body) is not None), sockets[-1])
+            return None, None
+        chosen, delta = sockets[-1], None
+        for socket in reversed(sockets):
+            delta = continuation(socket.turn, body)
+            if delta is not None:
+                chosen = socket
+                break
         sockets.remove(chosen)
         if not sockets:
             self.idle.pop(key, None)
-        return chosen
+        return chosen, delta
 
     async def _connect(self, url: str, headers: dict[str, str], key: tuple, owner: tuple) -> CodexSocket | None:
         """A new socket within the caps (an idle one is closed to make room); None when all are busy."""
@@ -364,10 +373,21 @@ class SocketAnswer:
         self._closed = False
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The events as SSE, every event already received in one piece (as an HTTP read hands over
-        what is buffered): a translator's work is per read, and the backend sends one frame per delta."""
-        held: list[bytes] = []  # events before the content: shown once the content begins
-        batch: list[bytes] = []
+        """The events as SSE (what a byte relay sends on), one piece per batch of :meth:`aiter_events`."""
+        async for batch in self._batches():
+            yield b"".join([sse_frame(kind, data) for kind, data in batch])
+
+    async def aiter_events(self) -> AsyncIterator[list[SSEEvent]]:
+        """The events themselves, one list per batch: a translator reads them without SSE text being built
+        here and parsed again (:func:`proxy.upstream.client.translated_batches` prefers this)."""
+        async for batch in self._batches():
+            yield [SSEEvent(kind.decode(), data) for kind, data in batch]
+
+    async def _batches(self) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        """(kind, JSON) of every event, every event already received in one batch (as an HTTP read hands
+        over what is buffered): a translator's work is per read, and the backend sends one frame per delta."""
+        held: list[tuple[bytes, bytes]] = []  # events before the content: shown once the content begins
+        batch: list[tuple[bytes, bytes]] = []
         content = False
         retries = 0
         while not self._done:
@@ -376,7 +396,7 @@ class SocketAnswer:
                 self._first = None
             else:
                 if batch and not self.socket.pending():
-                    yield b"".join(batch)
+                    yield batch
                     batch = []
                 try:
                     data = await self.socket.receive()
@@ -384,7 +404,7 @@ class SocketAnswer:
                     self.pool.discard(self.socket)
                     if content or retries:
                         if batch:
-                            yield b"".join(batch)
+                            yield batch
                         raise httpx.ReadError("the Codex WebSocket closed before response.completed") from exc
                     retries += 1
                     held.clear()
@@ -393,18 +413,18 @@ class SocketAnswer:
                 kind = event_kind(data)
             if kind in _SKIPPED:
                 continue
-            self._note(kind, data)
-            frame = sse_frame(kind, data)
+            if kind in _NOTED:
+                self._note(kind, data)
             if not content and kind in _PREAMBLE and not self._done:
-                held.append(frame)
+                held.append((kind, data))
                 continue
             if not content:
                 content = True
                 batch += held
                 held.clear()
-            batch.append(frame)
+            batch.append((kind, data))
         if batch:
-            yield b"".join(batch)
+            yield batch
 
     async def _resend(self) -> None:
         """The socket died before any content: the same turn, in full, on a new socket (once)."""
