@@ -163,6 +163,13 @@ def _error_subtrees(value: object) -> object:
     return value
 
 
+def _redact_bytes(data: bytes) -> bytes:
+    """Bytes that are not JSON, masked as text (the same bytes when nothing was masked)."""
+    text = data.decode("utf-8", "replace")
+    cleaned = redact(text)
+    return data if cleaned == text else cleaned.encode()
+
+
 def redact_error_json(data: bytes) -> bytes:
     """An upstream's JSON error (a body or one SSE ``data:``) with echoed credentials masked, decoded
     first so ``\\u``-escaped ones are caught too. An ``error``-typed object is masked whole; any
@@ -173,9 +180,7 @@ def redact_error_json(data: bytes) -> bytes:
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
-        text = data.decode("utf-8", "replace")
-        cleaned = redact(text)
-        return data if cleaned == text else cleaned.encode()
+        return _redact_bytes(data)
     if isinstance(payload, dict) and payload.get("type") == "error":
         cleaned_payload = redact_strings(payload)
     else:
@@ -216,9 +221,7 @@ def redact_relayed_body(body: bytes, *, content: bool = True) -> bytes:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace")
-        cleaned = redact(text)
-        return body if cleaned == text else cleaned.encode()
+        return _redact_bytes(body)
     cleaned_payload = _all_strings(payload)
     return body if cleaned_payload == payload else orjson.dumps(cleaned_payload)
 

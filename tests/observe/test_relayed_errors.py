@@ -5,6 +5,7 @@ echoes included, while content frames pass as they came."""
 from __future__ import annotations
 
 import tomllib
+from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -75,9 +76,9 @@ class EchoingUpstream:
         await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-def hostile(proxy_settings, tmp_path):
-    upstream = EchoingUpstream()
+@contextmanager
+def proxy_before(upstream, proxy_settings, tmp_path):
+    """A proxy whose Codex, Anthropic and OpenAI-compatible (``gpt-4.1``) upstreams are all ``upstream``."""
     with ServerThread(upstream) as echo:
         config = parse_config(tomllib.loads(f'[providers.openai]\nkind = "openai"\nbase_url = "{echo.url}/v1"\n'
                                             'models = ["gpt-4.1"]\n'))
@@ -86,7 +87,14 @@ def hostile(proxy_settings, tmp_path):
                            env={"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
                                 "CLAUDE_CONFIG_DIR": str(tmp_path)})
         with ServerThread(create_app(settings)) as proxy:
-            yield proxy.url, upstream
+            yield proxy.url
+
+
+@pytest.fixture
+def hostile(proxy_settings, tmp_path):
+    upstream = EchoingUpstream()
+    with proxy_before(upstream, proxy_settings, tmp_path) as url:
+        yield url, upstream
 
 
 def _decoded(body: str) -> str:

@@ -6,19 +6,15 @@ masked too."""
 from __future__ import annotations
 
 import asyncio
-import tomllib
-from dataclasses import replace
 
 import httpx
 import orjson
 import pytest
 
-from proxy.config.file import parse_config
 from proxy.observe.redact import PartialEventTooLarge, RelayedEvents
-from proxy.server.app import create_app
 from proxy.upstream.client import passthrough_chunks
-from tests.mock_upstream import ServerThread
 from tests.mock_upstream.asgi import read_body
+from tests.observe.test_relayed_errors import ANTHROPIC_KEY, OPENAI_KEY, _decoded, proxy_before
 
 KEY = "sk-proj-" + "Sp1itK3y" * 6
 TOKEN = "Q2xpZW50VG9rZW4" * 3
@@ -128,32 +124,11 @@ class _SplittingUpstream:
             await send({"type": "http.response.body", "body": piece, "more_body": index < len(pieces) - 1})
 
 
-OPENAI_KEY = "sk-proj-" + "Ec4o" * 10
-ANTHROPIC_KEY = "sk-ant-api03-" + "Ec4o" * 10
-
-
 @pytest.fixture
 def splitting(proxy_settings, tmp_path):
     upstream = _SplittingUpstream()
-    with ServerThread(upstream) as echo:
-        config = parse_config(tomllib.loads(f'[providers.openai]\nkind = "openai"\nbase_url = "{echo.url}/v1"\n'
-                                            'models = ["gpt-4.1"]\n'))
-        settings = replace(proxy_settings, codex_base_url=f"{echo.url}/backend-api/codex",
-                           anthropic_base_url=echo.url, file=config,
-                           env={"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
-                                "CLAUDE_CONFIG_DIR": str(tmp_path)})
-        with ServerThread(create_app(settings)) as proxy:
-            yield proxy.url, upstream
-
-
-def _decoded(text: str) -> str:
-    parts = [text]
-    for line in text.splitlines():
-        try:
-            parts.append(str(orjson.loads(line.removeprefix("data: "))))
-        except orjson.JSONDecodeError:
-            pass
-    return "\n".join(parts)
+    with proxy_before(upstream, proxy_settings, tmp_path) as url:
+        yield url, upstream
 
 
 def test_split_error_frames_and_echoing_bodies_reach_no_client(splitting, auth_path):
