@@ -2,7 +2,7 @@
 users in the team store, and with a 1 KB, 1 MB and 10 MB request body; one callgrind run per row
 (``inproc_request.py --mark``, as ``instruction_smoke.py``). Memory per stream: ``stalled_streams.py``.
 
-    .venv/bin/python -m benchmarks.probes.scaling            # about 5 min on a quiet 2-core machine
+    .venv/bin/python -m benchmarks.probes.scaling [users|bodies]   # both tables: ~10 min on a quiet 2-core machine
 """
 
 from __future__ import annotations
@@ -37,27 +37,38 @@ def fill(users: int, directory: str, port: int) -> None:
 
 
 def main() -> None:
+    only = sys.argv[1] if len(sys.argv) > 1 else ""  # "users" or "bodies": one table
     port = free_port()
     mock = subprocess.Popen([sys.executable, "-m", "benchmarks.mock", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port)
-        print("| users in the store | instructions / request (team member, rpm/tpm/daily limits, ledger on) |")
-        print("|---:|---:|")
-        for users in (10, 10_000):
-            with tempfile.TemporaryDirectory(prefix="subrelay-scaling-store-") as state:
-                fill(users, state, port)
-                figure = per_request(port, 200, "--team", env={"TEAM_STATE_DIR": state})
-            print(f"| {users:,} | {figure:,} |", flush=True)
-        print()
-        print("| request body | instructions / request | per KB of body |")
-        print("|---:|---:|---:|")
-        for size, label, requests in ((1_000, "1 KB", 200), (1_000_000, "1 MB", 20), (10_000_000, "10 MB", 4)):
-            figure = per_request(port, requests, "--body-bytes", str(size))
-            print(f"| {label} | {figure:,} | {figure / (size / 1000):,.0f} |", flush=True)
+        if only != "bodies":
+            users_table(port)
+        if only != "users":
+            bodies_table(port)
     finally:
         mock.terminate()
         mock.wait(10)
+
+
+def users_table(port: int) -> None:
+    print("| users in the store | instructions / request (team member, rpm/tpm/daily limits, ledger on) |")
+    print("|---:|---:|")
+    for users in (10, 10_000):
+        with tempfile.TemporaryDirectory(prefix="subrelay-scaling-store-") as state:
+            fill(users, state, port)
+            figure = per_request(port, 200, "--team", env={"TEAM_STATE_DIR": state})
+        print(f"| {users:,} | {figure:,} |", flush=True)
+
+
+def bodies_table(port: int) -> None:
+    print()
+    print("| request body | instructions / request | per KB of body |")
+    print("|---:|---:|---:|")
+    for size, label, requests in ((1_000, "1 KB", 200), (1_000_000, "1 MB", 20), (10_000_000, "10 MB", 4)):
+        figure = per_request(port, requests, "--body-bytes", str(size))
+        print(f"| {label} | {figure:,} | {figure / (size / 1000):,.0f} |", flush=True)
 
 
 if __name__ == "__main__":
