@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -107,3 +108,15 @@ def chromium_or_skip():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     return os.environ
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium page for one test (skipped, saying why, without Chromium); closed after.
+    A test module uses it with ``from tests.browser import browser``."""
+    chromium_or_skip()
+    session = Browser()
+    try:
+        yield session
+    finally:
+        session.close()

@@ -25,6 +25,7 @@ class FormPart:
     value: bytes
     filename: str | None = None  # set for a file field
     content_type: str | None = None
+    head: bytes | None = None  # the part's header lines as they came, written back unchanged when relayed
 
 
 def boundary_of(content_type: str) -> str:
@@ -87,12 +88,12 @@ def _part(raw: bytes) -> FormPart:
             content_type = value.strip()[:200]
     if not name:
         raise _malformed("a field has no name")
-    return FormPart(name, raw[split + 4:], filename, content_type)
+    return FormPart(name, raw[split + 4:], filename, content_type, raw[:split])
 
 
 def encode_form(parts: list[FormPart], boundary: str) -> tuple[bytes, str]:
-    """The body and content type of ``parts`` as ``multipart/form-data`` (``boundary`` lengthened if a
-    part holds it)."""
+    """The body and content type of ``parts`` as ``multipart/form-data`` (another ``boundary`` if a part
+    holds it); a part read from a client keeps its header lines byte for byte."""
     chosen, tries = boundary, 0
     while any(chosen.encode("ascii") in part.value for part in parts):
         tries += 1
@@ -101,12 +102,16 @@ def encode_form(parts: list[FormPart], boundary: str) -> tuple[bytes, str]:
     delimiter = b"--" + boundary.encode("ascii")
     out = bytearray()
     for part in parts:
-        out += delimiter + b"\r\n" + b'Content-Disposition: form-data; name="' + _quote(part.name) + b'"'
-        if part.filename is not None:
-            out += b'; filename="' + _quote(part.filename) + b'"'
-        out += b"\r\n"
-        if part.content_type:
-            out += b"Content-Type: " + part.content_type.encode("latin-1", "replace") + b"\r\n"
+        out += delimiter + b"\r\n"
+        if part.head is not None:
+            out += part.head + b"\r\n"
+        else:
+            out += b'Content-Disposition: form-data; name="' + _quote(part.name) + b'"'
+            if part.filename is not None:
+                out += b'; filename="' + _quote(part.filename) + b'"'
+            out += b"\r\n"
+            if part.content_type:
+                out += b"Content-Type: " + part.content_type.encode("latin-1", "replace") + b"\r\n"
         out += b"\r\n" + part.value + b"\r\n"
     out += delimiter + b"--\r\n"
     return bytes(out), f"multipart/form-data; boundary={boundary}"

@@ -188,6 +188,41 @@ def redact_error_body(body: bytes) -> bytes:
     return redact_error_json(body) if _ERROR_KEY in body else body
 
 
+# Opaque values a client hands back verbatim (a compaction's encrypted state): masking a pattern that
+# happened to occur in them would corrupt the conversation, and they never carry our credentials.
+_OPAQUE_KEYS = frozenset({"encrypted_content"})
+
+
+def _all_strings(value: object) -> object:
+    if isinstance(value, dict):
+        return {redact(key): item if key in _OPAQUE_KEYS and isinstance(item, str) else _all_strings(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_all_strings(item) for item in value]
+    return redact(value) if isinstance(value, str) else value
+
+
+def redact_relayed_body(body: bytes, *, content: bool = True) -> bytes:
+    """The one redaction of an upstream body relayed to a client (every ``read_whole``).
+
+    ``content=True`` (an answer a person reads, byte-relayed): only its ``error`` parts are masked, as
+    :func:`redact_error_body`. ``content=False`` (a token count, a compaction: nothing in it is the
+    model talking to the user): every string is masked, decoded first so ``\\u``-escaped echoes are
+    caught, except opaque values such as ``encrypted_content``."""
+    if content:
+        return redact_error_body(body)
+    import orjson
+
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace")
+        cleaned = redact(text)
+        return body if cleaned == text else cleaned.encode()
+    cleaned_payload = _all_strings(payload)
+    return body if cleaned_payload == payload else orjson.dumps(cleaned_payload)
+
+
 def redact_error_frames(chunk: bytes) -> bytes:
     """Relayed SSE bytes: each ``data:`` line that carries an ``error`` is rewritten by
     :func:`redact_error_json`; every other byte passes as it came (one substring scan per chunk)."""
@@ -195,3 +230,69 @@ def redact_error_frames(chunk: bytes) -> bytes:
         return chunk
     return _DATA_LINE.sub(lambda m: b"data: " + redact_error_json(m.group(1)) if _ERROR_KEY in m.group(1)
                           else m.group(0), chunk)
+
+
+class PartialEventTooLarge(ValueError):
+    """An upstream event grew past the relay's cap without its blank-line end."""
+
+
+def _events_end(data: bytes | bytearray, start: int) -> int:
+    """Where the last complete SSE event in ``data[start:]`` ends (after its blank line), or -1."""
+    end = -1
+    for terminator in (b"\n\n", b"\n\r\n", b"\r\r"):
+        at = data.rfind(terminator, start)
+        if at >= 0:
+            end = max(end, at + len(terminator))
+    return end
+
+
+class RelayedEvents:
+    """Relayed SSE bytes, redacted per *complete* event, however the upstream cut them into reads.
+
+    An error frame split across two reads (its key in both halves, or ``"error"`` itself cut) is
+    masked as a whole: bytes after the last blank line are held until their event ends, and every
+    complete event goes out with the read that completed it. A read that ends on an event boundary
+    (nearly every one) passes without a copy. The held part is bounded by ``max_partial`` bytes
+    (:class:`PartialEventTooLarge` beyond it), and kept in one ``bytearray`` searched only where it
+    grew, so a huge event in small pieces costs linear time.
+    """
+
+    __slots__ = ("_held", "_max")
+
+    def __init__(self, max_partial: int) -> None:
+        self._held = bytearray()
+        self._max = max_partial
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete events ``chunk`` finishes, redacted; b"" while an event is still open."""
+        held = self._held
+        if not held:
+            if chunk.endswith((b"\n\n", b"\r\r", b"\n\r\n")):  # nearly every read: whole events
+                return chunk if _ERROR_KEY not in chunk else redact_error_frames(chunk)
+            end = _events_end(chunk, 0)
+            if end < 0:
+                held += chunk
+                self._check()
+                return b""
+            held += memoryview(chunk)[end:]
+            self._check()
+            return redact_error_frames(chunk[:end])
+        resume = max(0, len(held) - 2)  # a boundary may straddle the old end and the new chunk
+        held += chunk
+        end = _events_end(held, resume)
+        if end < 0:
+            self._check()
+            return b""
+        out = bytes(held[:end])
+        del held[:end]
+        return redact_error_frames(out)
+
+    def flush(self) -> bytes:
+        """What is left when the upstream ended without a final blank line."""
+        rest, self._held = bytes(self._held), bytearray()
+        return redact_error_frames(rest) if rest else b""
+
+    def _check(self) -> None:
+        if len(self._held) > self._max:
+            size, self._held = len(self._held), bytearray()
+            raise PartialEventTooLarge(f"an upstream event exceeded {self._max} bytes ({size} bytes without an end)")

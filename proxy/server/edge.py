@@ -7,7 +7,9 @@ It sits outside Starlette's own error middleware, so it also is the last error b
   CORS preflights are answered for allowed origins only.
 - **Who**: the client key, when keys are configured (``/healthz`` excepted).
 - **What**: ``POST`` bodies must be ``application/json`` (so no "simple" cross-site form post
-  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline.
+  gets through) and at most ``max_body_bytes``, enforced while reading, within a read deadline. The one
+  exception, ``/v1/audio/transcriptions`` (a file upload, :data:`FORM_PATHS`), takes ``multipart/form-data``
+  only: a browser's cross-site form still carries its ``Origin`` or ``Sec-Fetch-Site`` and is refused above.
 - **Going away**: when the client disconnects before the response has started, the handler (and
   with it the upstream call) is cancelled; streams cancel themselves (:mod:`proxy.hub.event_stream`).
 - **Bugs**: an exception that escapes the app is still an error in the client's API shape, and it
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING
 from proxy.config.settings import Settings, is_loopback
 from proxy.errors import (
     AuthenticationFailed,
+    BadRequest,
     InternalError,
     PayloadTooLarge,
     PermissionDenied,
@@ -35,7 +38,7 @@ from proxy.errors import (
 )
 from proxy.observe.ledger import LEDGER_PATHS, PLAIN_PATHS
 from proxy.observe.metrics import RequestRecord
-from proxy.observe.redact import get_logger
+from proxy.observe.redact import escape_controls, get_logger
 from proxy.server.guarded import GuardedExchange, cors_headers, too_large
 from proxy.server.edge_websocket import websocket_edge
 from proxy.team.gate import TeamGate
@@ -60,7 +63,7 @@ MODEL_PREFIXES = ("/v1/chat/completions", "/chat/completions", "/v1/responses", 
                   "/messages", "/v1/models", "/backend-api/codex/responses", "/backend-api/codex/models",
                   *PLAIN_PATHS)
 # A Host header: a DNS name or IPv4 address, or an IPv6 literal in brackets, then an optional port.
-_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::[0-9]{1,5})?")
+_HOST = re.compile(r"(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+))(?::([0-9]{1,5}))?")
 # Model requests that always pass the team admission (proxy.team.policy): their key check may be
 # completed there, in the same store round trip as the limits.
 ADMITTED_PATHS = frozenset({"/v1/chat/completions", "/chat/completions", "/v1/responses", "/responses",
@@ -119,7 +122,7 @@ class EdgeMiddleware:
         elif not is_loopback(settings.host) and settings.host not in ("0.0.0.0", "::"):
             hosts.add(settings.host.lower())
         self.allowed_hosts = frozenset(hosts)
-        self._host_verdicts: dict[bytes, bool] = {}  # Host header → accepted? (a few distinct values)
+        self._host_verdicts: dict[bytes, str] = {}  # Host header → ok, foreign or malformed (a few values)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -204,10 +207,10 @@ class EdgeMiddleware:
 
     def _refusal(self, scope, headers: dict[bytes, bytes]) -> ProxyError | None:
         host = headers.get(b"host")
-        if host is not None and not self._host_ok(host):
-            return PermissionDenied(
-                f"This subrelay proxy does not answer to the host name {host.decode('latin-1')[:100]!r}. Use "
-                "127.0.0.1 or localhost, or add the name to SUBRELAY_ALLOWED_HOSTS.", code="host_not_allowed")
+        if host is not None:
+            refusal = self._host_refusal(host)
+            if refusal is not None:
+                return refusal
         origin = headers.get(b"origin")
         model_api = scope["path"].startswith(MODEL_PREFIXES)
         if origin is not None and not self._origin_ok(origin, host, model_api):
@@ -229,21 +232,34 @@ class EdgeMiddleware:
             return PermissionDenied("Cross-site requests are refused.", code="origin_not_allowed")
         return None
 
-    def _host_ok(self, host: bytes) -> bool:
+    def _host_refusal(self, host: bytes) -> ProxyError | None:
+        """Why this Host is refused (None: it is not); the verdict is judged once per distinct value."""
         verdict = self._host_verdicts.get(host)
         if verdict is None:
             verdict = self._judge_host(host)
             if len(self._host_verdicts) < 256:
                 self._host_verdicts[host] = verdict
-        return verdict
+        if verdict == "ok":
+            return None
+        shown = escape_controls(host.decode("latin-1"))[:100]
+        if verdict == "malformed":
+            return BadRequest(f"The Host header {shown!r} is not a host name with an optional port.",
+                              code="invalid_host")
+        return PermissionDenied(
+            f"This subrelay proxy does not answer to the host name {shown!r}. Use "
+            "127.0.0.1 or localhost, or add the name to SUBRELAY_ALLOWED_HOSTS.", code="host_not_allowed")
 
-    def _judge_host(self, host: bytes) -> bool:
+    def _judge_host(self, host: bytes) -> str:
+        parsed = _HOST.fullmatch(host.decode("latin-1").lower())
+        if parsed is None or int(parsed.group(3) or 0) > 65535:
+            # A path, '#', '@' userinfo, '?', whitespace: not host[:port] at all, whatever names are allowed
+            # (a URL built from it, "http://127.0.0.1/#@evil.example/v1", would point elsewhere).
+            return "malformed"
+        return "ok" if self._host_allowed(parsed.group(1) or parsed.group(2)) else "foreign"
+
+    def _host_allowed(self, name: str) -> bool:
         if "*" in self.allowed_hosts:
             return True
-        parsed = _HOST.fullmatch(host.decode("latin-1").lower())
-        if parsed is None:  # userinfo, junk after a bracket, a path: not a host name at all
-            return False
-        name = parsed.group(1) or parsed.group(2)
         if name in _LOOPBACK_NAMES or name in self.allowed_hosts:
             return True
         return is_loopback(name)

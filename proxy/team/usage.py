@@ -18,11 +18,21 @@ from proxy.state.team import StoreError, TeamStore, UsageRow, User
 log = get_logger("subrelay.team.usage")
 FLUSH_SECONDS = 2.0
 MAX_USERS_IN_METRICS = 1000  # SUBRELAY_METRICS_PER_USER: bounded cardinality
+# The usage row every model name no provider lists goes into (the metrics' label for them too): a
+# member typing made-up names adds one row a day, not one per name, on every store backend.
+UNLISTED_MODEL = "other"
 
 USER_REQUESTS = Counter("subrelay_user_requests_total", "Requests per team user (SUBRELAY_METRICS_PER_USER=1).",
                         ["user", "status"])
 USER_TOKENS = Counter("subrelay_user_tokens_total", "Tokens per team user (SUBRELAY_METRICS_PER_USER=1).",
                       ["user", "kind"])
+
+
+def usage_model(record: RequestRecord) -> str:
+    """The model a usage row is kept under: the one the route reached (an alias, ``codex/gpt-5.5`` and
+    ``gpt-5.5`` are one row) when its provider lists it, else :data:`UNLISTED_MODEL`; the names a
+    client may type are unbounded, the models the providers list are not."""
+    return record.upstream_model if record.known_model else UNLISTED_MODEL
 
 
 class UsageBook(PeriodicFlush):
@@ -50,10 +60,11 @@ class UsageBook(PeriodicFlush):
         if now != self._day_at:  # the UTC day, worked out at most once a second
             self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
         day = self._day
-        key = (user, day, record.model, record.provider)
+        model = usage_model(record)
+        key = (user, day, model, record.provider)
         row = self._rows.get(key)
         if row is None:
-            row = self._rows[key] = UsageRow(user, day, record.model, record.provider)
+            row = self._rows[key] = UsageRow(user, day, model, record.provider)
         row.requests += 1
         row.errors += record.status >= 400 or record.status == 0
         row.cost_micros += cost_micros

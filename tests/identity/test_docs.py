@@ -3,6 +3,7 @@ shell examples work against a server started with that configuration."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -39,7 +40,7 @@ def test_the_documented_shell_examples_run(proxy_settings, tmp_path):
     settings = replace(proxy_settings, env={"SUBRELAY_STATE_DIR": str(tmp_path / "state")},
                        file=parse_config(tomllib.loads(toml)))
     key = make_user(settings.env, "lena")
-    keys_example, header_example = _blocks("sh")
+    keys_example, header_example, audit_example = _blocks("sh")
     with ServerThread(create_app(settings)) as proxy:
         env = {**os.environ, "SUBRELAY": proxy.url, "KEY": key}
         made = subprocess.run(["bash", "-euo", "pipefail", "-c", keys_example], capture_output=True, text=True,
@@ -49,3 +50,12 @@ def test_the_documented_shell_examples_run(proxy_settings, tmp_path):
         listed = subprocess.run(["bash", "-euo", "pipefail", "-c", header_example], capture_output=True, text=True,
                                 env=env, timeout=30)
         assert listed.returncode == 0 and '"name":"lena"' in listed.stdout, listed.stdout
+        audited = subprocess.run(["bash", "-euo", "pipefail", "-c", audit_example], capture_output=True, text=True,
+                                 env=env, timeout=30)
+        assert audited.returncode == 0, audited.stderr
+        decoder = json.JSONDecoder()  # the two answers back to back (curl adds no newline)
+        changed, end = decoder.raw_decode(audited.stdout)
+        entry = decoder.raw_decode(audited.stdout[end:].lstrip())[0]["data"][0]
+        assert changed["disabled"] is True
+        assert (entry["actor"], entry["action"], entry["target"]) == (
+            "header:ada@example.com from 127.0.0.1", "user.disable", "lena")

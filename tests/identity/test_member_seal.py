@@ -114,3 +114,23 @@ def test_an_admin_cannot_link_a_members_login_when_logins_are_sealed_for_members
     with pytest.raises(AuthenticationFailed) as refused:
         asyncio.run(link_as_admin())
     assert refused.value.code == "member_seal_needs_member"
+
+
+def test_a_members_codex_access_token_is_sealed_for_them_too(proxy_settings, mock_codex, tmp_path):
+    """A personal access token (issue 26's other login) follows the same rule: only her requests open it."""
+    state = tmp_path / "state"
+    settings = replace(proxy_settings, auth_base_url=mock_codex.url, env={"SUBRELAY_STATE_DIR": str(state)},
+                       file=FileConfig(identity=IdentityConfig(seal="member")))
+    key = make_user(settings.env, "lena")
+    token = mock_codex.state.issue_access_token(email="lena@example.test", account="acc-lena-pat")
+    with ServerThread(create_app(settings)) as proxy:
+        saved = post(f"{proxy.url}/api/llm/subscription/openai/access-token", key, {"access_token": token})
+        assert saved.status_code == 200, saved.text
+        assert _chat(proxy.url, key).status_code == 200
+        assert mock_codex.state.requests[-1]["headers"]["authorization"] == f"Bearer {token}"
+    dump = _dump(str(state / "team.sqlite3"))
+    (sealed,) = [row[1] for row in dump["logins"] if row[0] == "lena"]
+    inner = SecretBox(load_keys({}, str(state))).open(sealed, context="lena")
+    assert inner.startswith(member_seal.MARK) and token.encode() not in inner
+    for candidate in _candidate_keys(dump):
+        assert not _opens(candidate, inner[len(member_seal.MARK):], b"lena")

@@ -4,6 +4,9 @@ refused, naming OpenAI's rule; the same person's second user may, with shared_ac
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -85,3 +88,18 @@ def test_the_same_person_may_link_their_account_to_their_second_user_when_config
         assert _link(proxy.url, work, mock_codex, "alice@example.test").json()["connected"]
         refused = _link(proxy.url, carol, mock_codex, "alice@example.test")  # another person: still refused
         assert refused.status_code == 409
+
+
+def test_a_codex_access_token_for_an_account_another_member_linked_is_refused(proxy_settings, mock_codex, tmp_path):
+    settings = _settings(proxy_settings, mock_codex, tmp_path)
+    alice, bob = make_user(settings.env, "alice"), make_user(settings.env, "bob")
+    token = mock_codex.state.issue_access_token(email="shared@example.test", account="acc-shared-mock")
+    with ServerThread(create_app(settings)) as proxy:
+        assert _link(proxy.url, alice, mock_codex, "shared@example.test").json()["connected"]
+        refused = post(f"{proxy.url}{PREFIX}/access-token", bob, {"access_token": token})
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "chatgpt_account_in_use"
+        assert token not in refused.text
+    listed = subprocess.run([sys.executable, "-m", "proxy", "users", "list"], capture_output=True, text=True,
+                            env={**os.environ, **settings.env, "HOME": str(tmp_path)}, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "account acc-shared-mock" in listed.stdout  # `subrelay users list` names each login's account

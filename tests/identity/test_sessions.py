@@ -40,18 +40,35 @@ def test_a_callback_for_no_sign_in_of_this_browser_is_refused(proxy_settings, tm
         assert httpx.get(f"{proxy.url}/auth/oidc/login?next=https://evil.example").status_code == 400
 
 
-def test_an_admin_revokes_a_members_sessions_and_their_next_request_is_refused(proxy_settings, tmp_path):
-    settings = _settings(proxy_settings, tmp_path)
-    make_user(settings.env, "lena")
+def _signed_in(env, user: str) -> str:
+    """A session as the callback makes one (the provider itself is tested in Chromium)."""
 
     async def sign_in() -> str:
-        team = open_team(settings.env)
+        team = open_team(env)
         try:
-            return (await sessions.start(team.store, identity="sso:lena", admin=False, user="lena", hours=1))[0]
+            return (await sessions.start(team.store, identity=f"sso:{user}", admin=False, user=user, hours=1))[0]
         finally:
             await team.store.close()
 
-    token = asyncio.run(sign_in())
+    return asyncio.run(sign_in())
+
+
+def test_a_disabled_members_session_is_refused_on_its_next_request(proxy_settings, tmp_path):
+    settings = _settings(proxy_settings, tmp_path)
+    make_user(settings.env, "lena")
+    cookie = {"subrelay_session": _signed_in(settings.env, "lena")}
+    with ServerThread(create_app(settings)) as proxy:
+        assert httpx.get(f"{proxy.url}/api/account/keys", cookies=cookie).status_code == 200
+        assert httpx.patch(f"{proxy.url}/api/admin/users/lena", json={"disabled": True},
+                           headers={"x-admin-key": ADMIN_KEY}).status_code == 200
+        refused = httpx.get(f"{proxy.url}/api/account/keys", cookies=cookie)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "member_disabled"
+
+
+def test_an_admin_revokes_a_members_sessions_and_their_next_request_is_refused(proxy_settings, tmp_path):
+    settings = _settings(proxy_settings, tmp_path)
+    make_user(settings.env, "lena")
+    token = _signed_in(settings.env, "lena")
     with ServerThread(create_app(settings)) as proxy:
         cookie = {"subrelay_session": token}
         who = httpx.get(f"{proxy.url}/auth/session", cookies=cookie).json()

@@ -16,19 +16,9 @@ from proxy.config.identity import IdentityConfig, OidcConfig
 from proxy.server.app import create_app
 from proxy.team.context import open_team
 from proxy.team.users import add_user
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser
 from tests.identity.conftest import CLIENT_ID, CLIENT_SECRET, audit_log, free_port, running_provider
 from tests.mock_upstream import ServerThread
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    session = Browser()
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def _identity_settings(proxy_settings, mock_codex, tmp_path, issuer: str, **identity):
@@ -81,6 +71,11 @@ def test_an_admin_signs_in_through_the_provider_and_disables_a_member(browser, o
         assert _in_store(settings.env, lambda store: store.get_user("bob")).disabled
         assert [(e["actor"], e["via"], e["action"], e["target"]) for e in audit_log(settings.env)] == [
             ("sso:ada <ada@example.test> from 127.0.0.1", "page", "user.disable", "bob")]
+        # The page's own audit log (read with the session, not a key) names the signed-in admin.
+        actor = browser.wait_for("(document.querySelector('#audit tr[data-action=\"user.disable\"]') || {}).innerText")
+        assert "sso:ada <ada@example.test>" in actor and "page" in actor
+        browser.evaluate("document.getElementById('audit').scrollIntoView()")
+        browser.screenshot("sso-admin-audit-log.png")
         cookies = browser.command("Network.getAllCookies")["cookies"]
         session = next(c for c in cookies if c["name"] == "subrelay_session")
         assert session["httpOnly"] and session["sameSite"] == "Lax"

@@ -84,13 +84,7 @@ class MockOpenAIServer:
         if s.record:
             s.requests.append({"headers": {k.decode(): v.decode() for k, v in headers.items()}, "body": request,
                                "raw": body, "path": scope["path"]})
-        if headers.get(b"authorization", b"").decode() != f"Bearer {s.api_key}":
-            await send_json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                              "code": "invalid_api_key"}})
-            return
-        if s.script:
-            canned = s.script.pop(0)
-            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+        if await self._refused(send, headers.get(b"authorization", b"").decode()):
             return
         if s.require_alternation:
             roles = [m["role"] for m in request["messages"] if m["role"] != "system"]
@@ -121,18 +115,25 @@ class MockOpenAIServer:
         await _send_stream(send, completion_chunks(model, s.delta_count, s.delta_text, include_usage), s.inter_delta_delay)
 
 
+    async def _refused(self, send, authorization: str) -> bool:
+        """Answered already: a wrong key (401), or the next canned answer of ``state.script``."""
+        s = self.state
+        if authorization != f"Bearer {s.api_key}":
+            await send_json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                                              "code": "invalid_api_key"}})
+            return True
+        if s.script:
+            canned = s.script.pop(0)
+            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+            return True
+        return False
+
     async def _plain(self, scope, send, body: bytes) -> None:
         """Embeddings, moderations, images, transcriptions (:mod:`.plain_answers`), behind the same key check
         and canned errors as Chat."""
         s = self.state
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        if headers.get("authorization") != f"Bearer {s.api_key}":
-            await send_json(send, 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                              "code": "invalid_api_key"}})
-            return
-        if s.script:
-            canned = s.script.pop(0)
-            await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
+        if await self._refused(send, headers.get("authorization", "")):
             return
         status, media, payload, asked = plain_answers.answer(scope["path"], headers.get("content-type", ""), body)
         if s.record:

@@ -104,6 +104,7 @@ def test_cross_site_fetches_without_an_origin_never_reach_the_account_surface(se
 def test_host_headers_are_parsed_strictly(serve, host):
     url = serve()
     response = httpx.get(f"{url}/v1/models", headers={"host": host})
-    assert response.status_code == 403 and response.json()["error"]["code"] == "host_not_allowed"
+    # Not host[:port] at all: a 400 before any other check (issue 25 #9), not a foreign name's 403.
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_host"
     for good in ("127.0.0.1:8787", "localhost", "[::1]:8787", "LOCALHOST:1"):
         assert httpx.get(f"{url}/v1/models", headers={"host": good}).status_code == 200, good

@@ -88,4 +88,6 @@ def test_each_plain_request_is_a_ledger_entry_with_its_door_and_tokens_and_no_co
     assert (embedding["door"], embedding["person"], embedding["route"]) == ("embeddings", "di", "team/emb")
     assert (embedding["status"], embedding["input_tokens"], embedding["output_tokens"]) == (200, 5, 0)
     assert moderation["door"] == "moderations" and moderation["status"] == 200
+    # The mock's moderation answer has no usage (as OpenAI's has none): the estimate stands, and says so.
+    assert (moderation["input_tokens"], moderation["decision"]) == (2, "usage estimated: the upstream reported none")
     assert "tangerine" not in str(entries)

@@ -97,6 +97,7 @@ def _check_generation(body: dict[str, Any]) -> None:
     if tools is not None:
         _check_tools(tools)
     _check_tool_choice(body.get("tool_choice"))
+    _check_legacy_functions(body)
     checks.opt_boolean(body, "parallel_tool_calls")
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str):
@@ -152,6 +153,9 @@ def _check_message(position: int, message: Any) -> None:
     if tool_calls is not None:
         for index, call in enumerate(checks.array(tool_calls, f"{where}.tool_calls")):
             _check_tool_call(f"{where}.tool_calls[{index}]", call)
+    legacy_call = message.get("function_call")  # the deprecated single call: relayed as sent, so checked too
+    if legacy_call is not None:
+        _check_function(f"{where}.function_call", legacy_call)
     call_id = message.get("tool_call_id")
     if role == "tool" and not isinstance(call_id, str):
         raise BadRequest(
@@ -195,9 +199,34 @@ def _check_tool_call(where: str, call: Any) -> None:
     checks.obj(call, where)
     checks.string(call.get("id"), f"{where}.id", non_empty=True, max_length=512)
     checks.opt_string(call, "type", f"{where}.type")
-    function = checks.obj(call.get("function"), f"{where}.function")
-    checks.string(function.get("name"), f"{where}.function.name", non_empty=True, max_length=256)
-    checks.opt_string(function, "arguments", f"{where}.function.arguments")
+    _check_function(f"{where}.function", call.get("function"))
+
+
+def _check_function(where: str, function: Any) -> None:
+    """A call's ``{"name", "arguments"}`` (in ``tool_calls[i].function`` or a legacy ``function_call``)."""
+    checks.obj(function, where)
+    checks.string(function.get("name"), f"{where}.name", non_empty=True, max_length=256)
+    checks.opt_string(function, "arguments", f"{where}.arguments")
+
+
+def _check_legacy_functions(body: dict[str, Any]) -> None:
+    """The deprecated ``functions`` and ``function_call`` parameters (``tools`` and ``tool_choice``
+    before them), relayed as sent to an OpenAI-compatible upstream: their types are checked here."""
+    functions = body.get("functions")
+    if functions is not None:
+        for index, function in enumerate(checks.array(functions, "functions")):
+            where = f"functions[{index}]"
+            checks.obj(function, where)
+            checks.string(function.get("name"), f"{where}.name", non_empty=True, max_length=256)
+            checks.opt_string(function, "description", f"{where}.description")
+            checks.opt_obj(function, "parameters", f"{where}.parameters")
+    choice = body.get("function_call")
+    if choice is None or choice in ("none", "auto"):
+        return
+    if isinstance(choice, dict) and isinstance(choice.get("name"), str) and choice["name"]:
+        return
+    raise BadRequest("'function_call' must be 'auto', 'none' or {'name': ...}.", param="function_call",
+                     code="invalid_value")
 
 
 def _check_tools(tools: Any) -> None:

@@ -85,7 +85,7 @@ async def count_tokens(request: Request) -> Response:
         limits = state.settings.limits
         clock = StreamClock(limits.request_seconds, limits.stall_seconds)
         opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes[:1], counting, clock, request.scope.get("subrelay.record"))
-        answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY)
+        answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY, content=False)
         return Response(answer, media_type="application/json", headers=opened.client_headers())
     return json_response({"input_tokens": count_input_tokens(body)})
 

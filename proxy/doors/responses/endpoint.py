@@ -98,7 +98,7 @@ async def compact_response(request: Request) -> Response:
     clock = StreamClock(limits.request_seconds, limits.stall_seconds)
     compaction = ModelRequest(model=model, inbound=Inbound("responses.compact", body, raw))
     opened = await open_with_fallbacks(state.upstream, state.cooldowns, routes, compaction, clock, request.scope.get("subrelay.record"))
-    answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY, opened.record)
+    answer = await read_whole(opened.response, clock, MAX_UPSTREAM_BODY, opened.record, content=False)
     return Response(answer, status_code=200, headers=opened.client_headers(), media_type="application/json")
 
 
