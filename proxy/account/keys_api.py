@@ -15,7 +15,7 @@ from proxy.state.team import StoreError
 from proxy.team import audit, member_keys, member_seal
 from proxy.team.keys import hash_key
 from proxy.team.admin_api import json_body
-from proxy.team.gate import store_unavailable
+from proxy.team.unavailable import store_unavailable
 
 PREFIX = "/api/account/keys"
 

@@ -21,7 +21,7 @@ from proxy.login.oauth import DeviceCode
 from proxy.state.team import StoreError
 from proxy.hub.caller import CALLER
 from proxy.team.context import Team
-from proxy.team.gate import store_unavailable
+from proxy.team.unavailable import store_unavailable
 
 MAX_PENDING = 8
 _CONTEXT = "pending-login"

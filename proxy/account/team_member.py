@@ -20,7 +20,7 @@ from proxy.login.store import describe
 from proxy.observe.redact import secrets
 from proxy.state.team import OWNER_LOGIN, StoreError, new_login_version
 from proxy.team.context import Team
-from proxy.team.gate import store_unavailable
+from proxy.team.unavailable import store_unavailable
 from proxy.team.logins import CallerLogins, seal_login
 from proxy.team import member_seal
 from proxy.team.one_person import check_account_free

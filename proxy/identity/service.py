@@ -48,6 +48,19 @@ class IdentityService:
             team = self.gate.open() or made
         return team
 
+    def forged_header(self, scope, headers: dict[bytes, bytes]) -> PermissionDenied | None:
+        """The refusal for the trusted header sent from anywhere but a configured proxy (None: not sent,
+        or sent by the proxy). The WebSocket edge asks this too: no path takes the header from elsewhere."""
+        trusted = self.config.trusted_header
+        if trusted is None or trusted.header.encode() not in headers:
+            return None
+        client = scope.get("client")
+        if trusted.from_proxy(client[0] if client else None):
+            return None
+        return PermissionDenied(f"The '{trusted.header}' header is accepted only from the configured "
+                                "authenticating proxy; this request did not come from it.",
+                                code="identity_header_refused")
+
     async def identify(self, scope, headers: dict[bytes, bytes], *, has_key: bool) -> Caller | None:
         """The caller a trusted header or a session cookie names, else None (keys are looked at next).
 
@@ -56,11 +69,9 @@ class IdentityService:
         trusted = self.config.trusted_header
         browser = scope["path"].startswith(BROWSER_PREFIXES)
         if trusted is not None and trusted.header.encode() in headers:
-            client = scope.get("client")
-            if not trusted.from_proxy(client[0] if client else None):
-                raise PermissionDenied(f"The '{trusted.header}' header is accepted only from the configured "
-                                       "authenticating proxy; this request did not come from it.",
-                                       code="identity_header_refused")
+            forged = self.forged_header(scope, headers)
+            if forged is not None:
+                raise forged
             if browser and not has_key:
                 value = headers[trusted.header.encode()].decode("latin-1")
                 groups = headers.get(trusted.groups_header.encode(), b"").decode("latin-1") \

@@ -132,6 +132,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
                                           catalogs=catalogs, admin=AdminGuard(settings),
                                           pending_logins=PendingLogins(gate.shared_team), gate=gate)
             team = gate.open()
+            if team is None:
+                _say_where_the_team_is(settings.env)
             if team is not None:
                 try:
                     mismatch = await check_secret_key(team.store, team.box)
@@ -477,6 +479,22 @@ async def readyz(request: Request) -> Response:
 
 
 # -- the error boundary ----------------------------------------------------------------------------
+
+
+def _say_where_the_team_is(env) -> None:
+    """SUBRELAY_STATE_DIR set after a team was made in ~/.subrelay turned team mode off without a word
+    (every member's key then refused, requests served keyless): say which store is not being read."""
+    import os
+
+    from proxy.team.context import STORE_FILE, store_path
+
+    if not env.get("SUBRELAY_STATE_DIR") or env.get("SUBRELAY_REDIS_URL"):
+        return
+    default = os.path.join(os.path.expanduser("~/.subrelay"), STORE_FILE)
+    if os.path.exists(default) and os.path.abspath(default) != os.path.abspath(store_path(env)):
+        log.warning("team mode is off: SUBRELAY_STATE_DIR points to %s, which has no team store, while %s holds "
+                    "one; unset SUBRELAY_STATE_DIR (or point it there) to use that team", env["SUBRELAY_STATE_DIR"],
+                    default)
 
 
 async def proxy_error_response(request: Request, exc: Exception) -> Response:

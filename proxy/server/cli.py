@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy.team import ledger_cli
 
     setup_command.add_command(commands, [after])
+    from proxy.server.demo import add_command as add_demo
+
+    add_demo(commands)
     team_cli.add_commands(commands)
     ledger_cli.add_commands(commands)
     return parser
@@ -84,9 +87,9 @@ def _run(args: argparse.Namespace) -> int:
             )
             return serve(settings)
         if args.command == "login":
-            from proxy.login.cli import login
+            from proxy.account.login_command import login
             if args.with_access_token:
-                from proxy.login.cli import login_with_access_token
+                from proxy.account.login_command import login_with_access_token
                 return login_with_access_token(settings, user=args.user)
             return login(settings, device=args.device, no_browser=args.no_browser, paste=args.paste, user=args.user)
         if args.command == "logout":
@@ -98,6 +101,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "setup":
             from proxy.setup.command import run as setup
             return setup(args, settings)
+        if args.command == "demo":
+            from proxy.server.demo import run as demo
+
+            return demo(args, serve)
         if args.command == "migrate-state":
             from proxy.server.migrate_state import migrate_state
             return migrate_state(args.to, settings.env)

@@ -84,9 +84,13 @@ _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 ErrorRenderer = Callable[[str, ProxyError], bytes]
 
 
-def missing_key_message(path: str) -> str:
-    """Which key a refused request needs, for the surface it was for."""
+def missing_key_message(path: str, admin_key_set: bool = True) -> str:
+    """Which key a refused request needs, for the surface it was for. On the admin surface a server with
+    no admin key says so: "wrong key" and "no key configured" read the same before, on the admin page too."""
     if path.startswith(("/api/admin", "/admin")):
+        if not admin_key_set:
+            return ("This subrelay has no admin key configured: set SUBRELAY_ADMIN_KEY (16+ random characters) "
+                    "where it runs, restart it, and send that key in 'x-admin-key' or 'Authorization: Bearer <key>'.")
         return ("This needs the admin key (SUBRELAY_ADMIN_KEY) in 'x-admin-key' or 'Authorization: Bearer <key>'.")
     return ("Missing or invalid API key for this subrelay proxy. Send 'Authorization: Bearer <key>' (or 'x-api-key') "
             "with your subrelay key: a team member's own key (subrelay users add), or one in SUBRELAY_API_KEYS. "
@@ -187,7 +191,7 @@ class EdgeMiddleware:
         open_page = path == "/account" and self.identity is not None and self.identity.oidc is not None
         if signed_in is None and path not in PUBLIC_PATHS and not open_page and await self.needs_key(scope, headers):
             error = scope.get("subrelay.store_error") or AuthenticationFailed(
-                missing_key_message(path))
+                missing_key_message(path, self.admin_key is not None))
             # The account page in a browser: let it ask for the key (the password; any user name).
             if isinstance(error, AuthenticationFailed):
                 error.headers["WWW-Authenticate"] = 'Basic realm="subrelay"' if path == "/account" else "Bearer"

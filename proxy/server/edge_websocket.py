@@ -13,14 +13,27 @@ What happens on an accepted socket (message size, deadlines, error frames) is th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from proxy.errors import AuthenticationFailed, InternalError, ProxyError
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 
-if TYPE_CHECKING:
-    from proxy.server.edge import EdgeMiddleware
+
+
+class Edge(Protocol):
+    """What the socket checks use of :class:`proxy.server.edge.EdgeMiddleware` (a protocol, so this module
+    and the edge do not import each other)."""
+
+    app: Any
+    gate: Any
+    keys: bool
+    websockets: bool
+
+    def render_error(self, path: str, error: ProxyError) -> bytes: ...
+    def _refusal(self, scope, headers: dict[bytes, bytes]) -> ProxyError | None: ...
+    def _identify(self, scope, headers: dict[bytes, bytes], required: bool = False) -> Any: ...
+    def missing_key_message(self, path: str) -> str: ...
 
 log = get_logger("subrelay.edge")
 
@@ -31,7 +44,7 @@ class WebSocketsOff(ProxyError):
     default_code = "websockets_disabled"
 
 
-async def websocket_edge(edge: EdgeMiddleware, scope, receive, send, headers: dict[bytes, bytes],
+async def websocket_edge(edge: Edge, scope, receive, send, headers: dict[bytes, bytes],
                          public_paths: frozenset[str]) -> None:
     """Check one upgrade like an HTTP request, then hand the socket to the app."""
     scope.setdefault("method", "GET")  # an upgrade is a GET; the HTTP checks read the method
@@ -76,11 +89,14 @@ async def websocket_edge(edge: EdgeMiddleware, scope, receive, send, headers: di
             edge.gate.caps.give_back(person, "socket")
 
 
-async def _refusal(edge: EdgeMiddleware, scope, headers: dict[bytes, bytes], public_paths: frozenset[str]) -> ProxyError | None:
+async def _refusal(edge: Edge, scope, headers: dict[bytes, bytes], public_paths: frozenset[str]) -> ProxyError | None:
     if not edge.websockets:
         return WebSocketsOff("WebSockets are turned off on this subrelay proxy (SUBRELAY_WEBSOCKETS=0); use HTTP: "
                              "POST /v1/responses.")
     refusal = edge._refusal(scope, headers)
+    identity = getattr(edge, "identity", None)
+    if refusal is None and identity is not None:  # the trusted header from anywhere but the proxy
+        refusal = identity.forged_header(scope, headers)
     if refusal is not None:
         return refusal
     if scope["path"] in public_paths:

@@ -8,14 +8,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from proxy.errors import PayloadTooLarge, ProxyError
 from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 
-if TYPE_CHECKING:
-    from proxy.server.edge import EdgeMiddleware
+from proxy.config.settings import Limits
+
+
+class Edge(Protocol):
+    """What an exchange needs of the edge that made it (:class:`proxy.server.edge.EdgeMiddleware`): its
+    limits. A protocol, so this module and the edge do not import each other."""
+
+    limits: Limits
 
 log = get_logger("subrelay.edge")
 _EXPOSED_HEADERS = b"x-subrelay-route, x-request-id, retry-after"
@@ -52,7 +58,7 @@ class GuardedExchange:
 
     WATCH_AFTER = 0.05
 
-    def __init__(self, edge: "EdgeMiddleware", scope, receive, send, cors: bytes | None) -> None:
+    def __init__(self, edge: Edge, scope, receive, send, cors: bytes | None) -> None:
         self.edge, self.scope, self._receive, self._send, self.cors = edge, scope, receive, send, cors
         self.record: RequestRecord = scope["subrelay.record"]
         self.task = asyncio.current_task()

@@ -16,6 +16,13 @@ from typing import Any
 
 COMMANDS = ("users", "usage", "backup", "secret", "rotate-secret")
 NO_STORE = "no team store yet (run subrelay users add NAME)"
+# Said once, when the first user makes team mode: from then on no request passes without a key, the
+# owner's own included (they were locked out without a word before).
+FIRST_USER_NOTICE = (
+    "Team mode is on: from now on every request to this subrelay needs a key, yours too (a running server "
+    "notices within seconds). Members send their own key; for your own requests (signed with your own "
+    "ChatGPT login) set an owner key, e.g. SUBRELAY_API_KEYS=$(python3 -c 'import secrets; "
+    "print(secrets.token_urlsafe(32))'), restart subrelay, and send that key. See docs/team-mode.md.")
 
 
 class Refused(Exception):
@@ -84,8 +91,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if args.command == "secret":
             return _secret()
         return asyncio.run(_dispatch(args, env))
-    except ProxyError as exc:
-        return _refuse(exc.message)
+    except ProxyError as exc:  # the admin API's words, with the command line's: 'none', not JSON's null
+        return _refuse(exc.message.replace("(or null for", "(or none for"))
     except (Refused, StoreError, SecretKeyError) as exc:
         return _refuse(str(exc))
 
@@ -159,6 +166,7 @@ async def _users(store, args: argparse.Namespace, audit: Auditor) -> int:
 
     action = args.users_command
     if action == "add":
+        first = not await store.has_users()
         user, key = await users.add_user(store, args.name, models=args.models, rpm=_number(args.rpm),
                                          tpm=_number(args.tpm), daily_tokens=_number(args.daily_tokens),
                                          fallback=args.fallback, model_limits=_model_limits(args.model_limit),
@@ -171,6 +179,8 @@ async def _users(store, args: argparse.Namespace, audit: Auditor) -> int:
         print(f"Added user {user.name} (key id {user.key_id}). Their client key, shown this once (store it now; "
               "subrelay keeps only its hash):")
         print(key)
+        if first:
+            print(FIRST_USER_NOTICE, file=sys.stderr)
         return 0
     if action == "set":
         changes: dict[str, Any] = {}

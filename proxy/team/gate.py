@@ -12,7 +12,6 @@ from dataclasses import replace
 from contextvars import ContextVar
 from collections.abc import Mapping
 
-from proxy.errors import ServiceUnavailable
 from proxy.observe.redact import get_logger
 from proxy.state.team import StoreError
 from proxy.state.team import OWNER_LOGIN, StoredLogin, User
@@ -21,6 +20,7 @@ from proxy.team.fairness import PersonCaps
 from proxy.team.context import Team, ledger_options, open_ledger, open_team, store_path
 from proxy.team.keys import hash_key, looks_like_user_key
 from proxy.team.member_keys import user_by_member_key
+from proxy.team.unavailable import store_unavailable
 
 log = get_logger("subrelay.team")
 # A login the edge already read for this request (name, login or None), so signing needs no second read.
@@ -30,10 +30,6 @@ _LOOK_AGAIN_SECONDS = 1.0
 _CACHE_SECONDS = 60.0  # how long a key seen on a network store is trusted *provisionally* (see identify)
 _CACHE_SIZE = 10_000
 
-
-def store_unavailable(exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(f"subrelay's state store is not answering ({exc}); try again shortly.",
-                              code="state_store_unavailable")
 
 
 class TeamGate:

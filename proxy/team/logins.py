@@ -33,7 +33,8 @@ from proxy.state.team import OWNER_LOGIN, StoredLogin, StoreError, new_login_ver
 from proxy.hub.caller import CALLER
 from proxy.upstream.dispatch import ADMISSION
 from proxy.team.context import Team
-from proxy.team.gate import PREFETCHED_LOGIN, TeamGate, store_unavailable
+from proxy.team.gate import PREFETCHED_LOGIN, TeamGate
+from proxy.team.unavailable import store_unavailable
 from proxy.team import member_seal
 from proxy.team.secretbox import SecretKeyError
 

@@ -29,7 +29,7 @@ from proxy.observe.metrics import RequestRecord
 from proxy.observe.redact import get_logger
 from proxy.state.team import LimitRule, Refusal, Reservation, StoreError, User
 from proxy.team.context import Team
-from proxy.team.gate import store_unavailable
+from proxy.team.unavailable import store_unavailable
 from proxy.team.ladder import rung
 from proxy.team.spend import BudgetRule, Money, budget_rules, crossed, refusal_error, settled_amounts, spent
 from proxy.team.usage import UsageBook

@@ -186,13 +186,29 @@ class LiveCatalog:
                 await self._task
 
     async def _run(self) -> None:
+        """Every ``poll_seconds``: the shared catalogue followed, or (one process) the vendor read when
+        the interval is over, when there is no catalogue yet, or when the login changed: a login made
+        after start-up lists its account's models within seconds, not after the interval."""
+        due = 0.0
         while True:
             try:
-                await (self.follow_shared() if self.shared is not None else self.refresh())
+                if self.shared is not None:
+                    await self.follow_shared()
+                elif self.payload is None or time.monotonic() >= due or await self._login_changed():
+                    due = time.monotonic() + self.refresh_seconds
+                    await self.refresh()
             except Exception:  # never let the refresher die; the next round tries again
                 log.exception("refreshing the %s failed", self.what)
-            await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds) if self.shared is not None
-                                else self.refresh_seconds)
+            await asyncio.sleep(min(self.poll_seconds, self.refresh_seconds))
+
+    async def _login_changed(self) -> bool:
+        """Whether the login (or key) is another one than the catalogue was read with."""
+        if self.provider.problem() is not None:
+            return self._account is not None
+        try:
+            return self._identity(await self.provider.credentials.current()) != self._account
+        except Exception:  # noqa: BLE001 - no login now: a change if there was one
+            return self._account is not None
 
 
 class CodexCatalog(LiveCatalog):

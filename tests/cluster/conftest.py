@@ -151,9 +151,20 @@ def _redis(shape: str):
     return RedisServer(password="cluster-redis-password").start()
 
 
-@pytest.fixture(scope="module", params=["single", "cluster", "tls-acl"])
+SHAPES = ("single", "cluster", "tls-acl")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """The cluster suite (test_replicas.py) runs on every Redis shape; the other modules on one server
+    (what they test does not depend on the shape, and each shape costs a cluster start: CI time)."""
+    if "cluster" in metafunc.fixturenames:
+        shapes = SHAPES if metafunc.module.__name__.endswith(".test_replicas") else ("single",)
+        metafunc.parametrize("cluster", shapes, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def cluster(request) -> Iterator[Cluster]:
-    with start_cluster(shape=request.param) as started:
+    with start_cluster(shape=getattr(request, "param", "single")) as started:
         yield started
 
 

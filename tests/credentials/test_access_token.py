@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from proxy.config.settings import Settings
-from proxy.login.cli import login_with_access_token
+from proxy.account.login_command import login_with_access_token
 from proxy.observe.redact import redact
 from proxy.server.app import create_app
 from proxy.team.context import open_team

@@ -4,9 +4,13 @@ the person, but only on requests from the configured proxy addresses; from anywh
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 
 import httpx
+import pytest
+import websockets.sync.client as ws_client
+from websockets.exceptions import InvalidStatus
 
 from proxy.account.api import PREFIX
 from proxy.config.file import FileConfig
@@ -27,8 +31,8 @@ def _settings(proxy_settings, tmp_path, proxies: tuple[str, ...]):
                    file=FileConfig(identity=identity))
 
 
-def _link_lena(env) -> None:
-    make_user(env, "lena")
+def _link_lena(env) -> str:
+    key = make_user(env, "lena")
 
     async def run() -> None:
         team = open_team(env)
@@ -38,6 +42,7 @@ def _link_lena(env) -> None:
             await team.store.close()
 
     asyncio.run(run())
+    return key
 
 
 def test_the_proxys_header_names_an_admin_or_a_member(proxy_settings, tmp_path):
@@ -61,10 +66,17 @@ def test_the_proxys_header_names_an_admin_or_a_member(proxy_settings, tmp_path):
 
 def test_a_forged_header_from_an_address_that_is_not_the_proxy_is_refused(proxy_settings, tmp_path):
     settings = _settings(proxy_settings, tmp_path, ("10.20.30.40",))  # the proxy is elsewhere; we call from 127.0.0.1
-    _link_lena(settings.env)
+    key = _link_lena(settings.env)
     with ServerThread(create_app(settings)) as proxy:
         for method, path in (("GET", "/api/admin/users"), ("GET", f"{PREFIX}/status"), ("GET", "/v1/models")):
             forged = httpx.request(method, f"{proxy.url}{path}", headers={HEADER: "ada@example.test"})
             assert forged.status_code == 403, path
             assert forged.json()["error"]["code"] == "identity_header_refused"
         assert httpx.get(f"{proxy.url}/api/admin/users").status_code in (401, 403)  # and no header: no admin
+        # The Responses WebSocket too: lena's own key with the forged header is refused at the handshake,
+        socket_url = f"{proxy.url.replace('http', 'ws')}/v1/responses"
+        with pytest.raises(InvalidStatus) as refused:
+            ws_client.connect(socket_url, additional_headers={"Authorization": f"Bearer {key}", HEADER: "ada@example.test"})
+        assert refused.value.response.status_code == 403
+        assert json.loads(refused.value.response.body)["error"]["code"] == "identity_header_refused"
+        ws_client.connect(socket_url, additional_headers={"Authorization": f"Bearer {key}"}).close()  # without it: open

@@ -83,6 +83,10 @@ class MockState:
     # The plan's window headers every answer carries (the real backend sends them on every response).
     window_headers: dict[str, str] = field(default_factory=lambda: {"x-codex-primary-used-percent": "12"})
     finished_streams: int = 0
+    # Per ChatGPT account (the chatgpt-account-id header): window headers over window_headers (a plan nearly
+    # full), and accounts whose plan is used up (429 usage_limit_reached, as the backend answers). Demo mode.
+    account_windows: dict[str, dict[str, str]] = field(default_factory=dict)
+    limited_accounts: set[str] = field(default_factory=set)
     # The Responses WebSocket (codex_socket.py): off by default, like a backend without it (426).
     websocket: bool = False
     ws_upgrades: list[dict[str, Any]] = field(default_factory=list)
@@ -175,6 +179,13 @@ class MockCodexServer:
             return
         if s.head_delay:
             await asyncio.sleep(s.head_delay)
+        account = headers.get("chatgpt-account-id", "")
+        windows = {**s.window_headers, **s.account_windows[account]} if account in s.account_windows else s.window_headers
+        if account in s.limited_accounts:
+            await send_json(send, 429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
+                                                  "plan_type": "plus", "resets_at": int(time.time()) + 3600}},
+                            {**windows, "x-codex-primary-used-percent": "100.0"})
+            return
         if s.script:
             canned = s.script.pop(0)
             await send_json(send, canned["status"], canned.get("body", {}), canned.get("headers"))
@@ -190,7 +201,7 @@ class MockCodexServer:
         truncate = transcript.truncate
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"text/event-stream"),
-            *((k.encode(), v.encode()) for k, v in s.window_headers.items())]})
+            *((k.encode(), v.encode()) for k, v in windows.items())]})
         gone = asyncio.Event()
 
         async def watch() -> None:  # uvicorn drops writes after a disconnect silently: listen for it

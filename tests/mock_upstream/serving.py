@@ -14,8 +14,10 @@ class ServerThread:
 
     def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
                  config: uvicorn.Config | None = None) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1") or (config is not None and config.host != "127.0.0.1"):
-            raise ValueError("test servers listen on loopback only")
+        # Loopback, or the test's own address on the namespace network tests/netns.py makes (no route leaves it).
+        if host not in ("127.0.0.1", "localhost", "::1", "10.213.0.1") or (
+                config is not None and config.host != "127.0.0.1"):
+            raise ValueError("test servers listen on loopback (or tests/netns.py's own address) only")
         self.config = config or uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                                                loop="asyncio", http="httptools", access_log=False)
         self.server = uvicorn.Server(self.config)
@@ -45,7 +47,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.config.host}:{self.port}"
 
     def __enter__(self) -> "ServerThread":
         return self.start()

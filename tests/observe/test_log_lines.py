@@ -31,7 +31,9 @@ def test_a_percent_encoded_newline_reaches_no_log_raw(proxy_url, caplog):
     caplog.set_level(logging.INFO)
     httpx.get(proxy_url.rsplit("/v1", 1)[0] + "/v1/models%0aINFO:forged-line")
     deadline = time.monotonic() + 5  # the request's line is written just after its answer was sent
-    while "forged-line" not in (text := "\n".join(r.getMessage() for r in caplog.records)):
+    # subrelay's own lines only: httpx logs the URL it sent too, which would end the wait before ours came
+    while "forged-line" not in (text := "\n".join(r.getMessage() for r in caplog.records
+                                                  if r.name.startswith("subrelay"))):
         assert time.monotonic() < deadline, text
         time.sleep(0.05)
     assert "\nINFO:forged-line" not in text and "\\nINFO:forged-line" in text

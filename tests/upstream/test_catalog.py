@@ -46,3 +46,17 @@ def test_without_a_catalogue_the_shipped_list_is_used(proxy_settings, mock_codex
         assert "gpt-6-astra" in ids and "nova-1" not in ids  # the shipped list
         mock_codex.state.catalog_down = False
         assert "nova-1" in _wait_for_live(proxy.url)  # and the live one once it can be read
+
+
+def test_a_login_made_after_start_up_lists_its_models_within_seconds(proxy_settings, mock_codex, tmp_path):
+    """No login at start: the shipped list. `subrelay login` then (the login file appears): the account's
+    own catalogue is listed within the poll (seconds), not after SUBRELAY_CODEX_CATALOG_SECONDS (15 min)."""
+    from tests.conftest import write_auth_file
+
+    later = str(tmp_path / "later" / "auth.json")
+    settings = replace(proxy_settings, codex_auth_path=later)  # the default 900 s interval
+    with ServerThread(create_app(settings)) as proxy:
+        assert "nova-1" not in _listed(proxy.url)
+        (tmp_path / "later").mkdir()
+        write_auth_file(later, mock_codex.state.auth_file())
+        assert "nova-1" in _wait_for_live(proxy.url)

@@ -34,9 +34,10 @@ import redis.sentinel
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from proxy.errors import ConfigError
 from proxy.state.redis.target import RedisTarget, parse_target
@@ -136,6 +137,66 @@ class _WaitingPipeline(ClusterPipeline):
             return await super().execute(*args, **kwargs)
 
 
+class _Sentinel(Sentinel):
+    """redis-py's Sentinel asks the sentinels one after another, so one that is partitioned away (silent,
+    not refusing) costs a whole connect timeout first, and under the caller's deadline the primary is then
+    never found: seen as a failover that subrelay never followed. Here all are asked at once; the answer
+    from the highest configuration epoch among the first majority (or all, or whatever came within half
+    the timeout) wins, so a stale sentinel that still names the old primary loses to the ones that voted."""
+
+    def __init__(self, *args: Any, discovery_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.discovery_timeout = discovery_timeout
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        async def ask(sentinel: Redis) -> tuple[int, str, int] | None:
+            state = (await sentinel.sentinel_masters()).get(service_name)
+            if not state or not self.check_master_state(state, service_name):
+                return None
+            return int(state.get("config-epoch") or 0), state["ip"], int(state["port"])
+
+        asks = [asyncio.ensure_future(ask(sentinel)) for sentinel in self.sentinels]
+        majority, found, failed = len(asks) // 2 + 1, [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.discovery_timeout
+        pending = set(asks)
+        try:
+            while pending and len(found) < majority and not (found and loop.time() >= deadline):
+                left = max(deadline - loop.time(), 0.01) if found else None
+                done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                for each in done:
+                    answer = None if each.exception() is not None else each.result()
+                    if answer is None:
+                        failed += 1
+                    else:
+                        found.append(answer)
+        finally:
+            for each in pending:
+                each.cancel()
+        if not found:
+            raise MasterNotFoundError(f"No master found for {service_name!r} "
+                                      f"({failed} sentinel(s) answered without one)")
+        _, host, port = max(found)
+        return host, port
+
+
+class _FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary Sentinel named that drops itself when that node stops taking writes
+    for want of replicas (NOREPLICAS: it is cut off from them, and the sentinels are likely promoting
+    another). redis-py does this only for READONLY; without it a primary partitioned from its replicas but
+    not from subrelay kept every pooled connection, and subrelay refused writes until the partition healed.
+    The ConnectionError makes the one retry ask the sentinels again."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if self.connection_pool.is_master and "NOREPLICAS" in str(exc)[:300]:
+                await self.disconnect()
+                raise RedisConnectionError("the primary has no replicas in reach (NOREPLICAS)") from None
+            raise
+
+
 class _SentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool (asks the sentinels for the primary on every new connection) with the blocking,
     bounded wait of :class:`BlockingConnectionPool` instead of an error when full."""
@@ -159,11 +220,14 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
     try:
         if target.kind == "sentinel":
             sentinel_auth = {"username": target.sentinel_username, "password": target.sentinel_password}
-            sentinel = lib.Sentinel(list(target.hosts), min_other_sentinels=0,
+            discovery = {} if sync else {"discovery_timeout": options.timeout / 2}
+            sentinel = lib.Sentinel(list(target.hosts), min_other_sentinels=0, **discovery,
                                     sentinel_kwargs={**bounds, **sentinel_auth, **tls,
                                                      "retry": lib.Retry(NoBackoff(), 0)},
                                     **bounds, **secrets, **tls)
+            following = {} if sync else {"connection_class": _FollowingConnection}
             client = sentinel.master_for(target.master, connection_pool_class=lib.SentinelPool, db=target.db,
+                                         **following,
                                          max_connections=size, timeout=options.timeout,
                                          retry=lib.Retry(NoBackoff(), 1))
             client.subrelay_sentinel = sentinel  # closed with the client (see close_client)
@@ -183,7 +247,7 @@ def create_client(url: str, options: RedisOptions, *, max_connections: int | Non
 
 
 class _ASYNC:
-    Sentinel, SentinelPool, RedisCluster, ClusterNode = Sentinel, _SentinelPool, _WaitingCluster, ClusterNode
+    Sentinel, SentinelPool, RedisCluster, ClusterNode = _Sentinel, _SentinelPool, _WaitingCluster, ClusterNode
     BlockingConnectionPool, Redis, Retry = BlockingConnectionPool, Redis, Retry
 
 
@@ -241,6 +305,8 @@ async def durable(client: Redis, key: str, command: tuple[Any, ...], replicas: i
             outcome = await connection.read_response()
             await connection.send_command("WAIT", replicas, wait_ms)
             acknowledged = await connection.read_response()
+            if int(acknowledged) < replicas and isinstance(connection, SentinelManagedConnection):
+                await connection.disconnect()  # the next connection asks the sentinels: a failover may be on
         except BaseException:
             await connection.disconnect()
             raise
