@@ -126,6 +126,10 @@ class BenchUpstream:
         if scope["method"] == "GET":
             await self._get(path, send)
             return
+        if path == "/v1/traces":  # an OTLP collector that takes every batch (the tracing A/B exports here)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         json_body, json_headers, openai_frames, codex_frames = self.answers(body)
         if path.endswith("/responses"):
             frames = codex_frames

@@ -27,6 +27,8 @@ def main() -> None:
                         help="Chat -> Codex translation (a ChatGPT login's provider on the mock's Codex endpoint)")
     parser.add_argument("--team", action="store_true",
                         help="team mode on: 100 users in a fresh store, requests with one user's key (with limits)")
+    parser.add_argument("--body-bytes", type=int, default=0,
+                        help="pad the user message so the request body is about this many bytes")
     parser.add_argument("--mark", action="store_true",
                         help="call getppid() right before and after the measured requests: under callgrind "
                              "with --dump-before=getppid the middle dump counts those requests alone (one run)")
@@ -67,7 +69,8 @@ def main() -> None:
         RequestLedger._flush = drop
     app = create_app(Settings(file=config, codex_auth_path=auth, env=env, **settings))
     model = ("codex" if args.codex else "bench") + ("/bench-d50" if args.stream else "/bench-d1")
-    body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"Say hello."}]'
+    text = b"Say hello." + b" lorem ipsum" * max(0, (args.body_bytes - 120) // 12)
+    body = (b'{"model":"' + model.encode() + b'","messages":[{"role":"user","content":"' + text + b'"}]'
             + (b',"stream":true}' if args.stream else b',"max_tokens":16}'))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
@@ -141,7 +144,13 @@ def team_store(requests: int) -> tuple[dict, bytes]:
     from proxy.team.context import open_team
     from proxy.team.users import add_user
 
-    env = {"SUBRELAY_STATE_DIR": tempfile.mkdtemp(prefix="subrelay-team-bench-")}
+    # TEAM_STATE_DIR: a store filled once and reused (10,000 users take minutes to add under callgrind).
+    state = os.environ.get("TEAM_STATE_DIR") or tempfile.mkdtemp(prefix="subrelay-team-bench-")
+    env = {"SUBRELAY_STATE_DIR": state}
+    saved = os.path.join(state, "bench-key")
+    if os.path.exists(saved):
+        with open(saved, "rb") as file:
+            return env, file.read()
 
     async def fill() -> bytes:
         team = open_team(env, create=True)
@@ -156,7 +165,11 @@ def team_store(requests: int) -> tuple[dict, bytes]:
         await team.store.close()
         return key.encode()
 
-    return env, asyncio.run(fill())
+    key = asyncio.run(fill())
+    if os.environ.get("TEAM_STATE_DIR"):
+        with open(saved, "wb") as file:
+            file.write(key)
+    return env, key
 
 
 if __name__ == "__main__":

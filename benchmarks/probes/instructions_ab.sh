@@ -6,7 +6,7 @@
 # uncommitted changes included). STREAM=1 for 50-delta streams; STREAM=1 CODEX=1 for Chat -> Codex
 # translation of them; TEAM=1 for a team member's request (rpm/tpm/daily limits, the ledger on, as team
 # mode ships); TEAM_BUDGET=1 adds a monthly money budget, TEAM_CONCURRENT=N a concurrency cap of N;
-# OTEL=1 traces every request (spans built and exported to a closed loopback port).
+# OTEL=1 traces every request (spans built, encoded and exported to the mock, which answers /v1/traces).
 # SOCKET=websocket|http: instead, instructions per agent turn of the Codex socket loop (Chat door, whole
 # history each turn; probes/inproc_socket_loop.py on the tests' mock Codex backend), N1/N2 loops (default 1/3).
 # Each run starts its own mock on a free port and stops it by its PID, so runs in parallel never collide.
@@ -25,8 +25,8 @@ for _ in $(seq 50); do  # until the mock answers (at most ~5 s)
   "$ROOT/.venv/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
   sleep 0.1
 done
-if [ -n "$OTEL" ]; then  # spans are built and handed to the exporter; nobody listens on port 9
-  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-200}
+if [ -n "$OTEL" ]; then  # spans are built, encoded and exported to the mock, which takes them as a collector
+  export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$PORT OTEL_BSP_SCHEDULE_DELAY=${OTEL_BSP_SCHEDULE_DELAY:-200}
 fi
 count() {  # $1 = checkout, $2 = requests (or loops); prints the instructions and the requests (or turns)
   if [ -n "$SOCKET" ]; then

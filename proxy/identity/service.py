@@ -11,16 +11,19 @@ import hmac
 from dataclasses import replace
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from proxy.config.identity import IdentityConfig
 from proxy.errors import AuthenticationFailed, PermissionDenied
 from proxy.hub.caller import Caller
 from proxy.identity import sessions
-from proxy.identity.oidc import OidcClient
 from proxy.identity.people import Person, is_admin, member_user, person_from_header
 from proxy.state.team import TeamStore
 from proxy.team.context import Team, open_team
 from proxy.team.gate import TeamGate
+
+if TYPE_CHECKING:  # Authlib, joserfc and cryptography (~240 modules, ~6 MB) load only where SSO is set up
+    from proxy.identity.oidc import OidcClient
 
 BROWSER_PREFIXES = ("/admin", "/api/admin", "/account", "/api/account", "/api/llm/", "/auth/")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -33,6 +36,8 @@ class IdentityService:
         self.env = env
         self.oidc: OidcClient | None = None
         if config.oidc is not None:
+            from proxy.identity.oidc import OidcClient
+
             self.oidc = OidcClient(config.oidc, env.get(config.oidc.client_secret_env) or None)
 
     def team(self, *, create: bool = False) -> Team | None:
