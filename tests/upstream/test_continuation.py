@@ -29,7 +29,9 @@ input_items = st.one_of(
     st.builds(message, st.sampled_from(["user", "developer", "assistant"]), texts),
     st.builds(lambda c, a: {"type": "function_call", "call_id": c, "name": "f", "arguments": a}, call_ids, texts),
     st.builds(lambda c, o: {"type": "function_call_output", "call_id": c, "output": o}, call_ids, texts),
-    st.builds(lambda e: {"type": "reasoning", "summary": [], "encrypted_content": "enc-" + e}, texts),
+    # A client's own reasoning item is never byte-equal to one the backend just produced (each blob is
+    # unique): the same blob after the output is that output echoed back, which the proof may rely on.
+    st.builds(lambda e: {"type": "reasoning", "summary": [], "encrypted_content": "enc-in-" + e}, texts),
 )
 output_items = st.one_of(
     st.builds(lambda t, n: {**message("assistant", t), "id": f"msg_{n}", "status": "completed"}, texts, st.integers(0, 9)),
