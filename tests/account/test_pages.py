@@ -12,18 +12,10 @@ import httpx
 import pytest
 
 from proxy.server.app import create_app
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser, browser, chromium_or_skip  # noqa: F401 - browser: the shared page fixture
 from tests.mock_upstream import ServerThread
 from tests.server.test_cli import free_port
 from tests.login.test_login import _read_url, login_env
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    opened = Browser()
-    yield opened
-    opened.close()
 
 
 def test_the_browser_login_in_chromium(browser, mock_codex, tmp_path):

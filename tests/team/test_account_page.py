@@ -13,18 +13,8 @@ import pytest
 from proxy.server.app import create_app
 from proxy.team.context import open_team
 from proxy.team.users import add_user
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser, browser, chromium_or_skip  # noqa: F401 - browser: the shared page fixture
 from tests.mock_upstream import ServerThread
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    session = Browser()
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def test_a_team_member_logs_in_on_the_account_page_and_sees_their_own_usage(browser, mock_codex, proxy_settings,

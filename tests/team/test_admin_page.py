@@ -13,16 +13,8 @@ import pytest
 
 from proxy.state.team import StoredLogin, UsageRow
 from proxy.team.secretbox import SecretBox, load_keys
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser, browser, chromium_or_skip  # noqa: F401 - browser: the shared page fixture
 from tests.team.conftest import ADMIN_KEY, in_store
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    opened = Browser()
-    yield opened
-    opened.close()
 
 
 def _team_of_two(proxy, state_dir) -> None:

@@ -7,19 +7,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.browser import Browser, chromium_or_skip
+from tests.browser import Browser, browser, chromium_or_skip  # noqa: F401 - browser: the shared page fixture
 from tests.team.conftest import ADMIN_KEY, ask
 from tests.team.test_admin_page import _full_page_screenshot
 
 TURN = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def browser():
-    chromium_or_skip()
-    opened = Browser()
-    yield opened
-    opened.close()
 
 
 def test_the_requests_view_shows_the_routing_decision_filters_and_the_audit_log(browser, ledger_team):
