@@ -58,6 +58,7 @@ COOLDOWNS = Gauge("subrelay_cooldowns_active", "Cooldowns in force", multiproces
 REFRESHES = Counter("subrelay_credential_refreshes_total", "Login refreshes", ["result"])
 OPEN_STREAMS = Gauge("subrelay_open_streams", "Streams being sent", multiprocess_mode="livesum")
 TOKENS = Counter("subrelay_tokens_total", "Tokens the upstreams reported", ["provider", "model", "kind"])
+TRACE_SPANS_DROPPED = Counter("subrelay_trace_spans_dropped_total", "Trace spans not sent (OpenTelemetry)", ["reason"])
 
 
 _children: dict[tuple, object] = {}  # label values → metric child (labels() is the slow part of an update)

@@ -12,11 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed (pip install -e '.[otel]')")
+pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto is a test dependency (pip install -e '.[test]')")
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status  # noqa: E402
 
 from tests.team.conftest import ask  # noqa: E402
 
@@ -120,6 +121,8 @@ def test_a_fallback_request_arrives_as_one_trace_with_the_named_spans(receiver, 
     connects = sorted((c for c in children if c.name == "upstream connect"), key=lambda c: c.start_time_unix_nano)
     assert _attributes(connects[0])["subrelay.route"] == "primary/gpt-x"
     assert _attributes(connects[0])["http.response.status_code"] == 429 and "error.type" in _attributes(connects[0])
+    assert connects[0].status.code == Status.STATUS_CODE_ERROR and connects[1].status.code == Status.STATUS_CODE_UNSET
+    assert root.kind == Span.SPAN_KIND_SERVER and {c.kind for c in connects} == {Span.SPAN_KIND_CLIENT}
     assert _attributes(connects[1])["subrelay.route"] == "backup/gpt-x"
     fallback = next(c for c in children if c.name == "fallback")
     assert _attributes(fallback)["subrelay.to"] == "backup/gpt-x"
