@@ -37,6 +37,7 @@ def person_key(name: str, created_at: float) -> str:
 
 
 _PERSONS: dict[tuple[str, float], str] = {}
+_SCOPES: dict[tuple[str | None, float], str] = {}  # a user caller's scope id, asked twice per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,12 @@ class Caller:
         """What this caller's stored things (responses, sockets, device logins) are bound to: the person,
         never only the name."""
         if self.kind == "user":
-            return f"user:{person_key(self.name or '', self.since)}"
+            known = _SCOPES.get((self.name, self.since))
+            if known is None:
+                if len(_SCOPES) >= 10_000:
+                    _SCOPES.clear()
+                known = _SCOPES[(self.name, self.since)] = f"user:{person_key(self.name or '', self.since)}"
+            return known
         if self.kind == "owner":
             return f"owner:{self.key_id}"
         return "anonymous"

@@ -30,7 +30,9 @@ class _Window:
     __slots__ = ("buckets", "total", "width")
 
     def __init__(self, window: float) -> None:
-        self.buckets: deque[list] = deque()  # [ends at, amount, first end, live], oldest first
+        # [ends at, amount, first end, live], oldest first. A reservation joins the newest bucket when it
+        # ends within ``width`` of that bucket's first end (or before it), which then ends with its last.
+        self.buckets: deque[list] = deque()
         self.total = 0
         self.width = window / BUCKETS  # fixed for the key: its rules share one window length
 
@@ -40,20 +42,6 @@ class _Window:
             bucket = buckets.popleft()
             bucket[3] = False  # a settle that comes later changes nothing
             self.total -= bucket[1]
-
-    def hold(self, amount: int, ends: float) -> list:
-        """Add ``amount`` until ``ends`` (or a little later, with the bucket it joins)."""
-        buckets = self.buckets
-        last = buckets[-1] if buckets else None
-        if last is not None and ends <= last[2] + self.width:  # joins the newest bucket (or ends before it)
-            if ends > last[0]:
-                last[0] = ends
-            last[1] += amount
-        else:
-            last = [ends, amount, ends, True]
-            buckets.append(last)
-        self.total += amount
-        return last
 
 
 class _Held(Reservation):
@@ -72,35 +60,53 @@ class MemoryLimiter:
     async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
         now = self._clock()
         windows = self._windows
-        for rule in rules:
+        for rule in rules:  # every rule checked before any is taken: all or nothing
             window = windows.get(rule.key)
             if window is None:
                 continue
-            window.expire(now)
+            if window.buckets and window.buckets[0][0] <= now:
+                window.expire(now)
             if window.total + rule.amount > rule.limit:
                 return Refusal(rule.key, self._retry_after(window, rule, now), window.total)
         parts, totals, held = [], [], []
-        for rule in rules:
-            key = rule.key
+        for rule in rules:  # Window.hold, inline (this runs for every rule of every request)
+            key, amount = rule.key, rule.amount
             window = windows.get(key)
             if window is None:
                 if len(windows) >= self._max_keys:
                     self._prune(now)
                 window = windows[key] = _Window(rule.window)
             expires = now + rule.window
-            held.append([window, window.hold(rule.amount, expires), rule.amount])
-            parts.append((key, rule.amount, expires))
+            buckets = window.buckets
+            bucket = buckets[-1] if buckets else None
+            if bucket is not None and expires <= bucket[2] + window.width:
+                if expires > bucket[0]:
+                    bucket[0] = expires
+                bucket[1] += amount
+            else:
+                bucket = [expires, amount, expires, True]
+                buckets.append(bucket)
+            window.total += amount
+            held.append([window, bucket, amount])
+            parts.append((key, amount, expires))
             totals.append(window.total)
         reservation = _Held(str(next(self._ids)), tuple(parts), tuple(totals))
         reservation.held = held
         return reservation
 
     async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
-        for (key, _, _), part in zip(reservation.parts, getattr(reservation, "held", ())):
+        held = getattr(reservation, "held", None)
+        if not held:
+            return
+        windows = self._windows
+        for (key, _, _), part in zip(reservation.parts, held):
+            new = actual.get(key)
+            if new is None:
+                continue  # not settled: it keeps what it reserved
             window, bucket, amount = part
-            if key not in actual or not bucket[3] or self._windows.get(key) is not window:
-                continue  # not settled, or its window has ended since
-            new = max(int(actual[key]), 0)
+            if not bucket[3] or windows.get(key) is not window:
+                continue  # its window has ended since
+            new = max(int(new), 0)
             bucket[1] += new - amount
             window.total += new - amount
             part[2] = new  # what the bucket holds for it now (a second settle sets, never adds)

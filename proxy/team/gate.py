@@ -148,7 +148,7 @@ class TeamGate:
         request. Every other request looks the key up afresh."""
         if not presented or not looks_like_user_key(presented):
             return None
-        team = self._team(now_please=True)  # a user's key before the store was noticed: look now
+        team = self.team or self._team(now_please=True)  # a user's key before the store was noticed: look now
         if team is None:
             return None
         key_hash = hash_key(presented)

@@ -20,7 +20,10 @@ def hash_key(key: bytes | str) -> str:
 
 
 def looks_like_user_key(key: bytes) -> bool:
-    return key.startswith(KEY_PREFIX.encode())
+    return key.startswith(_PREFIX)
+
+
+_PREFIX = KEY_PREFIX.encode()
 
 
 def valid_name(name: object) -> bool:

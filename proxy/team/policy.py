@@ -105,9 +105,12 @@ def full_window(windows: dict[str, Any] | None, threshold: float, now: float) ->
     return None
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class Admission:
-    """One user request's passage through team mode (made by the edge once the user is known)."""
+    """One user request's passage through team mode (made by the edge once the user is known).
+
+    Made for every request: ``__init__`` sets what the edge passes; every other field reads the class's
+    default until a step sets it."""
 
     team: Team
     user: User
@@ -132,11 +135,18 @@ class Admission:
     switched: str | None = None  # why the quota-aware fallback left the user's own login (None: it did not)
     key_slot: str | None = None  # the upstream key whose deployment-wide stream slot this request holds
 
+    def __init__(self, team: Team, user: User, book: UsageBook, threshold: float, gate: Any = None,
+                 money: Money | None = None, ladder: tuple = ()) -> None:
+        self.team, self.user, self.book, self.threshold = team, user, book, threshold
+        self.gate, self.money, self.ladder = gate, money, ladder
+
     async def admit(self, routes: list, request: Any, record: RequestRecord | None) -> list:
         """The routes this request may take, limits reserved; raises 403/429 in the client's shape."""
         inbound = getattr(request, "inbound", None)
-        routes = self._allowed_routes(routes, getattr(request, "model", "") or "")
-        self.reached = _reached_names(routes, getattr(request, "model", "") or "")
+        model = getattr(request, "model", "") or ""
+        routes = self._allowed_routes(routes, model)
+        if self.user.model_limits:  # only the per-model limits read every name the model goes by
+            self.reached = _reached_names(routes, model)
         if getattr(inbound, "format", None) == "messages.count_tokens":  # counting is free: no limit, no usage
             return routes
         self.admitted = True
