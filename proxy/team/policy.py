@@ -52,8 +52,8 @@ def estimate_tokens(request: Any) -> tuple[int, int]:
     inbound = getattr(request, "inbound", None)
     raw = getattr(inbound, "raw", b"") or b""
     asked = getattr(request, "max_output_tokens", None)
-    output = min(asked if isinstance(asked, int) and asked > 0 else OUTPUT_ESTIMATE, MAX_OUTPUT_ESTIMATE)
-    return len(raw) // 4 + 1, output
+    output = asked if (type(asked) is int or isinstance(asked, int)) and asked > 0 else OUTPUT_ESTIMATE
+    return len(raw) // 4 + 1, output if output < MAX_OUTPUT_ESTIMATE else MAX_OUTPUT_ESTIMATE
 
 
 FRAME_OVERHEAD = 160  # bytes of an answer stream's delta frame that are not text (ids, types, JSON)
@@ -423,16 +423,17 @@ class Admission:
     def _rules(self, request: Any) -> list[LimitRule]:
         user = self.user
         person = user.person  # counters are the person's, not the name's: a re-added name starts afresh
-        self.estimate = estimate_tokens(request)
-        tokens = sum(self.estimate)
+        self.estimate = estimate = estimate_tokens(request)
+        tokens = estimate[0] + estimate[1]
         rules = []
         if user.rpm:
             rules.append(LimitRule(f"{person}:rpm", user.rpm, 60.0, 1))
         if user.tpm:
-            rules.append(LimitRule(f"{person}:tpm", user.tpm, 60.0, min(tokens, user.tpm)))
+            rules.append(LimitRule(f"{person}:tpm", user.tpm, 60.0, tokens if tokens < user.tpm else user.tpm))
         if user.daily_tokens:
             day, left = _utc_day()
-            rules.append(LimitRule(f"{person}:day:{day}", user.daily_tokens, left, min(tokens, user.daily_tokens)))
+            rules.append(LimitRule(f"{person}:day:{day}", user.daily_tokens, left,
+                                   tokens if tokens < user.daily_tokens else user.daily_tokens))
         if user.model_limits:  # limits for some models only: the first glob matching the model reached
             reached = self.reached or (getattr(request, "model", "") or "",)
             pattern = next((p for p in user.model_limits if _matches_any(reached, (p,))), None)
