@@ -50,22 +50,34 @@ def entry_hash(log: str, seq: int, prev: str, cells: Iterable[str]) -> str:
 
 
 def cells_of(log: str, entry: dict) -> list[str]:
-    cells = []
-    for name in FIELDS[log]:  # the common types inline: this runs for every entry written and checked
-        value = entry.get(name)
-        kind = type(value)
-        cells.append(value if kind is str else "" if value is None else str(value) if kind is int else cell(value))
-    return cells
+    return cells_from([entry.get(name) for name in FIELDS[log]])
+
+
+def cells_from(values: list) -> list[str]:
+    """The cells of an entry's fields (in the log's order): :func:`cell` with the common types inline
+    (``bool`` is not ``int`` here); this runs for every entry written and checked."""
+    return [value if type(value) is str else "" if value is None else str(value) if type(value) is int
+            else cell(value) for value in values]
 
 
 def link(log: str, head_seq: int, head_hash: str, entries: list[dict]) -> tuple[int, str]:
     """Give ``entries`` (in order) their ``seq``, ``prev`` and ``hash`` after the head; the new head."""
+    return linked(log, head_seq, head_hash, entries)[0]
+
+
+def linked(log: str, head_seq: int, head_hash: str, entries: list[dict]) -> tuple[tuple[int, str], list[list]]:
+    """:func:`link`, and each entry's fields in the log's order (what a store keeps as the entry's cells,
+    read once here for the hash and the store both)."""
     seq, prev = head_seq, head_hash
+    names = FIELDS[log]
+    rows = []
     for entry in entries:
         seq += 1
         entry["seq"], entry["prev"] = seq, prev
-        entry["hash"] = prev = entry_hash(log, seq, prev, cells_of(log, entry))
-    return seq, prev
+        values = [entry.get(name) for name in names]
+        entry["hash"] = prev = entry_hash(log, seq, prev, cells_from(values))
+        rows.append(values)
+    return (seq, prev), rows
 
 
 @dataclass(slots=True)

@@ -108,14 +108,18 @@ class RequestLedger(PeriodicFlush):
 def entry_of(record: Any, user_agent: bytes | None, finished: float) -> tuple[dict, float]:
     """A ledger entry from a finished request record, and the epoch second the request started."""
     ended = record.ended if record.ended is not None else record.started
-    total = max(ended - record.started, 0.0)
+    total = ended - record.started
+    if total < 0.0:
+        total = 0.0
     started = finished - total
     usage = record.usage
     client, version = client_of(user_agent)
+    model, upstream_model, route, provider = record.model, record.upstream_model, record.route, record.provider
     entry = {
-        "time": iso_time(started), "person": record.person, "door": _DOORS.get(record.path, record.path[:40]),
-        "model": _or_none(record.model), "upstream_model": _or_none(record.upstream_model),
-        "route": _or_none(record.route), "provider": _or_none(record.provider),
+        "time": iso_time(started), "person": record.person, "door": _DOORS.get(record.path) or record.path[:40],
+        "model": None if model in _NOTHING else model,
+        "upstream_model": None if upstream_model in _NOTHING else upstream_model,
+        "route": None if route in _NOTHING else route, "provider": None if provider in _NOTHING else provider,
         "decision": "; ".join(record.notes) or None, "status": record.status, "error": record.error,
         "input_tokens": usage.prompt_tokens if usage else None,
         "cached_tokens": (usage.cached_tokens or 0) if usage else None,
@@ -169,5 +173,5 @@ def iso_time(epoch: float) -> str:
     return f"{_second[1]}{int(epoch * 1000) % 1000:03d}Z"
 
 
-def _or_none(value: str) -> str | None:
-    return None if value in ("-", "") else value
+_NOTHING = ("-", "")  # a record's "nothing known": the entry's None
+

@@ -16,7 +16,7 @@ import threading
 
 import orjson
 
-from proxy.observe.chain import FIELDS, GENESIS, link
+from proxy.observe.chain import FIELDS, GENESIS, linked
 from proxy.state.ledger import LOGS, LedgerQuery, LedgerStore, Page, Retention, status_range
 from proxy.state.team import StoreError
 
@@ -61,14 +61,13 @@ class SqliteLedgerStore(LedgerStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             seq, last = self._head(log)[:2]
-            link(log, seq, last, entries)
+            _, values = linked(log, seq, last, entries)
             who, what, what2, whom, status = _COLUMNS[log]
-            names = FIELDS[log]
             db.executemany(f"INSERT INTO {log} VALUES (?,?,?,?,?,?,?,?,?)", [
                 (entry["seq"], ts, entry.get(who), entry.get(what), entry.get(what2) if what2 else None,
                  entry.get(whom), entry.get(status) if status else None,
-                 orjson.dumps([entry.get(name) for name in names]).decode(), bytes.fromhex(entry["hash"]))
-                for entry, ts in zip(entries, epoch)])
+                 orjson.dumps(fields).decode(), bytes.fromhex(entry["hash"]))
+                for entry, ts, fields in zip(entries, epoch, values)])
         except BaseException:
             db.execute("ROLLBACK")
             raise

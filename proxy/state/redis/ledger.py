@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import orjson
 from redis.asyncio import Redis
 
-from proxy.observe.chain import FIELDS, GENESIS, link
+from proxy.observe.chain import FIELDS, GENESIS, linked
 from proxy.state.ledger import LedgerQuery, LedgerStore, Page, Retention, status_range
 from proxy.state.redis.connection import RedisOptions, bounded, create_client
 from proxy.state.team import StoreError
@@ -71,12 +71,10 @@ class RedisLedgerStore(LedgerStore):
         head = raw.decode() if raw else ""
         for _ in range(_ATTEMPTS):
             seq, last = _parse_head(head)
-            new_seq, new_hash = link(log, seq, last, entries)
-            names = FIELDS[log]
+            (new_seq, new_hash), values = linked(log, seq, last, entries)
             args: list = [head, f"{new_seq} {new_hash}", self.max_entries.get(log, 0)]
-            for entry, ts in zip(entries, epoch):
-                args += [entry["seq"], entry["prev"], entry["hash"],
-                         orjson.dumps([entry.get(name) for name in names]), repr(ts), int(ts * 1000)]
+            for entry, ts, fields in zip(entries, epoch, values):
+                args += [entry["seq"], entry["prev"], entry["hash"], orjson.dumps(fields), repr(ts), int(ts * 1000)]
             done, current = await bounded(self._append(keys=[self._p + log, self._p + log + ":head"], args=args),
                                           self._timeout)
             if done:
