@@ -42,6 +42,13 @@ def to_micros(value: Any, where: str = "price") -> int:
 
 def dollars(micros: int) -> str:
     """``1234567`` -> ``"1.234567"``; shown with at least cents (``"0.10"``), never through a float."""
+    if type(micros) is int and micros >= 0:  # the common case, without a call per step
+        whole = micros // MICROS
+        part = micros - whole * MICROS
+        if not part:
+            return f"{whole}.00"
+        text = str(part + MICROS)[1:].rstrip("0")  # the six digits, zero-padded (a format spec costs more)
+        return f"{whole}.{text}" if len(text) > 1 else f"{whole}.{text}0"
     sign = "-" if micros < 0 else ""
     whole, part = divmod(abs(int(micros)), MICROS)
     text = f"{part:06d}".rstrip("0")

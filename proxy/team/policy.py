@@ -261,19 +261,26 @@ class Admission:
 
     def _budget_status(self, reservation: Reservation | None) -> None:
         """Say the tightest budget's use to the client; warn once when a soft threshold is crossed."""
-        if not self.budget_rules or reservation is None or not reservation.totals:
+        rules = self.budget_rules
+        if not rules or reservation is None or not reservation.totals:
             return
-        tightest: tuple[float, str] | None = None
+        tightest: tuple[float, Any, int] | None = None  # (share, rule, total): its text made once, at the end
+        soft = self.money.soft_percent if self.money else ()
+        span = _MARK_SPAN.get(soft)
+        if span is None:  # the lowest and highest mark (percent) a reservation can cross
+            span = _MARK_SPAN[soft] = (min((*soft, 100)), max((*soft, 100)))
         for (key, amount, _), total in zip(reservation.parts, reservation.totals):
-            rule = self.budget_rules.get(key)
+            rule = rules.get(key)
             if rule is None:
                 continue
             limit = rule.budget.micros
             share = total / limit if limit else 1.0
             if tightest is None or share > tightest[0]:
-                tightest = (share, f"{rule.budget.name} {int(share * 100)}% reserved, "
-                                   f"${dollars(max(limit - total, 0))} left")
-            mark = crossed(rule, amount, total, self.money.soft_percent if self.money else ())
+                tightest = (share, rule, total)
+            # crossed() only when a mark can lie in (before, total]: below the lowest or past the highest, none.
+            if limit <= 0 or total < limit * span[0] // 100 or total - amount >= limit * span[1] // 100:
+                continue
+            mark = crossed(rule, amount, total, soft)
             if mark is not None:
                 whose = "team" if rule.owner.startswith("_") else rule.owner
                 log.warning("budget %s of %s passed %d%% (%s)", rule.budget.name, whose, mark, rule.budget.describe())
@@ -283,7 +290,10 @@ class Admission:
                                 {"budget": rule.budget.name, "owner": whose, "percent": mark,
                                  "budget_usd": dollars(limit), "reserved_usd": dollars(total)})
         if tightest is not None:
-            self._say("x-subrelay-budget", tightest[1])
+            share, rule, total = tightest
+            left = rule.budget.micros - total
+            self._say("x-subrelay-budget", f"{rule.budget.name} {int(share * 100)}% reserved, "
+                                           f"${dollars(left if left > 0 else 0)} left")
 
     def _allowed_routes(self, routes: list, model: str) -> list:
         """The routes whose model the user may reach. The allow-list holds for the model actually
@@ -517,6 +527,7 @@ class Admission:
         self.book.add(self.user.person, record, cost.micros if cost is not None else 0, unpriced)
 
 
+_MARK_SPAN: dict[tuple[int, ...], tuple[int, int]] = {}  # soft thresholds -> (lowest, highest) with 100
 _SEEN_WINDOWS: dict[str, dict[str, int]] = {}  # plan windows last written, per login (when no gate keeps them)
 _day_cache: list = [0, ""]  # (the second it was worked out, the UTC day then)
 
