@@ -308,16 +308,16 @@ class EdgeMiddleware:
         caller, user = found
         scope["subrelay.caller"] = caller
         if scope["method"] == "POST" and scope["path"] in ADMITTED_PATHS:  # a person's fair share of requests
+            slot = caller.scope_id
             try:
                 if self.gate.queue_seconds:  # when_full = "queue": wait (bounded) for a slot
-                    await self.gate.caps.acquire(caller.scope_id, "request", user.max_concurrent,
-                                                 self.gate.queue_seconds)
+                    await self.gate.caps.acquire(slot, "request", user.max_concurrent, self.gate.queue_seconds)
                 else:
-                    self.gate.caps.take(caller.scope_id, "request", user.max_concurrent)
+                    self.gate.caps.take(slot, "request", user.max_concurrent)
             except ProxyError as error:
                 scope["subrelay.store_error"] = error
                 return True
-            scope["subrelay.slot"] = caller.scope_id
+            scope["subrelay.slot"] = slot
         CALLER.set(caller)
         admission = scope["subrelay.admission"] = self.gate.admission(user)
         ADMISSION.set(admission)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from hashlib import sha256
 from dataclasses import replace
 from contextvars import ContextVar
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from proxy.state.team import OWNER_LOGIN, StoredLogin, User
 from proxy.hub.caller import CALLER, Caller
 from proxy.team.fairness import PersonCaps
 from proxy.team.context import Team, ledger_options, open_ledger, open_team, store_path
-from proxy.team.keys import hash_key, looks_like_user_key
+from proxy.team.keys import looks_like_user_key
 from proxy.team.member_keys import user_by_member_key
 from proxy.team.unavailable import store_unavailable
 
@@ -151,7 +152,7 @@ class TeamGate:
         team = self.team or self._team(now_please=True)  # a user's key before the store was noticed: look now
         if team is None:
             return None
-        key_hash = hash_key(presented)
+        key_hash = sha256(presented).hexdigest()  # hash_key, for the bytes a request presents
         if may_defer and team.store.remote:
             cached = self._cache.get(key_hash)
             if cached is not None and cached[1] > time.monotonic():

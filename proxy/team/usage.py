@@ -60,7 +60,7 @@ class UsageBook(PeriodicFlush):
         if now != self._day_at:  # the UTC day, worked out at most once a second
             self._day_at, self._day = now, time.strftime("%Y-%m-%d", time.gmtime(now))
         day = self._day
-        model = usage_model(record)
+        model = record.upstream_model if record.known_model else UNLISTED_MODEL  # usage_model, inline
         key = (user, day, model, record.provider)
         row = self._rows.get(key)
         if row is None:
