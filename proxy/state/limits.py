@@ -45,7 +45,7 @@ class _Window:
 
 
 class _Held(Reservation):
-    """A reservation of this limiter: per part, the window and bucket it went into and what it holds there."""
+    """A reservation of this limiter: per part's key, the window and bucket it went into and what it holds there."""
 
     __slots__ = ("held",)
 
@@ -68,7 +68,7 @@ class MemoryLimiter:
                 window.expire(now)
             if window.total + rule.amount > rule.limit:
                 return Refusal(rule.key, self._retry_after(window, rule, now), window.total)
-        parts, totals, held = [], [], []
+        parts, totals, held = [], [], {}
         for rule in rules:  # Window.hold, inline (this runs for every rule of every request)
             key, amount = rule.key, rule.amount
             window = windows.get(key)
@@ -87,7 +87,7 @@ class MemoryLimiter:
                 bucket = [expires, amount, expires, True]
                 buckets.append(bucket)
             window.total += amount
-            held.append([window, bucket, amount])
+            held[key] = [window, bucket, amount]
             parts.append((key, amount, expires))
             totals.append(window.total)
         reservation = _Held(str(next(self._ids)), tuple(parts), tuple(totals))
@@ -99,10 +99,10 @@ class MemoryLimiter:
         if not held:
             return
         windows = self._windows
-        for (key, _, _), part in zip(reservation.parts, held):
-            new = actual.get(key)
-            if new is None:
-                continue  # not settled: it keeps what it reserved
+        for key, new in actual.items():  # a part not in ``actual`` keeps what it reserved
+            part = held.get(key)
+            if part is None:
+                continue  # not a part of this reservation
             window, bucket, amount = part
             if not bucket[3] or windows.get(key) is not window:
                 continue  # its window has ended since

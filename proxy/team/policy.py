@@ -516,7 +516,10 @@ class Admission:
         cost = spent(self.money, self.answered, record.usage, self.estimate, record.status) if self.money else None
         if self.reservation is not None:
             tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
-            actual = {key: used for key, _, _ in self.reservation.parts if key.startswith(("tpm", "day"), tokens_only)}
+            actual = {}
+            for key, _, _ in self.reservation.parts:
+                if key.startswith(("tpm", "day"), tokens_only):
+                    actual[key] = used
             if self.budget_rules:  # and the budgets, at what the route that answered charged
                 actual.update(settled_amounts(self.budget_rules, self.answered, cost))
             if actual and self.team.limiter is self.team.store:
