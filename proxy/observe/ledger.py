@@ -120,7 +120,7 @@ def entry_of(record: Any, user_agent: bytes | None, finished: float) -> tuple[di
         "model": None if model in _NOTHING else model,
         "upstream_model": None if upstream_model in _NOTHING else upstream_model,
         "route": None if route in _NOTHING else route, "provider": None if provider in _NOTHING else provider,
-        "decision": "; ".join(record.notes) or None, "status": record.status, "error": record.error,
+        "decision": "; ".join(record.notes) if record.notes else None, "status": record.status, "error": record.error,
         "input_tokens": usage.prompt_tokens if usage else None,
         "cached_tokens": (usage.cached_tokens or 0) if usage else None,
         "output_tokens": usage.completion_tokens if usage else None,

@@ -229,14 +229,15 @@ def _install_prices(settings: Settings) -> None:
     """The cost the log line and the ledger show: the price table's pure function, when subrelay has one
     (``proxy.money.prices``); without it every cost stays unknown, never guessed."""
     try:
-        from proxy.money.prices import cost_of as price_of  # the price table (issue 28), when present
+        from proxy.money.prices import default_table  # the price table (issue 28), when present
     except ImportError:
         cost.install(None)
         return
     kinds = {provider.name: provider.kind for provider in settings.file.providers}
+    table = default_table()  # the shipped table (read once, kept)
 
     def dollars(provider: str, model: str, usage) -> float | None:
-        found = price_of(provider, model, usage, kind=kinds.get(provider, provider))
+        found = table.cost_of(provider, model, usage, kinds.get(provider, provider))
         return None if found is None else found.micros / 1_000_000
 
     cost.install(dollars)
