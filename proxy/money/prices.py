@@ -77,7 +77,7 @@ class Price:
         return -(-(input_tokens * self.input + output_tokens * out) // PER_TOKENS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: made for every priced request, and frozen init is slow
 class Cost:
     """What one request cost: ``micros`` micro-dollars at ``price``."""
 
