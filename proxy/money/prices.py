@@ -94,25 +94,17 @@ def price_usage(price: Price, usage: Any) -> Cost:
     completion tokens include the reasoning ones) at ``price``, rounded up to a whole micro-dollar."""
     if price.plan:
         return Cost(0, price)
-    # max(int(x or 0), 0), and the cached and reasoning parts at most their whole, without a call per
-    # step for the common case (whole numbers): this runs for every priced request.
+    # max(int(x or 0), 0), the cached and reasoning parts at most their whole: without a call per step
+    # for the common case (whole numbers), since this runs for every priced request.
     prompt = getattr(usage, "prompt_tokens", 0) or 0
-    if type(prompt) is not int:
-        prompt = int(prompt)
-    if prompt < 0:
-        prompt = 0
     cached = getattr(usage, "cached_tokens", 0) or 0
-    if type(cached) is not int:
-        cached = int(cached)
-    cached = 0 if cached < 0 else prompt if cached > prompt else cached
     completion = getattr(usage, "completion_tokens", 0) or 0
-    if type(completion) is not int:
-        completion = int(completion)
-    if completion < 0:
-        completion = 0
     reasoning = getattr(usage, "reasoning_tokens", 0) or 0
-    if type(reasoning) is not int:
-        reasoning = int(reasoning)
+    if not type(prompt) is type(cached) is type(completion) is type(reasoning) is int:
+        prompt, cached, completion, reasoning = int(prompt), int(cached), int(completion), int(reasoning)
+    prompt = prompt if prompt > 0 else 0
+    completion = completion if completion > 0 else 0
+    cached = 0 if cached < 0 else prompt if cached > prompt else cached
     reasoning = 0 if reasoning < 0 else completion if reasoning > completion else reasoning
     cached_rate = price.input if price.cached_input is None else price.cached_input
     reasoning_rate = price.output if price.reasoning is None else price.reasoning
