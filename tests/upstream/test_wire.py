@@ -247,3 +247,24 @@ async def test_a_half_read_answer_closes_its_connection_and_the_next_call_opens_
         await response.aclose()
         assert len(await body_of(await client.send("POST", server.url, {}, b""))) == 200000
     assert server.connections == 2
+
+
+async def test_an_answer_closed_just_before_its_end_keeps_its_connection_for_the_next_call():
+    """A translator stops at response.completed, before the chunked body's last bytes: the connection reads
+    them and serves the next call (a new connection per turn would cost a handshake each, TLS ones too)."""
+    async def late_end(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (11, b"data: done\n"))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+
+    async with RawServer(late_end) as server:
+        client = pool()
+        for _ in range(3):
+            response = await client.send("POST", server.url, {}, b"")
+            async for piece in response.aiter_bytes():
+                assert piece == b"data: done\n"
+                break
+            await response.aclose()
+            await asyncio.sleep(0.2)
+    assert server.connections == 1
