@@ -327,6 +327,14 @@ class WireResponse:
                 return
             await connection.wait()
 
+    def whole_body(self) -> bytes | None:
+        """The whole body if it has already arrived unencoded (a small answer usually comes in the same read as
+        its head), else None: then read it with :meth:`aiter_bytes`."""
+        connection = self._connection
+        if not connection.done or connection.error is not None or "content-encoding" in self.headers:
+            return None
+        return connection.take() if connection.chunks else b""
+
     async def aclose(self) -> None:
         if self._closed:
             return
