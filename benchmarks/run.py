@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         return saved
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     plan = {
-        "smoke": dict(runs=1, c1=20, stream=10, sweep_runs=1, sweep_n=40, sweep_s=3, levels=(1, 10), stream_levels=(1, 10), memory=100,
+        "smoke": dict(runs=1, c1=20, stream=10, sweep_runs=1, sweep_n=400, sweep_s=3, levels=(1, 10), stream_levels=(1, 10), memory=100,
                       open_streams=20),
         "quick": dict(runs=2, c1=300, stream=30, sweep_runs=1, sweep_n=1500, sweep_s=2, levels=(1, 10, 50, 200),
                       stream_levels=(1, 10, 50), memory=600, open_streams=100),

@@ -102,6 +102,11 @@ def main() -> None:
             turns += await agent(f"{args.transport}-{index}", args.round_trips)
         spent = time.process_time() - started
         print(f"turns={turns} cpu_us_per_turn={spent / max(turns, 1) * 1e6:.1f}")
+        sockets = app.state.subrelay.upstream.sockets
+        if sockets is not None:  # how the turns went: each as only its new items (incremental) or in full
+            stats = sockets.stats
+            print(f"socket turns incremental={stats.incremental} full={stats.full} bytes_sent={stats.bytes_sent}",
+                  file=sys.stderr)
         await inbox.put({"type": "lifespan.shutdown"})
         await outbox.get()
         await lifespan

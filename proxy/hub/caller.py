@@ -25,8 +25,18 @@ def person_key(name: str, created_at: float) -> str:
     """What one person's counters, usage and stored conversations are bound to: the user's name and
     when that user was made, so a name removed and added again is a new person who inherits nothing
     (no usage, no limit or budget counters, no conversation). A user made before person keys (no
-    creation time) keeps the bare name."""
-    return f"{name}~{int(created_at * 1000):x}" if created_at else name
+    creation time) keeps the bare name. Remembered (bounded): a request asks several times."""
+    if not created_at:
+        return name
+    known = _PERSONS.get((name, created_at))
+    if known is None:
+        if len(_PERSONS) >= 10_000:
+            _PERSONS.clear()
+        known = _PERSONS[(name, created_at)] = f"{name}~{int(created_at * 1000):x}"
+    return known
+
+
+_PERSONS: dict[tuple[str, float], str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,14 @@ disk write on the request path. Several workers or replicas reserve in the share
 
 Each check-and-reserve runs without an ``await`` inside, so on the event loop it is atomic: a limit of
 N admits exactly N however requests race.
+
+Memory is bounded whatever the traffic: a window does not keep one entry per reservation (a monthly
+budget would hold every request of a busy month) but sums them into at most :data:`BUCKETS` + 1 buckets,
+each the reservations that end within ``window / BUCKETS`` of its first one. A bucket is freed when its
+*last* reservation ends, so a reservation may be held up to that long past its own end, never less: a
+limit can only be stricter for it, never looser. A calendar period (a day's tokens, a month's budget)
+ends for all its reservations at once: one bucket. A settle adjusts the very bucket its reservation
+went into (the reservation carries it), so a settled amount leaves the window exactly when it would have.
 """
 
 from __future__ import annotations
@@ -15,17 +23,43 @@ from collections.abc import Callable
 
 from proxy.state.team import LimitRule, Refusal, Reservation
 
+BUCKETS = 256  # per window: a reservation is held at most window / BUCKETS past its end
+
 
 class _Window:
-    __slots__ = ("entries", "total")
+    __slots__ = ("buckets", "total", "width")
 
-    def __init__(self) -> None:
-        self.entries: deque[list] = deque()  # [expires_at, amount, reservation id], oldest first
+    def __init__(self, window: float) -> None:
+        self.buckets: deque[list] = deque()  # [ends at, amount, first end, live], oldest first
         self.total = 0
+        self.width = window / BUCKETS  # fixed for the key: its rules share one window length
 
     def expire(self, now: float) -> None:
-        while self.entries and self.entries[0][0] <= now:
-            self.total -= self.entries.popleft()[1]
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= now:
+            bucket = buckets.popleft()
+            bucket[3] = False  # a settle that comes later changes nothing
+            self.total -= bucket[1]
+
+    def hold(self, amount: int, ends: float) -> list:
+        """Add ``amount`` until ``ends`` (or a little later, with the bucket it joins)."""
+        buckets = self.buckets
+        last = buckets[-1] if buckets else None
+        if last is not None and ends <= last[2] + self.width:  # joins the newest bucket (or ends before it)
+            if ends > last[0]:
+                last[0] = ends
+            last[1] += amount
+        else:
+            last = [ends, amount, ends, True]
+            buckets.append(last)
+        self.total += amount
+        return last
+
+
+class _Held(Reservation):
+    """A reservation of this limiter: per part, the window and bucket it went into and what it holds there."""
+
+    __slots__ = ("held",)
 
 
 class MemoryLimiter:
@@ -37,49 +71,52 @@ class MemoryLimiter:
 
     async def reserve(self, rules: list[LimitRule]) -> Reservation | Refusal:
         now = self._clock()
+        windows = self._windows
         for rule in rules:
-            window = self._windows.get(rule.key)
+            window = windows.get(rule.key)
             if window is None:
                 continue
             window.expire(now)
             if window.total + rule.amount > rule.limit:
                 return Refusal(rule.key, self._retry_after(window, rule, now), window.total)
-        reservation_id = str(next(self._ids))
-        parts, totals = [], []
+        parts, totals, held = [], [], []
         for rule in rules:
-            window = self._windows.get(rule.key)
+            key = rule.key
+            window = windows.get(key)
             if window is None:
-                if len(self._windows) >= self._max_keys:
+                if len(windows) >= self._max_keys:
                     self._prune(now)
-                window = self._windows[rule.key] = _Window()
+                window = windows[key] = _Window(rule.window)
             expires = now + rule.window
-            window.entries.append([expires, rule.amount, reservation_id])
-            window.total += rule.amount
-            parts.append((rule.key, rule.amount, expires))
+            held.append([window, window.hold(rule.amount, expires), rule.amount])
+            parts.append((key, rule.amount, expires))
             totals.append(window.total)
-        return Reservation(reservation_id, tuple(parts), tuple(totals))
+        reservation = _Held(str(next(self._ids)), tuple(parts), tuple(totals))
+        reservation.held = held
+        return reservation
 
     async def settle(self, reservation: Reservation, actual: dict[str, int]) -> None:
-        for key, amount, _ in reservation.parts:
-            if key not in actual:
-                continue
-            window = self._windows.get(key)
-            if window is None:
-                continue
-            for entry in reversed(window.entries):  # recent reservations sit at the end
-                if entry[2] == reservation.id:
-                    new = max(int(actual[key]), 0)
-                    window.total += new - entry[1]
-                    entry[1] = new
-                    break
+        for (key, _, _), part in zip(reservation.parts, getattr(reservation, "held", ())):
+            window, bucket, amount = part
+            if key not in actual or not bucket[3] or self._windows.get(key) is not window:
+                continue  # not settled, or its window has ended since
+            new = max(int(actual[key]), 0)
+            bucket[1] += new - amount
+            window.total += new - amount
+            part[2] = new  # what the bucket holds for it now (a second settle sets, never adds)
+
+    def buckets(self, key: str) -> int:
+        """How many buckets ``key``'s window holds (what its memory grows with)."""
+        window = self._windows.get(key)
+        return len(window.buckets) if window is not None else 0
 
     @staticmethod
     def _retry_after(window: _Window, rule: LimitRule, now: float) -> float:
         excess = window.total + rule.amount - rule.limit
-        for expires, amount, _ in window.entries:
+        for ends, amount, _, _ in window.buckets:
             excess -= amount
             if excess <= 0:
-                return max(expires - now, 0.001)
+                return max(ends - now, 0.001)
         return rule.window
 
     def _prune(self, now: float) -> None:

@@ -29,7 +29,7 @@ PREFETCHED_LOGIN: ContextVar[tuple[str, StoredLogin | None] | None] = ContextVar
 _LOOK_AGAIN_SECONDS = 1.0
 _CACHE_SECONDS = 60.0  # how long a key seen on a network store is trusted *provisionally* (see identify)
 _CACHE_SIZE = 10_000
-
+_ADMISSION: list = [None]  # proxy.team.policy.Admission, once imported
 
 
 class TeamGate:
@@ -50,6 +50,9 @@ class TeamGate:
         self.ledger = None  # proxy.observe.ledger.RequestLedger, once the ledger is on (None: nothing recorded)
         self._ledger_store = None  # the ledger's store when it runs without team mode (SUBRELAY_LEDGER=on)
         self._cache: dict[str, tuple[User, float]] = {}  # key hash -> (user, trusted until)
+        # key hash -> (the user record, its caller): the caller is rebuilt only when the store hands out
+        # another record (any change to the user, or any write to the store, makes a new one).
+        self._callers: dict[str, tuple[User, Caller]] = {}
         self.seen_windows: dict[str, dict[str, int]] = {}  # per login: the plan windows last written (rounded)
         self._next_look = 0.0
         self.caps = PersonCaps.from_env(env)  # each person's share of requests in flight and open sockets
@@ -166,12 +169,21 @@ class TeamGate:
             raise store_unavailable(exc) from None
         if user is None or user.disabled:
             self._cache.pop(key_hash, None)
+            self._callers.pop(key_hash, None)
             return None
         if team.store.remote:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             self._cache[key_hash] = (user, time.monotonic() + _CACHE_SECONDS)
-        return self._sealing(Caller("user", name=user.name, key_id=user.key_id, since=user.created_at), presented, key_hash), user
+        known = self._callers.get(key_hash)
+        if known is not None and known[0] is user:
+            caller = known[1]
+        else:
+            if len(self._callers) >= _CACHE_SIZE:
+                self._callers.clear()
+            caller = Caller("user", name=user.name, key_id=user.key_id, since=user.created_at)
+            self._callers[key_hash] = (user, caller)
+        return self._sealing(caller, presented, key_hash), user
 
     def _sealing(self, caller: Caller, presented: bytes, key_hash: str, expires: float | None = None) -> Caller:
         """With seal = "member", the caller carries what its key derives (and only then: it costs an HKDF)."""
@@ -219,7 +231,10 @@ class TeamGate:
 
     def admission(self, user: User):
         """The team policy for one request of ``user`` (limits, allow-list, fallback, accounting)."""
-        from proxy.team.policy import Admission
+        admission = _ADMISSION[0]
+        if admission is None:  # imported on first use: commands that never admit a request skip it
+            from proxy.team.policy import Admission
 
-        return Admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money,
+            admission = _ADMISSION[0] = Admission
+        return admission(self.team, user, self.book, self.fallback_at_percent, gate=self, money=self.money,
                          ladder=self.ladder)

@@ -32,7 +32,9 @@ class Money:
     budgets: tuple[Budget, ...] = ()  # deployment-wide (a provider's, or every paid route's)
     soft_percent: tuple[int, ...] = DEFAULT_SOFT_PERCENT
     alerts: Any = None  # proxy.team.alerts.Alerts, when webhooks are configured
-    _users: dict[str, tuple[int, tuple[Budget, ...]]] = field(default_factory=dict)
+    _users: dict[str, tuple[tuple[int, float], tuple[Budget, ...]]] = field(default_factory=dict)
+    # (user, generation, made, routes) -> which budgets cover those routes, at which prices (see _plan)
+    _plans: dict[tuple, list] = field(default_factory=dict)
 
     def price(self, route: Any) -> Price | None:
         provider = route.provider
@@ -44,11 +46,25 @@ class Money:
         if not user.budgets:
             return ()
         cached = self._users.get(user.name)
-        if cached is None or cached[0] != user.generation:
+        version = (user.generation, user.created_at)  # a name added again starts at generation 1 again
+        if cached is None or cached[0] != version:
             if len(self._users) > 10_000:
                 self._users.clear()
-            cached = self._users[user.name] = (user.generation, parse_budgets(user.budgets, f"{user.name}.budgets"))
+            cached = self._users[user.name] = (version, parse_budgets(user.budgets, f"{user.name}.budgets"))
         return cached[1]
+
+    def plan(self, user: User, routes: list) -> list:
+        """Per budget covering ``routes``: [owner, budget, the covered routes' prices, whose key, and the
+        last period's key and rule]. Worked out once per user record and route chain (prices and budgets
+        change only with the config or the user's generation); raises for a covered route with no price."""
+        key = (user.name, user.generation, user.created_at, *[(r.provider.name, r.upstream_model) for r in routes])
+        found = self._plans.get(key)
+        if found is None:
+            found = _plan(self, user, routes)
+            if len(self._plans) > 10_000:
+                self._plans.clear()
+            self._plans[key] = found
+        return found
 
 
 @dataclass(slots=True)
@@ -65,19 +81,37 @@ def budget_rules(money: Money, user: User, routes: list, estimate: tuple[int, in
     """The rules to reserve for ``routes`` (the chain this request may take) under every budget that
     covers one of them, each at the most the request could cost on a covered route. A free route (a
     plan) falls under no budget; a paid route with no known price under a budget is refused."""
+    plan = money.plan(user, routes)
+    if not plan:
+        return [], {}
+    now = time.time() if now is None else now
+    rules: list[LimitRule] = []
+    meta: dict[str, BudgetRule] = {}
+    for entry in plan:
+        _, budget, prices, whose, period_was, rule = entry
+        amount = prices[0].estimate(*estimate) if len(prices) == 1 else max(p.estimate(*estimate) for p in prices)
+        period, left = budget.window(now)
+        if period != period_was:
+            rule = BudgetRule(entry[0], budget, f"{whose}:usd:{budget.name}:{period}")
+            entry[4], entry[5] = period, rule
+        rules.append(LimitRule(rule.key, budget.micros, left, amount))
+        meta[rule.key] = rule
+    return rules, meta
+
+
+def _plan(money: Money, user: User, routes: list) -> list:
+    """The budgets over ``routes`` (see :meth:`Money.plan`): a free route (a plan) falls under none."""
     budgets = [(user.name, b) for b in money.user_budgets(user)] + [(DEPLOYMENT, b) for b in money.budgets]
     if not budgets:
-        return [], {}
+        return []
     priced = []
     for route in routes:
         price = money.price(route)
         if price is None or not price.plan:
             priced.append((route, price))
     if not priced:
-        return [], {}
-    now = time.time() if now is None else now
-    rules: list[LimitRule] = []
-    meta: dict[str, BudgetRule] = {}
+        return []
+    plan = []
     for owner, budget in budgets:
         covered = [(r, p) for r, p in priced if budget.provider is None or r.provider.name == budget.provider]
         if not covered:
@@ -88,12 +122,9 @@ def budget_rules(money: Money, user: User, routes: list, estimate: tuple[int, in
                 f"No price is known for {unknown.label}, and the budget {budget.name!r} ({budget.describe()}) "
                 f"covers it: add [prices.\"{unknown.label}\"] with input and output (dollars per million "
                 "tokens) to subrelay.toml.", code="price_unknown")
-        amount = max(p.estimate(*estimate) for _, p in covered)
-        period, left = budget.window(now)
-        key = f"{user.person if owner == user.name else owner}:usd:{budget.name}:{period}"  # the person's own
-        rules.append(LimitRule(key, budget.micros, left, amount))
-        meta[key] = BudgetRule(owner, budget, key)
-    return rules, meta
+        whose = user.person if owner == user.name else owner  # the person's own counters
+        plan.append([owner, budget, tuple(p for _, p in covered), whose, None, None])
+    return plan
 
 
 def spent(money: Money, route: Any, usage: Any, estimate: tuple[int, int], status: int) -> Cost | None:
@@ -139,8 +170,14 @@ def crossed(rule: BudgetRule, amount: int, total: int, soft_percent: tuple[int, 
     if limit <= 0:
         return None
     before = total - amount
-    for percent in sorted((*soft_percent, 100), reverse=True):
+    marks = _MARKS.get(soft_percent)
+    if marks is None:
+        marks = _MARKS[soft_percent] = tuple(sorted((*soft_percent, 100), reverse=True))
+    for percent in marks:
         mark = limit * percent // 100
         if before < mark <= total:
             return percent
     return None
+
+
+_MARKS: dict[tuple[int, ...], tuple[int, ...]] = {}  # soft thresholds -> with 100, highest first (a few)

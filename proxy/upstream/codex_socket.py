@@ -106,14 +106,23 @@ class CodexSocket:
             return message.data
         raise SocketClosed(message.type.name)
 
-    def pending(self) -> int:
-        """Frames already received and waiting (so the next :meth:`receive` returns at once); 0 when the
-        library does not say (then every event is handed over on its own, which is only slower)."""
-        buffer = getattr(getattr(self.connection, "_reader", None), "_buffer", None)
+    async def receive_all(self) -> list[bytes]:
+        """The next event's JSON and every text frame already received after it, at once: an agent turn's
+        answer comes as about fifty frames, and ``receive()`` pays its close, ping and concurrency checks for
+        each one. Buffered text frames are taken from aiohttp's queue directly (its own ``read()``, which keeps
+        the queue's accounting); any other frame waits for ``receive()``, which handles it as usual."""
+        first = await self.receive()
+        reader = getattr(self.connection, "_reader", None)
+        buffer = getattr(reader, "_buffer", None)
+        if not buffer:
+            return [first]
+        taken = [first]
         try:
-            return len(buffer) if buffer is not None else 0
-        except TypeError:
-            return 0
+            while buffer and buffer[0][0].type is aiohttp.WSMsgType.TEXT:
+                taken.append((await reader.read()).data)
+        except (AttributeError, IndexError, TypeError):  # another aiohttp: the frames come one call at a time
+            pass
+        return taken
 
     def close_soon(self) -> None:
         """Close without waiting for the handshake (a cancelled response must not hold its caller)."""

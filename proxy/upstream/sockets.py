@@ -390,26 +390,30 @@ class SocketAnswer:
         batch: list[tuple[bytes, bytes]] = []
         content = False
         retries = 0
+        frames: list[bytes] = []  # received, not yet looked at (everything one read of the socket had)
+        position = 0
         while not self._done:
             if self._first is not None:
                 kind, data = self._first
                 self._first = None
             else:
-                if batch and not self.socket.pending():
-                    yield batch
-                    batch = []
-                try:
-                    data = await self.socket.receive()
-                except (SocketClosed, OSError) as exc:
-                    self.pool.discard(self.socket)
-                    if content or retries:
-                        if batch:
-                            yield batch
-                        raise httpx.ReadError("the Codex WebSocket closed before response.completed") from exc
-                    retries += 1
-                    held.clear()
-                    await self._resend()
-                    continue
+                if position == len(frames):
+                    if batch:
+                        yield batch
+                        batch = []
+                    try:
+                        frames, position = await self.socket.receive_all(), 0
+                    except (SocketClosed, OSError) as exc:
+                        frames, position = [], 0
+                        self.pool.discard(self.socket)
+                        if content or retries:
+                            raise httpx.ReadError("the Codex WebSocket closed before response.completed") from exc
+                        retries += 1
+                        held.clear()
+                        await self._resend()
+                        continue
+                data = frames[position]
+                position += 1
                 kind = event_kind(data)
             if kind in _SKIPPED:
                 continue

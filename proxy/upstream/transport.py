@@ -13,11 +13,27 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from proxy.config.settings import Settings
+from proxy.upstream.wire import WirePool
 
 
 class FastTransport(AiohttpTransport):
-    """``AiohttpTransport`` with exact exception classes: its table reports a refused connection
-    and a dropped one as timeouts, which would turn our 502s into 504s."""
+    """``AiohttpTransport`` with exact exception classes (its table reports a refused connection and a
+    dropped one as timeouts, which would turn our 502s into 504s), and the owner of the model calls' own
+    connection pool (:mod:`proxy.upstream.wire`), closed with it."""
+
+    _wire: WirePool | None = None
+
+    def wire_pool(self, timeout: httpx.Timeout) -> WirePool:
+        """The pool model calls go through: this transport's limits and SSL context, the client's timeouts."""
+        if self._wire is None:
+            self._wire = WirePool(self.ssl_context, timeout, self.limits.max_connections,
+                                  self.limits.max_keepalive_connections, self.limits.keepalive_expiry)
+        return self._wire
+
+    async def aclose(self) -> None:
+        if self._wire is not None:
+            await self._wire.aclose()
+        await super().aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

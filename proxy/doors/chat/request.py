@@ -7,6 +7,7 @@ never an exception inside an adapter. Fields the proxy only forwards are left to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,37 +93,62 @@ def validate_chat_request(raw: bytes) -> ChatRequest:
 
 
 def _check_generation(body: dict[str, Any]) -> None:
-    """The optional parameters adapters read or forward, each checked for its type and range."""
-    tools = body.get("tools")
-    if tools is not None:
-        _check_tools(tools)
-    _check_tool_choice(body.get("tool_choice"))
-    _check_legacy_functions(body)
-    checks.opt_boolean(body, "parallel_tool_calls")
+    """The optional parameters adapters read or forward, each checked for its type and range.
+
+    Only the parameters the body has are looked at, in the client's order (so the first bad one is the one
+    named): a body sends a handful of the two dozen, and a call per absent one was a few percent of a small
+    request's instructions."""
+    for name in body:
+        check = _GENERATION_CHECKS.get(name)
+        if check is not None:
+            check(body)
+
+
+def _check_stop(body: dict[str, Any]) -> None:
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str):
         for index, item in enumerate(checks.array(stop, "stop", max_items=4)):
             checks.string(item, f"stop[{index}]")
-    checks.opt_choice(body, "reasoning_effort", REASONING_EFFORTS)
+
+
+def _check_reasoning(body: dict[str, Any]) -> None:
     reasoning = checks.opt_obj(body, "reasoning")
     if reasoning is not None:
         checks.opt_choice(reasoning, "effort", REASONING_EFFORTS, "reasoning.effort")
         checks.opt_string(reasoning, "summary", "reasoning.summary")
-    response_format_of(body.get("response_format"))
-    checks.opt_string(body, "prompt_cache_key", max_length=1024)
-    checks.opt_string(body, "user", max_length=512)
-    checks.opt_obj(body, "metadata")
-    for name in ("max_tokens", "max_completion_tokens"):
-        checks.opt_integer(body, name, minimum=1)
-    checks.opt_number(body, "temperature", minimum=0, maximum=2)
-    checks.opt_number(body, "top_p", minimum=0, maximum=1)
-    for name in ("presence_penalty", "frequency_penalty"):
-        checks.opt_number(body, name, minimum=-2, maximum=2)
-    checks.opt_integer(body, "seed")
-    checks.opt_boolean(body, "logprobs")
-    checks.opt_integer(body, "top_logprobs", minimum=0, maximum=20)
-    checks.opt_obj(body, "logit_bias")
-    checks.opt_string(body, "service_tier", max_length=64)
+
+
+def _check_tools_of(body: dict[str, Any]) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        _check_tools(tools)
+
+
+_GENERATION_CHECKS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "tools": _check_tools_of,
+    "tool_choice": lambda body: _check_tool_choice(body.get("tool_choice")),
+    "functions": lambda body: _check_legacy_functions(body),
+    "function_call": lambda body: _check_legacy_functions(body),
+    "parallel_tool_calls": lambda body: checks.opt_boolean(body, "parallel_tool_calls"),
+    "stop": _check_stop,
+    "reasoning_effort": lambda body: checks.opt_choice(body, "reasoning_effort", REASONING_EFFORTS),
+    "reasoning": _check_reasoning,
+    "response_format": lambda body: response_format_of(body.get("response_format")),
+    "prompt_cache_key": lambda body: checks.opt_string(body, "prompt_cache_key", max_length=1024),
+    "user": lambda body: checks.opt_string(body, "user", max_length=512),
+    "metadata": lambda body: checks.opt_obj(body, "metadata"),
+    "max_tokens": lambda body: checks.opt_integer(body, "max_tokens", minimum=1),
+    "max_completion_tokens": lambda body: checks.opt_integer(body, "max_completion_tokens", minimum=1),
+    "temperature": lambda body: checks.opt_number(body, "temperature", minimum=0, maximum=2),
+    "top_p": lambda body: checks.opt_number(body, "top_p", minimum=0, maximum=1),
+    "presence_penalty": lambda body: checks.opt_number(body, "presence_penalty", minimum=-2, maximum=2),
+    "frequency_penalty": lambda body: checks.opt_number(body, "frequency_penalty", minimum=-2, maximum=2),
+    "seed": lambda body: checks.opt_integer(body, "seed"),
+    "logprobs": lambda body: checks.opt_boolean(body, "logprobs"),
+    "top_logprobs": lambda body: checks.opt_integer(body, "top_logprobs", minimum=0, maximum=20),
+    "logit_bias": lambda body: checks.opt_obj(body, "logit_bias"),
+    "service_tier": lambda body: checks.opt_string(body, "service_tier", max_length=64),
+}
 
 
 def _check_message(position: int, message: Any) -> None:
