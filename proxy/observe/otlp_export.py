@@ -62,6 +62,7 @@ class Sender:
                 self._context.load_cert_chain(settings.client_cert, settings.client_key)
         self._socket: socket.socket | None = None
         self.stop = threading.Event()  # set at shutdown: a backoff wait ends at once
+        _senders.add(self)
 
     def send(self, payload: bytes, timeout: float) -> str | None:
         """Export one request; None when the collector took it, else why not (no URL, no header value)."""
@@ -208,6 +209,7 @@ def _more(sock: socket.socket, data: bytes) -> bytes:
 
 
 _batchers: "weakref.WeakSet[Batcher]" = weakref.WeakSet()
+_senders: "weakref.WeakSet[Sender]" = weakref.WeakSet()
 
 
 class Batcher:
@@ -316,9 +318,11 @@ class Batcher:
             self._export(deadline)
 
 
-def _after_fork() -> None:  # a forked worker starts with an empty queue and its own thread
+def _after_fork() -> None:  # a forked worker starts with an empty queue, its own thread and its own connection
     for batcher in list(_batchers):
         batcher._reset()
+    for sender in list(_senders):
+        sender.close()
 
 
 if hasattr(os, "register_at_fork"):
