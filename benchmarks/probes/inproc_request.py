@@ -53,9 +53,9 @@ def main() -> None:
     env, key = ({}, b"sk-bench")
     if args.team:
         env, key = team_store(args.requests)
-    for name in ("SUBRELAY_LEDGER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY"):  # A/B of the ledger
-        if os.environ.get(name):  # and of tracing (an endpoint nobody listens on: spans are built, then dropped)
-            env[name] = os.environ[name]
+    for name, value in os.environ.items():  # A/B of the ledger, and of tracing (every OTEL_* variable: the
+        if value and (name == "SUBRELAY_LEDGER" or name.startswith("OTEL_")):  # endpoint, the sampler...)
+            env[name] = value
     auth = "/nonexistent/auth.json"
     settings: dict = {}
     if args.codex:

@@ -105,6 +105,9 @@ def scope(name: str, version: str = "") -> bytes:
 
 
 def export_request(resource_field: bytes, scope_field: bytes, spans: Sequence[bytes]) -> bytes:
-    """An ``ExportTraceServiceRequest`` with one resource and one scope holding ``spans`` (:func:`span` fields)."""
-    scope_spans = field(b"\x12", scope_field + b"".join(spans))
-    return field(b"\x0a", resource_field + scope_spans)
+    """An ``ExportTraceServiceRequest`` with one resource and one scope holding ``spans`` (Span fields of
+    ScopeSpans), in one join: the lengths are added up rather than each level copying the one inside it."""
+    scope_spans = len(scope_field) + sum(map(len, spans))
+    resource_spans = len(resource_field) + 1 + len(varint(scope_spans)) + scope_spans
+    return b"".join((b"\x0a", varint(resource_spans), resource_field, b"\x12", varint(scope_spans), scope_field,
+                     *spans))

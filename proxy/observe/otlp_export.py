@@ -2,8 +2,8 @@
 
 The request path only appends an entry (plain values, no span objects) to a list and counts its spans; the
 thread wakes every ``OTEL_BSP_SCHEDULE_DELAY`` (or as soon as a batch's worth is waiting), builds and encodes
-the spans (proxy.observe.otlp) and POSTs them as OTLP/HTTP protobuf on one kept-alive connection: 429/502/503/504 and connection errors are retried with backoff, each batch within
-its timeout. The queue is bounded (``OTEL_BSP_MAX_QUEUE_SIZE`` spans): when the collector is slow or down,
+the spans (proxy.observe.trace_spans) and POSTs them as OTLP/HTTP protobuf on one kept-alive connection:
+429/502/503/504 and connection errors are retried with backoff, each batch within its timeout. The queue is bounded (``OTEL_BSP_MAX_QUEUE_SIZE`` spans): when the collector is slow or down,
 new spans are dropped and counted (``subrelay_trace_spans_dropped_total{reason="queue full"}``), never
 waited for, so tracing can never stall or grow a request. Shutdown sends what is queued, bounded by the
 exporter's timeout.
@@ -62,6 +62,7 @@ class Sender:
                 self._context.load_cert_chain(settings.client_cert, settings.client_key)
         self._socket: socket.socket | None = None
         self.stop = threading.Event()  # set at shutdown: a backoff wait ends at once
+        _senders.add(self)
 
     def send(self, payload: bytes, timeout: float) -> str | None:
         """Export one request; None when the collector took it, else why not (no URL, no header value)."""
@@ -99,7 +100,11 @@ class Sender:
                 sock = self._context.wrap_socket(sock, server_hostname=self.host)
             self._socket = sock
         sock.settimeout(timeout)
-        sock.sendall(b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n", body)))
+        head = b"".join((self._head, str(len(body)).encode(), b"\r\n\r\n"))
+        if self._context is None:
+            _send_all(sock, head, body)
+        else:
+            sock.sendall(head + body)  # an SSL socket has no sendmsg
         while True:
             status, headers, rest = _read_head(sock)
             if status >= 200:
@@ -126,6 +131,14 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection
 _SAFE = re.compile(r"[^\r\n\x00]*")  # a header line can never be split by a value
 _HEAD_LIMIT = 64 * 1024
 _BODY_LIMIT = 1 << 20  # an ExportTraceServiceResponse is a few bytes
+
+
+def _send_all(sock: socket.socket, head: bytes, body: bytes) -> None:
+    """The request's head and body in one system call when the socket takes them (no copy of the body)."""
+    sent = sock.sendmsg((head, body))
+    total = len(head) + len(body)
+    if sent < total:
+        sock.sendall((head + body)[sent:])
 
 
 def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -196,12 +209,13 @@ def _more(sock: socket.socket, data: bytes) -> bytes:
 
 
 _batchers: "weakref.WeakSet[Batcher]" = weakref.WeakSet()
+_senders: "weakref.WeakSet[Sender]" = weakref.WeakSet()
 
 
 class Batcher:
     """The bounded queue of entries and the export thread (started with the first entry, again after a fork)."""
 
-    def __init__(self, settings: OtelSettings, encode: Callable[[Any], tuple[bytes, int]],
+    def __init__(self, settings: OtelSettings, encode: Callable[[list], list[tuple[bytes, int] | None]],
                  envelope: Callable[[list[bytes]], bytes], send: Callable[[bytes, float], str | None],
                  stop: threading.Event | None = None) -> None:
         self.settings = settings
@@ -249,19 +263,24 @@ class Batcher:
     def _export(self, deadline: float) -> None:
         """Encode and send everything queued now, in batches of at most OTEL_BSP_MAX_EXPORT_BATCH_SIZE spans."""
         taken, self._pending = self._pending, []  # an append racing this lands in one list or the other
+        if not taken:
+            return
+        try:
+            encoded = self._encode(taken)
+        except Exception:  # noqa: BLE001 - a bug must not stop the thread
+            encoded = [None] * len(taken)
         batch: list[bytes] = []
         spans = counted = 0
-        for entry in taken:
+        for entry, result in zip(taken, encoded):
             counted += entry[0]
-            try:
-                encoded, number = self._encode(entry)
-            except Exception:  # noqa: BLE001 - a bug in one entry must not stop the thread
-                log.exception("a trace could not be encoded; its spans are dropped")
+            if result is None:
+                log.error("a trace could not be encoded; its spans are dropped")
                 continue
+            data, number = result
             if batch and spans + number > self.settings.max_batch:  # a request's spans stay in one batch
                 self._post(batch, spans, counted - entry[0], deadline)
                 batch, spans, counted = [], 0, entry[0]
-            batch.append(encoded)
+            batch.append(data)
             spans += number
         self._post(batch, spans, counted, deadline)
 
@@ -299,9 +318,11 @@ class Batcher:
             self._export(deadline)
 
 
-def _after_fork() -> None:  # a forked worker starts with an empty queue and its own thread
+def _after_fork() -> None:  # a forked worker starts with an empty queue, its own thread and its own connection
     for batcher in list(_batchers):
         batcher._reset()
+    for sender in list(_senders):
+        sender.close()
 
 
 if hasattr(os, "register_at_fork"):

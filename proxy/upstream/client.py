@@ -343,6 +343,15 @@ async def read_whole(response: httpx.Response, clock: StreamClock | None, limit:
     string in it is redacted, not only its errors (:func:`proxy.observe.redact.redact_relayed_body`)."""
     chunks: list[bytes] = []
     size = 0
+    whole = getattr(response, "whole_body", None)  # the wire client's answer that already arrived whole
+    body = whole() if whole is not None else None
+    if body is not None:
+        await response.aclose()
+        if len(body) > limit:
+            raise UpstreamFailure(f"The upstream answer exceeded {limit} bytes.", code="upstream_body_too_large")
+        if record is not None:
+            record.usage = usage_in_body(body) or record.usage
+        return redact_relayed_body(body, content=content)
     try:
         async for chunk in timed_chunks(response.aiter_bytes(), clock):
             size += len(chunk)

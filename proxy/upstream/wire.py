@@ -24,7 +24,7 @@ import re
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from urllib.parse import urlsplit
 
 import httptools
@@ -37,6 +37,10 @@ from multidict import CIMultiDict
 _PAUSE_AT = 16 * 1024
 _READ_SIZE = 16 * 1024
 _DECODED_PIECE = 64 * 1024  # a compressed answer is handed out in pieces of at most this
+# An answer closed before its end (a translator stops at response.completed, before the chunked body's last
+# bytes) keeps its connection if the rest arrives within this time and size; else the connection closes.
+_DRAIN_SECONDS = 2.0
+_DRAIN_BYTES = 64 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -73,7 +77,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     __slots__ = ("origin", "loop", "transport", "parser", "status", "raw_headers", "keep_alive", "chunks",
                  "buffered", "head", "waiter", "drained", "done", "error", "closed", "paused", "close_delimited",
-                 "last_read", "read_timeout", "timer", "idle_since", "got_bytes", "on_body", "buffer")
+                 "last_read", "read_timeout", "timer", "idle_since", "got_bytes", "on_body", "buffer",
+                 "parked", "drain_timer")
 
     def __init__(self, origin: _Origin, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
         self.origin, self.loop, self.read_timeout = origin, loop, read_timeout
@@ -82,6 +87,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.drained: asyncio.Future | None = None  # set while writing waits for the socket's buffer
         self.idle_since = 0.0
         self.buffer: memoryview | None = None
+        self.parked: Callable[[_Connection], None] | None = None  # set while the rest of a closed answer is read
+        self.drain_timer: asyncio.TimerHandle | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -132,6 +139,11 @@ class _Connection(asyncio.BufferedProtocol):
             return
         if self.chunks:
             self.buffered += len(data)  # framing included: a bound, not a count
+            if self.parked is not None:  # the rest of an answer nobody reads any more
+                self.chunks.clear()
+                if self.buffered > _DRAIN_BYTES:
+                    self.abandon()
+                return
             if self.buffered > _PAUSE_AT and not self.paused:
                 self.paused = True  # the client is slower than the upstream: the rest waits in the upstream's socket
                 self.transport.pause_reading()
@@ -142,6 +154,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
         if self.head is None or self.done:
             return
         if self.status and self.close_delimited and exc is None:  # the body ran to the connection's end
@@ -185,7 +200,25 @@ class _Connection(asyncio.BufferedProtocol):
             return  # the end of an interim answer
         self.done = True
         self._stop_timer()
+        parked = self.parked
+        if parked is not None:  # the rest of a closed answer came: the connection can serve the next call
+            self.parked = None
+            if self.drain_timer is not None:
+                self.drain_timer.cancel()
+                self.drain_timer = None
+            parked(self)
+            return
         self._wake()
+
+    def abandon(self) -> None:
+        """Stop waiting for the rest of a closed answer: the connection closes."""
+        self.parked = None
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     # the request's side
     def _wake(self) -> None:
@@ -249,7 +282,13 @@ class _Connection(asyncio.BufferedProtocol):
             self.waiter = None
 
     def reusable(self) -> bool:
-        return self.done and self.keep_alive and not self.closed and self.error is None and not self.chunks
+        """The answer arrived whole (read or not) on a connection that stays open."""
+        return self.done and self.keep_alive and not self.closed and self.error is None
+
+    def drainable(self) -> bool:
+        """The answer is closed before its end, but its end is on the way: worth reading to keep the connection."""
+        return not self.done and self.status != 0 and self.keep_alive and self.error is None and not self.closed \
+            and not self.close_delimited and self.transport is not None
 
 
 class WireResponse:
@@ -287,6 +326,14 @@ class WireResponse:
                         yield rest
                 return
             await connection.wait()
+
+    def whole_body(self) -> bytes | None:
+        """The whole body if it has already arrived unencoded (a small answer usually comes in the same read as
+        its head), else None: then read it with :meth:`aiter_bytes`."""
+        connection = self._connection
+        if not connection.done or connection.error is not None or "content-encoding" in self.headers:
+            return None
+        return connection.take() if connection.chunks else b""
 
     async def aclose(self) -> None:
         if self._closed:
@@ -466,17 +513,40 @@ class WirePool:
         return WireResponse(connection, self)
 
     def release(self, connection: _Connection) -> None:
-        """An answer closed: its connection goes back to the pool if it was read to the end, else it closes."""
+        """An answer closed: its connection goes back to the pool if the answer arrived whole; if its end is
+        still on the way, the connection reads it (bounded by _DRAIN_SECONDS and _DRAIN_BYTES, the call's slot
+        already free) and then goes back; else it closes."""
         connection._stop_timer()
-        if connection.reusable() and not self._closing:
-            idle = self._idle.setdefault(connection.origin.key, deque())
-            if len(idle) < self._max_idle:
-                connection.head = None  # idle: bytes arriving now mean it is unusable
-                connection.idle_since = connection.loop.time()
-                idle.append(connection)
-                self._leave()
-                return
+        if self._closing:
+            self._drop(connection)
+            return
+        if connection.reusable():
+            self._park(connection)
+            self._leave()
+            return
+        if connection.drainable():
+            connection.chunks.clear()
+            connection.buffered = 0
+            connection.parked = self._park
+            connection.drain_timer = connection.loop.call_later(_DRAIN_SECONDS, connection.abandon)
+            if connection.paused:
+                connection.paused = False
+                connection.transport.resume_reading()
+            self._leave()
+            return
         self._drop(connection)
+
+    def _park(self, connection: _Connection) -> None:
+        """A connection whose answer is complete: idle in the pool, or closed if the pool has enough."""
+        idle = self._idle.setdefault(connection.origin.key, deque())
+        if self._closing or len(idle) >= self._max_idle:
+            connection.closed = True
+            connection.transport.abort()
+            return
+        connection.chunks.clear()
+        connection.head = None  # idle: bytes arriving now mean it is unusable
+        connection.idle_since = connection.loop.time()
+        idle.append(connection)
 
     def _drop(self, connection: _Connection) -> None:
         connection._stop_timer()

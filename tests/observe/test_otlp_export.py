@@ -51,7 +51,7 @@ class Collector:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def spans(self) -> list:
         out = []
@@ -160,3 +160,18 @@ def test_the_standard_variables_are_read_with_the_specifications_units_and_defau
     assert custom.endpoint == "https://c:4318/otlp/v1/traces" and custom.timeout == 2.5  # ms; the traces one first
     assert custom.max_queue == 100 and custom.max_batch == 100 and custom.schedule_delay == 5  # bounded; defaulted
     assert custom.resource["service.name"] == "from-attributes"
+
+
+def test_a_forked_worker_starts_with_an_empty_queue_and_its_own_thread(collector):
+    import os
+
+    tracing = _traced({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "60000"}, requests=2)
+    assert tracing.batcher._thread is not None and len(tracing.batcher._pending) == 2
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's queued spans are the parent's to send
+        ok = tracing.batcher._pending == [] and tracing.batcher._thread is None
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    tracing.shutdown()
+    assert [len(spans) for spans in collector.spans()] == [8]  # the parent's, sent once

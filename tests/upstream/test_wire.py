@@ -247,3 +247,49 @@ async def test_a_half_read_answer_closes_its_connection_and_the_next_call_opens_
         await response.aclose()
         assert len(await body_of(await client.send("POST", server.url, {}, b""))) == 200000
     assert server.connections == 2
+
+
+async def test_an_answer_closed_just_before_its_end_keeps_its_connection_for_the_next_call():
+    """A translator stops at response.completed, before the chunked body's last bytes: the connection reads
+    them and serves the next call (a new connection per turn would cost a handshake each, TLS ones too)."""
+    async def late_end(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (11, b"data: done\n"))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"0\r\n\r\n")
+
+    async with RawServer(late_end) as server:
+        client = pool()
+        for _ in range(3):
+            response = await client.send("POST", server.url, {}, b"")
+            async for piece in response.aiter_bytes():
+                assert piece == b"data: done\n"
+                break
+            await response.aclose()
+            await asyncio.sleep(0.2)
+    assert server.connections == 1
+
+
+async def test_a_tls_upstream_is_verified_against_the_trusted_authorities(tmp_path):
+    """Every real vendor is HTTPS: the answer comes over TLS when the upstream's certificate chains to a trusted
+    authority (here a test CA, as SSL_CERT_FILE would name one), and the call fails to connect when it does not."""
+    import ssl
+
+    from tests.redis_ha import Tls
+
+    tls = Tls(str(tmp_path))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(tls.cert, tls.key)
+
+    async def answer(reader, writer):
+        writer.write(OK)
+
+    server = await asyncio.start_server(RawServer(answer)._serve, "127.0.0.1", 0, ssl=server_context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/chat/completions"
+    try:
+        trusting = WirePool(ssl.create_default_context(cafile=tls.ca), httpx.Timeout(5.0), 8, 8, 5.0)
+        assert await body_of(await trusting.send("POST", url, {}, b"{}")) == b'{"ok":true}'
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            await WirePool(None, httpx.Timeout(5.0), 8, 8, 5.0).send("POST", url, {}, b"{}")  # the system's authorities
+    finally:
+        server.close()
