@@ -515,7 +515,7 @@ class Admission:
             record.note(f"usage estimated: the client left after {record.relayed_frames} frames")
         cost = spent(self.money, self.answered, record.usage, self.estimate, record.status) if self.money else None
         if self.reservation is not None:
-            tokens_only = len(self.user.name) + 1  # settle the token limits; a request stays one request
+            tokens_only = len(self.user.person) + 1  # settle the token limits; a request stays one request
             actual = {}
             for key, _, _ in self.reservation.parts:
                 if key.startswith(("tpm", "day"), tokens_only):

@@ -122,6 +122,25 @@ def test_a_stream_left_just_before_its_end_is_charged_for_what_it_delivered(prox
         assert after.status_code == 429, after.text
 
 
+def test_a_token_limit_holds_what_a_request_used_not_its_estimate(proxy_settings, mock_codex, team_env):
+    """Admission holds a bounded estimate (the input plus up to 1,024 output tokens); once the answer's usage is
+    known, the token limits hold what it used. Two small requests fit a 1,500-token minute; before, the estimate
+    stayed held all minute (the settle looked for the name, not the person key the counters are under)."""
+    settings = replace(proxy_settings, auth_base_url=mock_codex.url, env=team_env)
+    key = make_user(team_env, "frugal", tpm=1500)
+    with ServerThread(create_app(settings)) as proxy:
+        device_login(proxy.url, key, mock_codex, "frugal@example.com")
+        statuses = []
+        for _ in range(3):
+            answer = httpx.post(proxy.url + "/v1/chat/completions", timeout=30,
+                                headers={"authorization": f"Bearer {key}"},
+                                json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
+            statuses.append(answer.status_code)
+            usage = answer.json().get("usage") or {}
+            assert answer.status_code != 200 or usage.get("total_tokens", 0) < 200, usage  # each uses little
+    assert statuses == [200, 200, 200], statuses
+
+
 def _start_login(base: str, key: str) -> httpx.Response:
     return httpx.post(f"{base}{PREFIX}/device/start", json={}, headers={"authorization": f"Bearer {key}"}, timeout=30)
 
