@@ -228,13 +228,8 @@ def create_app(settings: Settings, router: Router | None = None) -> Starlette:
 def _install_prices(settings: Settings) -> None:
     """The cost the log line and the ledger show: the price table's pure function, when subrelay has one
     (``proxy.money.prices``); without it every cost stays unknown, never guessed."""
-    try:
-        from proxy.money.prices import default_table  # the price table (issue 28), when present
-    except ImportError:
-        cost.install(None)
-        return
     kinds = {provider.name: provider.kind for provider in settings.file.providers}
-    table = default_table()  # the shipped table (read once, kept)
+    table = settings.file.prices  # the shipped table with subrelay.toml's [prices] on top (what budgets use)
 
     def dollars(provider: str, model: str, usage) -> float | None:
         found = table.cost_of(provider, model, usage, kinds.get(provider, provider))

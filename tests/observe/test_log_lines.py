@@ -37,3 +37,25 @@ def test_a_percent_encoded_newline_reaches_no_log_raw(proxy_url, caplog):
         assert time.monotonic() < deadline, text
         time.sleep(0.05)
     assert "\nINFO:forged-line" not in text and "\\nINFO:forged-line" in text
+
+
+def test_the_logged_cost_uses_the_deployments_own_prices(caplog):
+    """subrelay.toml's [prices] price the log line and the ledger as they price budgets (they were priced with
+    the shipped table alone, so a provider priced only in subrelay.toml logged no cost)."""
+    import tomllib
+
+    from proxy.config.file import parse_config
+    from proxy.config.settings import Settings
+    from proxy.hub.events import Usage
+    from proxy.server.app import create_app
+
+    config = parse_config(tomllib.loads('[prices."bench/*"]\ninput = 2\noutput = 10\n[providers.bench]\nkind = "custom"\n'
+                                        'base_url = "http://127.0.0.1:9/v1"\napi_key = "sk-bench"\n'))
+    create_app(Settings(file=config, codex_auth_path="/nonexistent/auth.json"))
+    record = RequestRecord("r1", "POST", "/v1/chat/completions")
+    record.routed("bench/m", "bench/m", "bench", True, "m")
+    record.status, record.usage = 200, Usage(1_000_000, 100_000, 1_100_000)
+    with caplog.at_level(logging.INFO, logger="subrelay.requests"):
+        record.finish()
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")][-1]
+    assert line.endswith(" cost=3.0"), line  # 1M input tokens at $2 + 100k output at $10 per million
