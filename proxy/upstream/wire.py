@@ -544,6 +544,9 @@ class WirePool:
             connection.transport.abort()
             return
         connection.chunks.clear()
+        if connection.paused:  # complete, with pieces nobody took: the next answer must be read
+            connection.paused = False
+            connection.transport.resume_reading()
         connection.head = None  # idle: bytes arriving now mean it is unusable
         connection.idle_since = connection.loop.time()
         idle.append(connection)

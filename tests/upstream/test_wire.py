@@ -293,3 +293,21 @@ async def test_a_tls_upstream_is_verified_against_the_trusted_authorities(tmp_pa
             await WirePool(None, httpx.Timeout(5.0), 8, 8, 5.0).send("POST", url, {}, b"{}")  # the system's authorities
     finally:
         server.close()
+
+
+async def test_a_connection_kept_with_an_unread_answer_still_reads_the_next_one():
+    """An answer that arrived whole but was closed unread (past the pause mark: reading stopped) leaves its
+    connection to the pool; the next call on it must not wait on a socket nobody reads."""
+    body = b"y" * 30_000
+
+    async def answer(reader, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    async with RawServer(answer) as server:
+        client = pool(read=2.0)
+        response = await client.send("POST", server.url, {}, b"")
+        await asyncio.sleep(0.3)  # all of it arrives; nobody reads it
+        assert response._connection.done
+        await response.aclose()
+        assert await body_of(await client.send("POST", server.url, {}, b"")) == body
+    assert server.connections == 1
